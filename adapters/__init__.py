@@ -1,0 +1,1 @@
+"""Department adapters: map a department system's native records to hub schemas."""

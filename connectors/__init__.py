@@ -1,0 +1,1 @@
+"""Technology connectors: one module per kind of system, implementing hub Source/Sink."""

@@ -1,0 +1,1 @@
+"""govhub: a federated message-bus integration hub for cross-department government data sharing."""

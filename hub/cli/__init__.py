@@ -1,0 +1,69 @@
+"""The `govhub` command: one entry point, sub-commands by capability (names fixed by the brief)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from hub.errors import GovhubError
+from hub.home import Settings
+from hub.log import configure
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    envvar="GOVHUB_HOME",
+    default=None,
+    help="Home folder for keys and embedded servers (env GOVHUB_HOME, default ./.govhub).",
+)
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """govhub: signed Avro events over NATS JetStream between government departments."""
+    ctx.obj = Settings.from_env(home)
+
+
+def _register() -> None:
+    """Every module of this package that defines COMMANDS contributes them to `govhub`."""
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point: errors become one sentence on stderr and a non-zero exit."""
+    configure()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("govhub: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except GovhubError as exc:
+        click.echo(f"govhub: {exc}", err=True)
+        if exc.diagnostics():
+            click.echo(f"        {exc.diagnostics()}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("govhub: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for GOVHUB_DEBUG
+        click.echo(f"govhub: internal error ({type(exc).__name__}): {exc}", err=True)
+        if os.environ.get("GOVHUB_DEBUG"):
+            traceback.print_exc()
+        else:
+            click.echo("        Run again with GOVHUB_DEBUG=1 for the traceback.", err=True)
+        sys.exit(70)

@@ -1,0 +1,56 @@
+"""What every command shares: settings from `--home`, `--json` output, running async code."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from hub.home import Settings
+from hub.jsonout import dumps
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def settings(ctx: click.Context) -> Settings:
+    """The settings the root command built from `--home` and the environment."""
+    value = ctx.find_root().obj
+    assert isinstance(value, Settings)
+    return value
+
+
+def json_option(func: F) -> F:
+    """Add `--json`: print one JSON document on stdout instead of tables."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document on stdout."
+    )(func)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a fresh event loop."""
+    return asyncio.run(coro)
+
+
+def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
+    """Print `data` as JSON, or call `human` to print it for a person."""
+    if as_json:
+        click.echo(dumps(data))
+    else:
+        human()
+
+
+def async_command(func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+    """Let a click command be an `async def` taking the click context first."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return run(func(*args, **kwargs))
+
+    return wrapper

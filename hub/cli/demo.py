@@ -1,0 +1,23 @@
+"""`govhub demo`: run the Kezhou story and print what happened as tables."""
+
+from __future__ import annotations
+
+import click
+
+from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.demo import render, run_demo
+from hub.runtime import open_hub
+
+
+@click.command()
+@json_option
+@click.pass_context
+@async_command
+async def demo(ctx: click.Context, as_json: bool) -> None:
+    """Run the Kezhou scenario end to end and print a summary."""
+    async with open_hub(settings(ctx)) as hub:
+        result = await run_demo(hub)
+    emit(as_json, result, lambda: render(console, result))
+
+
+COMMANDS = [demo]

@@ -1,0 +1,33 @@
+"""`govhub serve`: run the hub services until stopped."""
+
+from __future__ import annotations
+
+import click
+
+from hub.cli.common import async_command, settings
+from hub.log import configure
+from hub.runtime import open_hub
+from hub.serve import serve as run_services
+
+
+@click.command()
+@click.option("--only", default="", help="Comma-separated service names to run (default: all).")
+@click.option(
+    "--http",
+    "http_addr",
+    default="127.0.0.1:8480",
+    show_default=True,
+    help="Address for health, metrics and the audit read API.",
+)
+@click.pass_context
+@async_command
+async def serve(ctx: click.Context, only: str, http_addr: str) -> None:
+    """Run the hub services (audit appender, checkpoints, directory, exchange tracker)."""
+    configure("INFO")
+    host, _, port = http_addr.rpartition(":")
+    names = [n for n in only.split(",") if n]
+    async with open_hub(settings(ctx)) as hub:
+        await run_services(hub, only=names, host=host or "127.0.0.1", port=int(port))
+
+
+COMMANDS = [serve]

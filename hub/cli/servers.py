@@ -1,0 +1,115 @@
+"""`govhub up | down | status`: the embedded servers of a home."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.db import redact
+from hub.embedded import EmbeddedServers
+from hub.runtime import open_hub
+
+
+@click.command()
+@click.option(
+    "--scenario", default=None, help="Scenario to enroll into an empty registry (default kezhou)."
+)
+@json_option
+@click.pass_context
+@async_command
+async def up(ctx: click.Context, scenario: str | None, as_json: bool) -> None:
+    """Start the embedded servers and keep them running until `govhub down`."""
+    conf = settings(ctx)
+    async with open_hub(conf, keep_servers=True, scenario=scenario) as hub:
+        data = {
+            "home": str(conf.home.root),
+            "nats_url": hub.nats_url,
+            "pg_dsn": redact(hub.pg_dsn),
+            "participants": len(hub.participants),
+            "scenario": hub.scenario.name,
+        }
+    emit(
+        as_json,
+        data,
+        lambda: console.print(
+            f"govhub is up: NATS {data['nats_url']}, PostgreSQL {data['pg_dsn']}, "
+            f"{data['participants']} participants ({data['scenario']}). Stop with `govhub down`."
+        ),
+    )
+
+
+@click.command()
+@json_option
+@click.pass_context
+def down(ctx: click.Context, as_json: bool) -> None:
+    """Stop the embedded servers of this home."""
+    stopped = EmbeddedServers(settings(ctx).home).stop_all()
+    emit(
+        as_json,
+        {"stopped": stopped},
+        lambda: console.print(
+            f"stopped: {', '.join(stopped)}" if stopped else "nothing was running"
+        ),
+    )
+
+
+def status_data(ctx: click.Context) -> dict[str, Any]:
+    """What `status --json` prints: URLs and every server process of this home."""
+    conf = settings(ctx)
+    running = EmbeddedServers(conf.home).running()
+    nodes = [
+        {
+            "name": info.name,
+            "role": "hub" if info.name == "nats" else "database",
+            "domain": info.domain,
+            "client_url": info.url if info.name == "nats" else redact(info.url),
+            "pid": info.pid,
+            "port": info.port,
+            "kept": info.kept,
+            "log": info.log,
+        }
+        for info in running.values()
+    ]
+    nats = running.get("nats")
+    pg = running.get("postgres")
+    return {
+        "home": str(conf.home.root),
+        "mode": "external" if conf.external else "embedded",
+        "running": bool(conf.external or (nats and pg)),
+        "nats_url": conf.nats_url or (nats.url if nats else None),
+        "pg_dsn": redact(conf.pg_dsn) if conf.pg_dsn else (pg.url if pg else None),
+        "nats_monitor_url": nats.monitor_url if nats else None,
+        "nodes": nodes,
+    }
+
+
+@click.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show servers, URLs, domains and pids."""
+    data = status_data(ctx)
+
+    def human() -> None:
+        console.print(f"home: {data['home']} ({data['mode']})")
+        if not data["nodes"]:
+            console.print("no embedded server is running; `govhub up` starts them")
+            return
+        table = Table("name", "role", "domain", "client url", "pid")
+        for node in data["nodes"]:
+            table.add_row(
+                node["name"],
+                node["role"],
+                node["domain"] or "",
+                node["client_url"],
+                str(node["pid"]),
+            )
+        console.print(table)
+
+    emit(as_json, data, human)
+
+
+COMMANDS = [up, down, status]

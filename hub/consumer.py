@@ -1,0 +1,212 @@
+"""Durable pull consumption where every message is verified before anyone sees it.
+
+A `Delivery` carries either a `VerifiedEvent` or the `RejectedEvent` that refused it. Refused
+messages are copied to the quarantine stream with their typed reason before they are acked,
+so nothing is silently dropped; a message whose handling keeps failing is quarantined as
+`poison` once it has been delivered `max_deliver` times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from hub.bus import Publisher, quarantine_envelope
+from hub.envelope import Envelope
+from hub.errors import Reason, RejectedEvent, ServerUnavailable
+from hub.verifier import VerifiedEvent, Verifier
+
+log = structlog.get_logger("hub.consumer")
+
+DEFAULT_BACKOFF = (1.0, 5.0, 30.0, 120.0, 600.0)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message handed out by a consumer, with its verdict and ack controls."""
+
+    msg: Msg
+    envelope: Envelope
+    event: VerifiedEvent | None
+    rejection: RejectedEvent | None
+    stream: str
+    seq: int
+    delivered: int
+    stored_at: datetime
+    origin: tuple[str, int] | None
+
+    async def ack(self) -> None:
+        """Acknowledge: the consumer is done with this message for good."""
+        await self.msg.ack()
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Ask for redelivery after `delay` seconds (the consumer's backoff if None)."""
+        await self.msg.nak(delay=delay)
+
+
+def parse_source_header(value: str | None) -> tuple[str, int] | None:
+    """Origin stream and sequence from a `Nats-Stream-Source` header of a sourced message."""
+    if not value:
+        return None
+    parts = value.split(" ")
+    try:
+        return parts[0].split(":", 1)[0], int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+class Consumer:
+    """A pull consumer on one stream that verifies every message against the registry."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        verifier: Verifier,
+        publisher: Publisher,
+        *,
+        stream: str,
+        durable: str | None,
+        subjects: Sequence[str] = (),
+        deliver_new: bool = False,
+        max_deliver: int = 10,
+        backoff: Sequence[float] = DEFAULT_BACKOFF,
+        max_ack_pending: int = 20_000,
+        quarantine: bool = True,
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._verifier = verifier
+        self._publisher = publisher
+        self.stream = stream
+        self.durable = durable
+        self._subjects = list(subjects)
+        self._deliver_new = deliver_new
+        self.max_deliver = max_deliver
+        self._backoff = list(backoff)[: max(max_deliver - 1, 1)]
+        self._max_ack_pending = max_ack_pending
+        self._quarantine = quarantine
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        """Create (or bind to) the consumer; idempotent."""
+        if self._sub is not None:
+            return
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.NEW if self._deliver_new else DeliverPolicy.ALL,
+            max_deliver=self.max_deliver,
+            backoff=self._backoff,
+            ack_wait=self._backoff[0] if self._backoff else 30.0,
+            max_ack_pending=self._max_ack_pending,
+            max_waiting=64,
+        )
+        if len(self._subjects) > 1:
+            config.filter_subjects = self._subjects
+        if self.durable is None:
+            config.inactive_threshold = 60.0
+        subject = self._subjects[0] if len(self._subjects) == 1 else ""
+        self._sub = await self._js.pull_subscribe(
+            subject, durable=self.durable, stream=self.stream, config=config
+        )
+
+    async def fetch(self, batch: int = 256, timeout: float = 1.0) -> list[Delivery]:
+        """Up to `batch` deliveries; [] if none arrive within `timeout` seconds."""
+        if self._sub is None:
+            await self.start()
+        try:
+            msgs = await self._sub.fetch(batch, timeout=timeout)
+        except nats.errors.TimeoutError:
+            return []
+        except nats.errors.ConnectionClosedError as exc:
+            raise ServerUnavailable("the NATS connection closed while fetching events") from exc
+        return [self._deliver(m) for m in msgs]
+
+    def _deliver(self, msg: Msg) -> Delivery:
+        meta = msg.metadata
+        headers = dict(msg.headers or {})
+        env = Envelope(msg.subject, headers, msg.data)
+        stored_at = meta.timestamp
+        event: VerifiedEvent | None = None
+        rejection: RejectedEvent | None = None
+        try:
+            event = self._verifier.verify(env, stored_at)
+        except RejectedEvent as exc:
+            rejection = exc
+        return Delivery(
+            msg=msg,
+            envelope=env,
+            event=event,
+            rejection=rejection,
+            stream=meta.stream,
+            seq=meta.sequence.stream,
+            delivered=meta.num_delivered,
+            stored_at=stored_at,
+            origin=parse_source_header(headers.get("Nats-Stream-Source")),
+        )
+
+    async def quarantine(self, delivery: Delivery, reason: Reason, detail: str) -> None:
+        """Copy a delivery to the quarantine stream with its reason, then ack it."""
+        if self._quarantine:
+            copy = quarantine_envelope(
+                delivery.envelope, reason, detail, stream=delivery.stream, seq=delivery.seq
+            )
+            await self._publisher.publish(copy)
+        log.info(
+            "consumer.quarantined",
+            stream=delivery.stream,
+            seq=delivery.seq,
+            event_id=delivery.envelope.event_id,
+            reason=reason.value,
+        )
+        await delivery.ack()
+
+    async def fetch_verified(self, batch: int = 256, timeout: float = 1.0) -> list[Delivery]:
+        """Like fetch, but refused messages are quarantined and acked, not returned."""
+        good = []
+        for delivery in await self.fetch(batch, timeout):
+            if delivery.rejection is not None:
+                await self.quarantine(delivery, delivery.rejection.reason, str(delivery.rejection))
+            else:
+                good.append(delivery)
+        return good
+
+    async def failed(self, delivery: Delivery, error: BaseException) -> None:
+        """Handling failed: retry with backoff, or quarantine as poison on the last delivery."""
+        if delivery.delivered >= self.max_deliver:
+            await self.quarantine(
+                delivery,
+                Reason.POISON,
+                f"handling failed {delivery.delivered} times; last error: {error}",
+            )
+        else:
+            index = min(delivery.delivered - 1, len(self._backoff) - 1)
+            await delivery.nak(delay=self._backoff[index] if self._backoff else None)
+
+    async def pending(self) -> int:
+        """Messages the consumer has not yet been delivered."""
+        if self._sub is None:
+            await self.start()
+        info = await self._sub.consumer_info()
+        return int(info.num_pending or 0)
+
+    async def stop(self, *, delete: bool = False) -> None:
+        """Unsubscribe (idempotent); `delete` also removes a durable consumer."""
+        if self._sub is None:
+            return
+        sub, self._sub = self._sub, None
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        if delete and self.durable:
+            with contextlib.suppress(nats.js.errors.NotFoundError, asyncio.TimeoutError):
+                await self._js.delete_consumer(self.stream, self.durable)

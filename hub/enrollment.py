@@ -1,0 +1,264 @@
+"""Adding, rotating and revoking participants: the registry's only writer.
+
+Each change is made in one PostgreSQL transaction that also writes the participant's JSON
+document to the `govhub_participants` KV bucket and publishes a signed
+`gov.admin.v1.ParticipantChanged` event from the hub operator; the transaction commits only
+after both succeeded, so the record never claims a change the bus has not carried.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+from nats.aio.client import Client as NatsClient
+
+from hub.bus import Publisher
+from hub.codec import SchemaCache
+from hub.envelope import SigningKey, key_id, seal
+from hub.errors import RegistryError
+from hub.keys import CertificateAuthority, KeyStore
+from hub.participants import PARTICIPANTS_BUCKET, Participant, ParticipantKey
+from hub.subjects import check_participant_id, subject_for
+
+log = structlog.get_logger("hub.enrollment")
+
+CHANGE_SCHEMA = "gov.admin.v1.ParticipantChanged"
+
+
+@dataclass(frozen=True)
+class NewParticipant:
+    """What `participant add` needs: id, display name, role; the unit is the id's first token."""
+
+    id: str
+    name: str = ""
+    role: str = "department"
+    public_key: bytes | None = None
+
+    @property
+    def unit(self) -> str:
+        """The unit token of the id."""
+        return self.id.split(".", 1)[0]
+
+
+async def load_participants(
+    db: asyncpg.Pool | asyncpg.Connection, only: str | None = None
+) -> list[Participant]:
+    """Participants with their keys from the PostgreSQL record (a pool, or a connection
+    inside an open transaction so it sees its own writes)."""
+    rows = await db.fetch(
+        "SELECT * FROM participants WHERE $1::text IS NULL OR id = $1 ORDER BY id", only
+    )
+    keys = await db.fetch(
+        "SELECT * FROM participant_keys WHERE $1::text IS NULL OR participant_id = $1"
+        " ORDER BY not_before",
+        only,
+    )
+    by_owner: dict[str, list[ParticipantKey]] = {}
+    for k in keys:
+        by_owner.setdefault(k["participant_id"], []).append(
+            ParticipantKey(
+                key_id=k["key_id"],
+                public_key=bytes(k["public_key"]),
+                not_before=k["not_before"],
+                not_after=k["not_after"],
+                certificate_pem=k["certificate_pem"],
+            )
+        )
+    return [
+        Participant(
+            id=r["id"],
+            unit=r["unit"],
+            name=r["name"],
+            role=r["role"],
+            status=r["status"],
+            revoked_at=r["revoked_at"],
+            created_at=r["created_at"],
+            keys=tuple(by_owner.get(r["id"], [])),
+        )
+        for r in rows
+    ]
+
+
+class Enrollment:
+    """Registry changes signed by the hub operator."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        nc: NatsClient,
+        publisher: Publisher,
+        schemas: SchemaCache,
+        keystore: KeyStore,
+        ca: CertificateAuthority,
+        operator: str,
+    ) -> None:
+        self._pool = pool
+        self._js = nc.jetstream()
+        self._publisher = publisher
+        self._schema = schemas.by_name(CHANGE_SCHEMA)
+        self._keystore = keystore
+        self._ca = ca
+        self.operator = operator
+
+    def _operator_key(self) -> SigningKey:
+        return self._keystore.current(self.operator)
+
+    async def add(self, specs: Sequence[NewParticipant]) -> list[Participant]:
+        """Register participants, generating keys locally unless a public key is given."""
+        now = datetime.now(UTC)
+        added: list[Participant] = []
+        for spec in specs:
+            check_participant_id(spec.id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            existing = await conn.fetch(
+                "SELECT id FROM participants WHERE id = ANY($1::text[])", [s.id for s in specs]
+            )
+            if existing:
+                names = ", ".join(r["id"] for r in existing)
+                raise RegistryError(
+                    f"already registered: {names}; use `participant rotate` for a new key"
+                )
+            for spec in specs:
+                public = spec.public_key
+                if public is None:
+                    public = self._keystore.generate(spec.id).public_bytes
+                key = ParticipantKey(
+                    key_id=key_id(public),
+                    public_key=public,
+                    not_before=now,
+                    certificate_pem=self._ca.issue(spec.id, spec.name, public, now),
+                )
+                await conn.execute(
+                    "INSERT INTO participants (id, unit, name, role, created_at)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    spec.id,
+                    spec.unit,
+                    spec.name,
+                    spec.role,
+                    now,
+                )
+                await _insert_key(conn, spec.id, key)
+                added.append(
+                    Participant(
+                        id=spec.id,
+                        unit=spec.unit,
+                        name=spec.name,
+                        role=spec.role,
+                        created_at=now,
+                        keys=(key,),
+                    )
+                )
+            await self._distribute(added, "ADDED", now)
+        log.info("enrollment.added", count=len(added))
+        return added
+
+    async def rotate(self, participant: str) -> Participant:
+        """Give a participant a new key; the old key stays valid for events stamped before now."""
+        now = datetime.now(UTC)
+        current = await self._get(participant)
+        if current.status != "active":
+            raise RegistryError(
+                f"{participant} is revoked; a revoked participant cannot get a new key"
+            )
+        public = self._keystore.generate(participant).public_bytes
+        key = ParticipantKey(
+            key_id=key_id(public),
+            public_key=public,
+            not_before=now,
+            certificate_pem=self._ca.issue(participant, current.name, public, now),
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE participant_keys SET not_after = $2"
+                " WHERE participant_id = $1 AND not_after IS NULL",
+                participant,
+                now,
+            )
+            await _insert_key(conn, participant, key)
+            updated = (await load_participants(conn, participant))[0]
+            await self._distribute([updated], "ROTATED", now, key=key)
+        log.info("enrollment.rotated", participant=participant, key_id=key.key_id)
+        return updated
+
+    async def revoke(self, participant: str) -> Participant:
+        """Revoke a participant: its events stamped from now on are refused everywhere."""
+        now = datetime.now(UTC)
+        current = await self._get(participant)
+        if current.status == "revoked":
+            raise RegistryError(f"{participant} is already revoked")
+        if participant == self.operator:
+            raise RegistryError("the hub operator cannot revoke itself")
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE participants SET status = 'revoked', revoked_at = $2 WHERE id = $1",
+                participant,
+                now,
+            )
+            updated = (await load_participants(conn, participant))[0]
+            await self._distribute([updated], "REVOKED", now)
+        log.info("enrollment.revoked", participant=participant)
+        return updated
+
+    async def sync(self) -> int:
+        """Rewrite the KV copy from the PostgreSQL record (after a restore, for example)."""
+        everyone = await load_participants(self._pool)
+        kv = await self._js.key_value(PARTICIPANTS_BUCKET)
+        for p in everyone:
+            await kv.put(p.id, json.dumps(p.to_json()).encode())
+        return len(everyone)
+
+    async def _get(self, participant: str) -> Participant:
+        found = await load_participants(self._pool, participant)
+        if not found:
+            raise RegistryError(f"{participant} is not a registered participant")
+        return found[0]
+
+    async def _distribute(
+        self,
+        changed: Sequence[Participant],
+        change: str,
+        when: datetime,
+        key: ParticipantKey | None = None,
+    ) -> None:
+        kv = await self._js.key_value(PARTICIPANTS_BUCKET)
+        for p in changed:
+            await kv.put(p.id, json.dumps(p.to_json()).encode())
+        operator = self._operator_key()
+        subject = subject_for("adm", self.operator, "participant")
+        envs = []
+        for p in changed:
+            new_key = key or (p.current_key if change == "ADDED" else None)
+            body = self._schema.encode(
+                {
+                    "participant_id": p.id,
+                    "change": change,
+                    "unit": p.unit,
+                    "name": p.name,
+                    "role": p.role,
+                    "key_id": new_key.key_id if new_key else None,
+                    "public_key": new_key.public_key if new_key else None,
+                    "certificate_pem": new_key.certificate_pem if new_key else None,
+                    "effective_at": when,
+                }
+            )
+            envs.append(seal(operator, subject, CHANGE_SCHEMA, body))
+        await self._publisher.publish_many(envs)
+
+
+async def _insert_key(conn: asyncpg.Connection, participant: str, key: ParticipantKey) -> None:
+    await conn.execute(
+        "INSERT INTO participant_keys"
+        " (participant_id, key_id, public_key, not_before, not_after, certificate_pem)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        participant,
+        key.key_id,
+        key.public_key,
+        key.not_before,
+        key.not_after,
+        key.certificate_pem,
+    )

@@ -1,0 +1,243 @@
+"""The wire contract v1 envelope: CloudEvents binary-mode headers, signing input, sign and check.
+
+One JetStream message is one event: the body is the Avro single-object encoding of the payload,
+the headers are CloudEvents 1.0 attributes plus `govhub-key` and `govhub-sig`. docs/protocol.md
+is the normative description; this module is its implementation and must not drift from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from hub.errors import Reason, RejectedEvent
+
+SIG_V1 = "govhub-sig-v1"
+CONTENT_TYPE = "application/avro"
+
+H_SPECVERSION = "ce-specversion"
+H_ID = "ce-id"
+H_SOURCE = "ce-source"
+H_TYPE = "ce-type"
+H_TIME = "ce-time"
+H_CONTENT_TYPE = "content-type"
+H_KEY = "govhub-key"
+H_SIG = "govhub-sig"
+H_MSG_ID = "Nats-Msg-Id"
+
+REQUIRED_HEADERS = (H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_CONTENT_TYPE, H_KEY, H_SIG)
+
+# A NATS server's default max_payload is 1 MiB; events stay far below it and documents go
+# through the object store, so anything larger than this is refused before any crypto runs.
+MAX_BODY_BYTES = 256 * 1024
+
+
+def new_event_id() -> str:
+    """A UUIDv7 (RFC 9562): time-ordered, so ids sort roughly by creation time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def format_time(moment: datetime | None = None) -> str:
+    """RFC 3339 UTC with microseconds and a `Z`, as `ce-time` carries it."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 time; naive times are refused because they are ambiguous."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; RFC 3339 requires one")
+    return moment.astimezone(UTC)
+
+
+def key_id(public_key: bytes) -> str:
+    """Lowercase hex of the first 8 bytes of SHA-256 over the raw 32-byte Ed25519 public key."""
+    return hashlib.sha256(public_key).digest()[:8].hex()
+
+
+def signing_input(
+    subject: str, event_id: str, source: str, type_name: str, time_text: str, body: bytes
+) -> bytes:
+    """The exact bytes an Ed25519 signature covers in govhub-sig-v1."""
+    digest = hashlib.sha256(body).hexdigest()
+    return (
+        f"{SIG_V1}\n{subject}\n{event_id}\n{source}\n{type_name}\n{time_text}\n{digest}\n"
+    ).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One event as it travels: subject, headers and body bytes."""
+
+    subject: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def event_id(self) -> str:
+        """The `ce-id` header (empty if absent)."""
+        return self.headers.get(H_ID, "")
+
+    @property
+    def source(self) -> str:
+        """The `ce-source` header (empty if absent)."""
+        return self.headers.get(H_SOURCE, "")
+
+    @property
+    def type_name(self) -> str:
+        """The `ce-type` header (empty if absent)."""
+        return self.headers.get(H_TYPE, "")
+
+    @property
+    def time_text(self) -> str:
+        """The `ce-time` header (empty if absent)."""
+        return self.headers.get(H_TIME, "")
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A participant's Ed25519 signing key together with the identity it signs as."""
+
+    participant: str
+    private_key: Ed25519PrivateKey = field(repr=False)
+    public_bytes: bytes
+    key_id: str
+
+    @classmethod
+    def from_private(cls, participant: str, private_key: Ed25519PrivateKey) -> SigningKey:
+        """Wrap a private key, deriving its public bytes and key id."""
+        from cryptography.hazmat.primitives import serialization
+
+        raw = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return cls(participant, private_key, raw, key_id(raw))
+
+
+def seal(
+    key: SigningKey,
+    subject: str,
+    type_name: str,
+    body: bytes,
+    *,
+    event_id: str | None = None,
+    time_text: str | None = None,
+) -> Envelope:
+    """Build the headers of a new event and sign it; the body is already encoded."""
+    event_id = event_id or new_event_id()
+    time_text = time_text or format_time()
+    signature = key.private_key.sign(
+        signing_input(subject, event_id, key.participant, type_name, time_text, body)
+    )
+    headers = {
+        H_SPECVERSION: "1.0",
+        H_ID: event_id,
+        H_SOURCE: key.participant,
+        H_TYPE: type_name,
+        H_TIME: time_text,
+        H_CONTENT_TYPE: CONTENT_TYPE,
+        H_KEY: f"{key.participant}/{key.key_id}",
+        H_SIG: base64.b64encode(signature).decode(),
+        H_MSG_ID: event_id,
+    }
+    return Envelope(subject, headers, body)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedFields:
+    """The header fields of an envelope, checked for presence and form."""
+
+    event_id: str
+    source: str
+    type_name: str
+    time: datetime
+    time_text: str
+    key_participant: str
+    key_id: str
+    signature: bytes
+
+
+def read_fields(env: Envelope) -> SignedFields:
+    """Check that every wire-contract header is present and well formed."""
+    headers = env.headers
+    missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
+    if missing:
+        raise RejectedEvent(
+            Reason.MISSING_HEADER, f"the event lacks header(s) {', '.join(missing)}"
+        )
+    if len(env.body) > MAX_BODY_BYTES:
+        raise RejectedEvent(
+            Reason.OVERSIZED,
+            f"the body is {len(env.body)} bytes; events are limited to {MAX_BODY_BYTES} bytes "
+            "(send large content through the document exchange)",
+        )
+    if headers[H_SPECVERSION] != "1.0":
+        raise RejectedEvent(Reason.BAD_HEADER, "ce-specversion must be 1.0")
+    if headers[H_CONTENT_TYPE] != CONTENT_TYPE:
+        raise RejectedEvent(Reason.BAD_HEADER, f"content-type must be {CONTENT_TYPE}")
+    msg_id = headers.get(H_MSG_ID)
+    if msg_id is not None and msg_id != headers[H_ID]:
+        # Nats-Msg-Id is what JetStream deduplicates on; if it differed from ce-id a sender
+        # could slip the same event id past deduplication twice.
+        raise RejectedEvent(Reason.BAD_HEADER, "Nats-Msg-Id must equal ce-id")
+    try:
+        moment = parse_time(headers[H_TIME])
+    except ValueError as exc:
+        raise RejectedEvent(Reason.BAD_HEADER, f"ce-time: {exc}") from None
+    key_owner, _, kid = headers[H_KEY].partition("/")
+    if not kid or len(kid) != 16:
+        raise RejectedEvent(
+            Reason.BAD_HEADER, "govhub-key must be <participant-id>/<16 hex digits>"
+        )
+    try:
+        signature = base64.b64decode(headers[H_SIG], validate=True)
+    except binascii.Error:
+        raise RejectedEvent(Reason.BAD_HEADER, "govhub-sig is not standard base64") from None
+    if len(signature) != 64:
+        raise RejectedEvent(Reason.BAD_HEADER, "govhub-sig must be a 64-byte Ed25519 signature")
+    return SignedFields(
+        event_id=headers[H_ID],
+        source=headers[H_SOURCE],
+        type_name=headers[H_TYPE],
+        time=moment,
+        time_text=headers[H_TIME],
+        key_participant=key_owner,
+        key_id=kid,
+        signature=signature,
+    )
+
+
+def check_signature(env: Envelope, fields: SignedFields, public_key: Ed25519PublicKey) -> None:
+    """Verify the Ed25519 signature over the v1 signing input, or raise RejectedEvent."""
+    message = signing_input(
+        env.subject, fields.event_id, fields.source, fields.type_name, fields.time_text, env.body
+    )
+    try:
+        public_key.verify(fields.signature, message)
+    except InvalidSignature:
+        raise RejectedEvent(
+            Reason.BAD_SIGNATURE,
+            f"the signature of event {fields.event_id} does not verify with key "
+            f"{fields.key_participant}/{fields.key_id}",
+        ) from None

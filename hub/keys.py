@@ -1,0 +1,246 @@
+"""Private keys on disk and the prefecture root that certifies participants' public keys.
+
+Layout under a home folder:
+
+```
+keys/<participant>/<key-id>.pem   encrypted PKCS#8 (0600), one file per key generation
+keys/<participant>/current        key id of the key that signs now
+ca/root.pem, ca/root.crt          the prefecture root key (encrypted) and its certificate
+secrets/key-passphrase            generated passphrase of an embedded (demo/test) home only
+```
+
+An embedded home holds every scenario participant's keys so one machine can play all 56
+units; a real department's machine holds only its own participant's folder, and the root key
+lives with the prefecture e-government office (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509.oid import NameOID
+
+from hub.envelope import SigningKey
+from hub.errors import KeyStoreError
+from hub.subjects import check_participant_id
+
+PASSPHRASE_ENV = "GOVHUB_KEY_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "GOVHUB_KEY_PASSPHRASE_FILE"
+CERT_VALIDITY = timedelta(days=3 * 365)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a secret file atomically with mode 0600 from the first byte on."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def resolve_passphrase(home_secrets: Path, *, create: bool) -> bytes:
+    """Find the key passphrase: env value, env file, or (embedded homes) the home's own file."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value:
+        return value.encode()
+    file_name = os.environ.get(PASSPHRASE_FILE_ENV)
+    if file_name:
+        try:
+            return Path(file_name).read_bytes().strip()
+        except OSError as exc:
+            raise KeyStoreError(
+                f"cannot read the key passphrase file {file_name}: {exc.strerror}"
+            ) from exc
+    own = home_secrets / "key-passphrase"
+    if own.exists():
+        return own.read_bytes().strip()
+    if not create:
+        raise KeyStoreError(
+            "no key passphrase: set GOVHUB_KEY_PASSPHRASE or GOVHUB_KEY_PASSPHRASE_FILE",
+            hint="A department machine keeps its passphrase outside the home folder.",
+        )
+    passphrase = secrets.token_urlsafe(32).encode()
+    _write_private(own, passphrase)
+    return passphrase
+
+
+def raw_public(public_key: Ed25519PublicKey) -> bytes:
+    """The raw 32 bytes of an Ed25519 public key."""
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+class KeyStore:
+    """Encrypted Ed25519 private keys of the participants this machine acts as."""
+
+    def __init__(self, directory: Path, passphrase: bytes) -> None:
+        self._dir = directory
+        self._passphrase = passphrase
+        self._loaded: dict[tuple[str, str], SigningKey] = {}
+
+    def _encrypt(self, key: Ed25519PrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self._passphrase),
+        )
+
+    def generate(self, participant: str) -> SigningKey:
+        """Create a new key for a participant and make it the current one."""
+        check_participant_id(participant)
+        private = Ed25519PrivateKey.generate()
+        key = SigningKey.from_private(participant, private)
+        folder = self._dir / participant
+        _write_private(folder / f"{key.key_id}.pem", self._encrypt(private))
+        _write_private(folder / "current", key.key_id.encode())
+        self._loaded[(participant, key.key_id)] = key
+        return key
+
+    def has(self, participant: str) -> bool:
+        """Whether this machine holds a current key for the participant."""
+        return (self._dir / participant / "current").exists()
+
+    def participants(self) -> list[str]:
+        """Participants whose keys this machine holds."""
+        if not self._dir.exists():
+            return []
+        return sorted(p.name for p in self._dir.iterdir() if (p / "current").exists())
+
+    def current(self, participant: str) -> SigningKey:
+        """The key a participant signs with now."""
+        pointer = self._dir / participant / "current"
+        try:
+            kid = pointer.read_text().strip()
+        except FileNotFoundError:
+            raise KeyStoreError(
+                f"this machine holds no key for {participant}",
+                hint="`--as ID` acts with that participant's own key; only its machine has it.",
+            ) from None
+        return self.load(participant, kid)
+
+    def load(self, participant: str, kid: str) -> SigningKey:
+        """Load and decrypt one key (cached for the life of the process)."""
+        cached = self._loaded.get((participant, kid))
+        if cached is not None:
+            return cached
+        path = self._dir / participant / f"{kid}.pem"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise KeyStoreError(f"key {participant}/{kid} is not on this machine") from None
+        try:
+            private = serialization.load_pem_private_key(data, self._passphrase)
+        except (ValueError, TypeError) as exc:
+            raise KeyStoreError(
+                f"cannot decrypt key {participant}/{kid}: wrong passphrase or damaged file"
+            ) from exc
+        if not isinstance(private, Ed25519PrivateKey):
+            raise KeyStoreError(f"key {participant}/{kid} is not an Ed25519 key")
+        key = SigningKey.from_private(participant, private)
+        self._loaded[(participant, kid)] = key
+        return key
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """The prefecture root: an Ed25519 key that issues X.509 certificates to participants."""
+
+    key: Ed25519PrivateKey
+    certificate: x509.Certificate
+
+    @classmethod
+    def open(
+        cls, directory: Path, passphrase: bytes, *, create: bool, name: str
+    ) -> CertificateAuthority:
+        """Load the root from `ca/`, creating a new self-signed root if asked and absent."""
+        key_path, cert_path = directory / "root.pem", directory / "root.crt"
+        if key_path.exists():
+            try:
+                key = serialization.load_pem_private_key(key_path.read_bytes(), passphrase)
+                cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            except (ValueError, OSError) as exc:
+                raise KeyStoreError(f"cannot open the root key in {directory}: {exc}") from exc
+            if not isinstance(key, Ed25519PrivateKey):
+                raise KeyStoreError("the root key is not an Ed25519 key")
+            return cls(key, cert)
+        if not create:
+            raise KeyStoreError(f"no prefecture root key in {directory}")
+        key = Ed25519PrivateKey.generate()
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"govhub root {name}"[:64])])
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=20 * 365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(key, algorithm=None)
+        )
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase),
+        )
+        _write_private(key_path, pem)
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return cls(key, cert)
+
+    def issue(
+        self, participant: str, display_name: str, public_key: bytes, not_before: datetime
+    ) -> str:
+        """Certify that a participant id holds a public key; returns the certificate PEM."""
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, participant),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, (display_name or participant)[:64]),
+            ]
+        )
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(Ed25519PublicKey.from_public_bytes(public_key))
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before - timedelta(minutes=5))
+            .not_valid_after(not_before + CERT_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.UniformResourceIdentifier(f"urn:govhub:participant:{participant}")]
+                ),
+                critical=False,
+            )
+            .sign(self.key, algorithm=None)
+        )
+        return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def root_pem(self) -> str:
+        """The root certificate, for receivers that check participant certificates."""
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()

@@ -1,0 +1,214 @@
+"""A connected govhub: servers, database, bus, registry copy and keys, opened and closed as one.
+
+Every CLI command and hub service works inside `open_hub(settings)`. It starts embedded
+servers when no external ones are configured (and stops what it started on exit), applies
+migrations, provisions streams, enrolls the scenario into an empty registry, and starts the
+watched participant cache that verification reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from nats.aio.client import Client as NatsClient
+
+from hub.bus import PubAck, Publisher, close, connect, provision
+from hub.codec import SchemaCache
+from hub.consumer import Consumer
+from hub.db import create_pool, migrate
+from hub.embedded import EmbeddedServers
+from hub.enrollment import Enrollment, NewParticipant, load_participants
+from hub.envelope import Envelope, format_time, seal
+from hub.errors import RegistryError
+from hub.home import Settings
+from hub.keys import CertificateAuthority, KeyStore, resolve_passphrase
+from hub.participants import PARTICIPANTS_BUCKET, ParticipantCache
+from hub.scenario import Scenario, load_scenario
+from hub.subjects import check_subject, default_subject, may_publish
+from hub.topology import hub_streams
+from hub.verifier import Verifier
+from schemas import SCHEMA_DIR
+
+log = structlog.get_logger("hub.runtime")
+
+SCENARIO_ENV = "GOVHUB_SCENARIO"
+
+
+@dataclass
+class Hub:
+    """Everything a command needs, connected."""
+
+    settings: Settings
+    nats_url: str
+    pg_dsn: str
+    nc: NatsClient
+    pool: asyncpg.Pool
+    publisher: Publisher
+    schemas: SchemaCache
+    participants: ParticipantCache
+    verifier: Verifier
+    scenario: Scenario
+    _keystore: KeyStore | None = field(default=None, repr=False)
+    _ca: CertificateAuthority | None = field(default=None, repr=False)
+
+    @property
+    def keystore(self) -> KeyStore:
+        """The private keys this home holds (opened on first use: needs the passphrase)."""
+        if self._keystore is None:
+            home = self.settings.home
+            self._keystore = KeyStore(home.keys, resolve_passphrase(home.secrets, create=False))
+        return self._keystore
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The prefecture root (only on the operator's machine)."""
+        if self._ca is None:
+            home = self.settings.home
+            passphrase = resolve_passphrase(home.secrets, create=False)
+            self._ca = CertificateAuthority.open(
+                home.ca, passphrase, create=False, name=self.scenario.hub_unit
+            )
+        return self._ca
+
+    def enrollment(self) -> Enrollment:
+        """The registry writer, acting as the hub operator."""
+        return Enrollment(
+            self.pool,
+            self.nc,
+            self.publisher,
+            self.schemas,
+            self.keystore,
+            self.ca,
+            self.scenario.operator,
+        )
+
+    def seal(
+        self, as_id: str, schema_name: str, record: Mapping[str, Any], *, subject: str | None = None
+    ) -> Envelope:
+        """Encode and sign an event as a participant, refusing subjects it does not own."""
+        schema = self.schemas.by_name(schema_name)
+        subject = subject or default_subject(as_id, schema.name)
+        check_subject(subject)
+        if not may_publish(as_id, subject):
+            raise RegistryError(
+                f"{as_id} may not publish on {subject}; its subjects are <channel>.{as_id}.>"
+            )
+        sender = self.participants.get(as_id)
+        if sender is None:
+            raise RegistryError(f"{as_id} is not a registered participant")
+        if sender.status != "active":
+            raise RegistryError(f"{as_id} is revoked and can no longer publish")
+        return seal(self.keystore.current(as_id), subject, schema.name, schema.encode(record))
+
+    async def publish(
+        self, as_id: str, schema_name: str, record: Mapping[str, Any], *, subject: str | None = None
+    ) -> tuple[Envelope, PubAck]:
+        """Sign and publish one event; returns it with JetStream's acknowledgement."""
+        env = self.seal(as_id, schema_name, record, subject=subject)
+        return env, await self.publisher.publish(env)
+
+    def consumer(
+        self,
+        stream: str,
+        durable: str | None,
+        subjects: Sequence[str] = (),
+        **options: Any,
+    ) -> Consumer:
+        """A verifying pull consumer on a stream of this hub."""
+        return Consumer(
+            self.nc,
+            self.verifier,
+            self.publisher,
+            stream=stream,
+            durable=durable,
+            subjects=subjects,
+            **options,
+        )
+
+
+async def _bootstrap(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    nc: NatsClient,
+    publisher: Publisher,
+    schemas: SchemaCache,
+    scenario: Scenario,
+) -> int:
+    """Enroll the scenario into an empty registry; returns how many were enrolled."""
+    if await pool.fetchval("SELECT count(*) FROM participants"):
+        return 0
+    home = settings.home
+    home.ensure()
+    passphrase = resolve_passphrase(home.secrets, create=True)
+    keystore = KeyStore(home.keys, passphrase)
+    ca = CertificateAuthority.open(home.ca, passphrase, create=True, name=scenario.hub_unit)
+    enrollment = Enrollment(pool, nc, publisher, schemas, keystore, ca, scenario.operator)
+    ordered = sorted(scenario.participants, key=lambda p: p.id != scenario.operator)
+    await enrollment.add([NewParticipant(p.id, p.name, p.role) for p in ordered])
+    marker = {
+        "scenario": scenario.name,
+        "initialized_at": format_time(),
+        "participants": len(ordered),
+    }
+    home.initialized_marker.write_text(json.dumps(marker, indent=2))
+    log.info("runtime.bootstrapped", scenario=scenario.name, participants=len(ordered))
+    return len(ordered)
+
+
+@contextlib.asynccontextmanager
+async def open_hub(
+    settings: Settings, *, keep_servers: bool = False, scenario: str | None = None
+) -> AsyncIterator[Hub]:
+    """Open a connected Hub; embedded servers started here are stopped on exit."""
+    settings.home.ensure()
+    embedded: EmbeddedServers | None = None
+    nats_url, pg_dsn = settings.nats_url, settings.pg_dsn
+    missing = tuple(n for n, v in (("nats", nats_url), ("postgres", pg_dsn)) if v is None)
+    if missing:
+        embedded = EmbeddedServers(settings.home)
+        running = await asyncio.to_thread(embedded.ensure, keep=keep_servers, names=missing)
+        nats_url = nats_url or running["nats"].url
+        pg_dsn = pg_dsn or running["postgres"].url
+    assert nats_url is not None and pg_dsn is not None
+    async with contextlib.AsyncExitStack() as stack:
+        if embedded is not None:
+            stack.callback(embedded.stop_started)
+        nc = await connect(nats_url)
+        stack.push_async_callback(close, nc)
+        pool = await create_pool(pg_dsn)
+        stack.push_async_callback(pool.close)
+        await migrate(pool)
+        await provision(nc, hub_streams(), [PARTICIPANTS_BUCKET])
+        publisher = Publisher(nc)
+        stack.push_async_callback(publisher.close)
+        schemas = SchemaCache.from_directory(SCHEMA_DIR)
+        chosen = load_scenario(scenario or os.environ.get(SCENARIO_ENV) or "kezhou")
+        await _bootstrap(settings, pool, nc, publisher, schemas, chosen)
+        participants = ParticipantCache()
+        await participants.watch(nc.jetstream())
+        stack.push_async_callback(participants.stop)
+        yield Hub(
+            settings=settings,
+            nats_url=nats_url,
+            pg_dsn=pg_dsn,
+            nc=nc,
+            pool=pool,
+            publisher=publisher,
+            schemas=schemas,
+            participants=participants,
+            verifier=Verifier(participants, schemas),
+            scenario=chosen,
+        )
+
+
+async def registry_snapshot(hub: Hub) -> list[dict[str, Any]]:
+    """Every participant from the PostgreSQL record, as JSON documents."""
+    return [p.to_json() for p in await load_participants(hub.pool)]

@@ -1,0 +1,88 @@
+"""Which streams and buckets exist, with what limits: the one place that says so.
+
+A single-node hub keeps every participant event in the stream `GOVHUB`. In a federated hub
+the same stream captures the hub's own units and *sources* each county's outbound stream
+`GOV_<UNIT>` from the county's JetStream domain (docs/federation.md), so every hub service
+reads one stream either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from hub.subjects import CHANNELS, QUARANTINE_PREFIX, SYSTEM_PREFIX
+
+HUB_STREAM = "GOVHUB"
+QUARANTINE_STREAM = "QUARANTINE"
+SYSTEM_STREAM = "GOVHUB_SYS"
+HUB_DOMAIN = "pref"
+
+# Producers retry with the same Nats-Msg-Id for up to this long (after a local broker
+# restart, for example), and JetStream drops the re-sends inside the window.
+DUPLICATE_WINDOW_S = 15 * 60
+MAX_MSG_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A stream govhub provisions; `config()` gives the nats-py configuration."""
+
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+    max_bytes: int = -1
+    duplicate_window_s: float = DUPLICATE_WINDOW_S
+    protect: bool = True
+    atomic: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def config(self) -> StreamConfig:
+        """The JetStream stream configuration.
+
+        Limits retention with `discard: new`: a full stream refuses new events with an error
+        the publisher sees, instead of silently dropping the oldest (possibly unforwarded)
+        ones. Delete and purge are denied because the audit log proves there are no gaps.
+        """
+        return StreamConfig(
+            name=self.name,
+            description=self.description,
+            subjects=list(self.subjects),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.NEW,
+            max_bytes=self.max_bytes,
+            max_msg_size=MAX_MSG_BYTES,
+            duplicate_window=self.duplicate_window_s,
+            deny_delete=self.protect,
+            deny_purge=self.protect,
+            allow_atomic=self.atomic or None,
+            allow_direct=True,
+            num_replicas=1,
+        )
+
+
+def hub_streams(max_bytes: int = -1) -> list[StreamSpec]:
+    """The streams of a single-node hub."""
+    return [
+        StreamSpec(
+            name=HUB_STREAM,
+            subjects=tuple(f"{channel}.>" for channel in CHANNELS),
+            description="Every participant event: data, documents, directory, administration",
+            max_bytes=max_bytes,
+        ),
+        StreamSpec(
+            name=QUARANTINE_STREAM,
+            subjects=(f"{QUARANTINE_PREFIX}.>",),
+            description="Rejected and poison events, each with its typed reason",
+            duplicate_window_s=24 * 3600,
+            atomic=False,
+        ),
+        StreamSpec(
+            name=SYSTEM_STREAM,
+            subjects=(f"{SYSTEM_PREFIX}.>",),
+            description="Hub service output: audit checkpoints, alarms",
+            atomic=False,
+        ),
+    ]

@@ -1,0 +1,111 @@
+"""The Avro single-object encoding of bodies and the schema cache."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fastavro.schema import fingerprint as fastavro_fingerprint
+from fastavro.schema import to_parsing_canonical_form
+
+from hub.codec import SchemaCache, crc64_avro, fingerprint, load_schema_file, schema_from_json
+from hub.errors import InputError, Reason, RejectedEvent, SchemaError
+from schemas import SCHEMA_DIR
+
+NOTICE = "gov.common.v1.Notice"
+
+
+def test_crc64_avro_matches_the_specification_example_and_fastavro() -> None:
+    schema = {"type": "record", "name": "A", "fields": [{"name": "x", "type": "int"}]}
+    canonical = to_parsing_canonical_form(schema)
+    assert fingerprint(canonical).hex() == "508402f290399300"
+    assert fingerprint(canonical).hex() == fastavro_fingerprint(canonical, "CRC-64-AVRO")
+    # The spec's fingerprint of the empty string is the initial value itself.
+    assert crc64_avro(b"") == 0xC15D213AA4D7A795
+
+
+def test_every_shipped_schema_fingerprint_agrees_with_fastavro() -> None:
+    cache = SchemaCache.from_directory(SCHEMA_DIR)
+    assert NOTICE in cache.names()
+    for name in cache.names():
+        schema = cache.by_name(name)
+        assert schema.fingerprint_hex == fastavro_fingerprint(schema.canonical, "CRC-64-AVRO")
+
+
+def test_body_is_c301_then_fingerprint_then_datum_and_round_trips() -> None:
+    cache = SchemaCache.from_directory(SCHEMA_DIR)
+    notice = cache.by_name(NOTICE)
+    body = notice.encode({"title": "停水通知", "body": "明天停水"})
+    assert body[:2] == b"\xc3\x01"
+    assert body[2:10] == notice.fingerprint
+    schema, record = cache.decode(body)
+    assert schema is notice
+    assert record["title"] == "停水通知"
+    assert record["category"] == "general"
+
+
+def test_a_record_that_does_not_fit_the_schema_is_an_input_error_naming_the_schema() -> None:
+    notice = SchemaCache.from_directory(SCHEMA_DIR).by_name(NOTICE)
+    with pytest.raises(InputError, match=r"gov\.common\.v1\.Notice"):
+        notice.encode({"title": 5, "body": "x"})
+    with pytest.raises(InputError, match="more fields"):
+        notice.encode({"title": "t", "body": "b", "colour": "red"})
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", Reason.NOT_AVRO),
+        (b'{"title": "json"}', Reason.NOT_AVRO),
+        (b"\xc3\x01" + b"\x00" * 8 + b"\x02a", Reason.UNKNOWN_SCHEMA),
+    ],
+)
+def test_bodies_that_are_not_registered_avro_are_refused_with_a_typed_reason(
+    body: bytes, reason: Reason
+) -> None:
+    with pytest.raises(RejectedEvent) as caught:
+        SchemaCache.from_directory(SCHEMA_DIR).decode(body)
+    assert caught.value.reason is reason
+
+
+def test_truncated_and_overlong_bodies_are_malformed() -> None:
+    cache = SchemaCache.from_directory(SCHEMA_DIR)
+    body = cache.by_name(NOTICE).encode({"title": "t", "body": "b"})
+    for bad in (body[:-3], body + b"\x00\x00"):
+        with pytest.raises(RejectedEvent) as caught:
+            cache.decode(bad)
+        assert caught.value.reason is Reason.MALFORMED_BODY
+
+
+def test_a_schema_file_must_be_named_after_its_full_name(tmp_path: Path) -> None:
+    path = tmp_path / "gov.test.v1.Wrong.avsc"
+    path.write_text(
+        json.dumps({"type": "record", "name": "Right", "namespace": "gov.test.v1", "fields": []})
+    )
+    with pytest.raises(SchemaError, match=r"must be named gov\.test\.v1\.Right\.avsc"):
+        load_schema_file(path)
+
+
+def test_invalid_json_and_invalid_avro_schemas_are_schema_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "gov.test.v1.Broken.avsc"
+    broken.write_text("{not json")
+    with pytest.raises(SchemaError, match="not a readable JSON"):
+        load_schema_file(broken)
+    with pytest.raises(SchemaError, match="not a valid Avro schema"):
+        schema_from_json({"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]})
+
+
+def test_a_fingerprint_collision_between_different_schemas_is_refused() -> None:
+    cache = SchemaCache.from_directory(SCHEMA_DIR)
+    other = schema_from_json({"type": "record", "name": "gov.test.v1.Other", "fields": []})
+    impostor = replace(other, fingerprint=cache.by_name(NOTICE).fingerprint)
+    with pytest.raises(SchemaError, match="collides"):
+        cache.add(impostor)
+    assert cache.by_name(NOTICE).name == NOTICE
+
+
+def test_unknown_schema_names_list_known_ones() -> None:
+    with pytest.raises(SchemaError, match=r"gov\.common\.v1\.Notice"):
+        SchemaCache.from_directory(SCHEMA_DIR).by_name("gov.common.v1.Nope")
