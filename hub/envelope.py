@@ -37,9 +37,10 @@ H_MSG_ID = "Nats-Msg-Id"
 
 REQUIRED_HEADERS = (H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_CONTENT_TYPE, H_KEY, H_SIG)
 
-# A NATS server's default max_payload is 1 MiB; events stay far below it and documents go
-# through the object store, so anything larger than this is refused before any crypto runs.
-MAX_BODY_BYTES = 256 * 1024
+# Events are small records; documents go through the object store. The bound keeps a whole
+# event (base64 body plus headers) inside one C2SP tlog-tiles entry (at most 65,535 bytes),
+# so every audit-log leaf is servable by standard tile clients. Checked before any crypto.
+MAX_BODY_BYTES = 40 * 1024
 
 
 def new_event_id() -> str:
