@@ -75,6 +75,7 @@ def _port_free(port: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process runs; zombies (exited, not yet reaped) count as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -86,7 +87,13 @@ def _alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    # PostgreSQL's postmaster is re-parented when pg_ctl exits; in a container whose init does
+    # not reap, it lingers as a zombie after shutdown.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _wait_port(port: int, pid: int, log: Path, what: str) -> None:
@@ -228,14 +235,14 @@ class EmbeddedPostgres:
                 os.chmod(parent, mode | 0o001)
 
     def _cmd(self, args: list[str], user: str | None) -> subprocess.CompletedProcess[str]:
+        # Drop root's group too: a folder that only lets "others" traverse (mode 0701, like
+        # pytest's temporary folders) would otherwise deny the still-root group.
+        ids: dict[str, Any] = {}
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            ids = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         return subprocess.run(
-            args,
-            user=user,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=str(self.dir),
+            args, capture_output=True, text=True, timeout=120, check=False, cwd=str(self.dir), **ids
         )
 
     def start(self, previous: dict[str, Any] | None) -> ServerInfo:

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -168,6 +169,7 @@ class ParticipantCache:
         self._by_id: dict[str, Participant] = {}
         self._task: asyncio.Task[None] | None = None
         self._watcher: Any = None
+        self._changed = asyncio.Event()
 
     def get(self, participant: str) -> Participant | None:
         """A participant by id, or None."""
@@ -176,6 +178,19 @@ class ParticipantCache:
     def put(self, participant: Participant) -> None:
         """Insert or replace a participant (used by the watch and by tests)."""
         self._by_id[participant.id] = participant
+        self._signal()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(
+        self, predicate: Callable[[ParticipantCache], bool], timeout: float = 10.0
+    ) -> None:
+        """Wait until the watched copy satisfies `predicate` (after a change elsewhere)."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                await self._changed.wait()
 
     def all(self) -> list[Participant]:
         """Every participant, sorted by id."""
@@ -202,6 +217,7 @@ class ParticipantCache:
     def _apply(self, entry: Any) -> None:
         if entry.operation in ("DEL", "PURGE") or not entry.value:
             self._by_id.pop(entry.key, None)
+            self._signal()
             return
         try:
             self.put(Participant.from_json(json.loads(entry.value)))

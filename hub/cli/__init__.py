@@ -24,6 +24,7 @@ from hub.log import configure
 @click.pass_context
 def cli(ctx: click.Context, home: str | None) -> None:
     """govhub: signed Avro events over NATS JetStream between government departments."""
+    configure()
     ctx.obj = Settings.from_env(home)
 
 

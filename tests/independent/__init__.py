@@ -1,0 +1,1 @@
+"""Implementations written independently of govhub's libraries, to check its output against."""
