@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from nats.js.api import KeyValueConfig, StorageType
 
 from hub.envelope import Envelope
 from hub.errors import PublishError, PublishTimeout, Reason, ServerUnavailable, StreamFull
-from hub.subjects import QUARANTINE_PREFIX
+from hub.subjects import CHANNELS, QUARANTINE_PREFIX
 from hub.topology import StreamSpec
 
 log = structlog.get_logger("hub.bus")
@@ -41,6 +42,12 @@ H_ORIG_SEQ = "govhub-orig-seq"
 
 # JetStream error codes that mean "the stream refuses more data" (limits with discard new).
 _FULL_CODES = {10047, 10077, 10078}
+
+# ADR-50 atomic batch headers; the server caps a batch at 1,000 messages.
+H_BATCH_ID = "Nats-Batch-Id"
+H_BATCH_SEQ = "Nats-Batch-Sequence"
+H_BATCH_COMMIT = "Nats-Batch-Commit"
+MAX_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +91,16 @@ async def connect(url: str, *, name: str = "govhub", connect_timeout: float = 5.
         ) from exc
 
 
+# JetStream API calls (stream and consumer management, KV) wait this long for the server; a
+# busy machine whose disks fsync every write can take seconds, and a timeout here is an error.
+JS_API_TIMEOUT = 20.0
+
+
+def jetstream(nc: NatsClient, **options: Any) -> Any:
+    """The JetStream context every govhub module uses, with a patient API timeout."""
+    return nc.jetstream(timeout=JS_API_TIMEOUT, **options)
+
+
 async def close(nc: NatsClient) -> None:
     """Close a connection; a server that is already gone is not an error at shutdown."""
     with contextlib.suppress(Exception):
@@ -94,7 +111,7 @@ async def provision(
     nc: NatsClient, specs: Iterable[StreamSpec], buckets: Iterable[str] = ()
 ) -> None:
     """Create or update streams and KV buckets so they match the specs (idempotent)."""
-    js = nc.jetstream()
+    js = jetstream(nc)
     for spec in specs:
         config = spec.config()
         try:
@@ -121,6 +138,7 @@ class Publisher:
     ) -> None:
         self._nc = nc
         self._sem = asyncio.Semaphore(max_inflight)
+        self._max_inflight = max_inflight
         self._timeout = ack_timeout
         self._attempts = attempts
         self._prefix = nc.new_inbox()
@@ -146,11 +164,105 @@ class Publisher:
         async with self._sem:
             return await self._publish(env)
 
-    async def publish_many(self, envs: Sequence[Envelope]) -> list[PubAck]:
-        """Publish events concurrently (bounded), returning PubAcks in input order."""
+    async def publish_many(
+        self, envs: Iterable[Envelope], *, window: int | None = None, atomic: bool = True
+    ) -> list[PubAck]:
+        """Publish events in order, returning their PubAcks in the same order.
+
+        Runs of events for the same unit's stream go as atomic batches (one server sync per
+        batch instead of one per event, see `publish_batch`); other subjects are pipelined
+        one by one with at most `window` in flight.
+        """
+        pending = list(envs)
+        if not atomic:
+            return await self._pipelined(pending, window)
+        acks: list[PubAck] = []
+        start = 0
+        while start < len(pending):
+            key = _batch_key(pending[start].subject)
+            end = start + 1
+            while (
+                end < len(pending)
+                and end - start < MAX_BATCH
+                and key is not None
+                and _batch_key(pending[end].subject) == key
+            ):
+                end += 1
+            run = pending[start:end]
+            acks += await (self.publish_batch(run) if key else self._pipelined(run, window))
+            start = end
+        return acks
+
+    async def _pipelined(self, envs: list[Envelope], window: int | None) -> list[PubAck]:
+        # A fixed set of workers pulls from the list, so no task waits on the semaphore:
+        # asyncio's semaphore wakes waiters in O(waiters), which made thousands of queued
+        # publishes quadratic.
         if self._sub is None:
             await self._subscribe()
-        return list(await asyncio.gather(*(self.publish(env) for env in envs)))
+        source = enumerate(envs)
+        acks: dict[int, PubAck] = {}
+
+        async def worker() -> None:
+            for index, env in source:
+                async with self._sem:
+                    acks[index] = await self._publish(env)
+
+        width = max(1, min(window or self._max_inflight, self._max_inflight, len(envs)))
+        async with asyncio.TaskGroup() as group:
+            for _ in range(width):
+                group.create_task(worker())
+        return [acks[i] for i in range(len(envs))]
+
+    async def publish_batch(self, envs: Sequence[Envelope]) -> list[PubAck]:
+        """Store up to MAX_BATCH events of one stream atomically (JetStream ADR-50).
+
+        The batch is all-or-nothing and costs one server sync. If the outcome is unknown
+        (no commit acknowledgement) or the server refuses it because an event id is already
+        stored (a retry of a batch that did commit), the events are re-sent one by one with
+        the same ids: JetStream's duplicate window then stores exactly the missing ones.
+        """
+        if len(envs) <= 1:
+            return [await self.publish(env) for env in envs]
+        if len(envs) > MAX_BATCH:
+            raise ValueError(f"a batch holds at most {MAX_BATCH} events")
+        if self._sub is None:
+            await self._subscribe()
+        batch_id = uuid.uuid4().hex
+        last = len(envs)
+        try:
+            async with self._sem:
+                for number, env in enumerate(envs, start=1):
+                    headers = {**env.headers, H_BATCH_ID: batch_id, H_BATCH_SEQ: str(number)}
+                    if number == last:
+                        headers[H_BATCH_COMMIT] = "1"
+                    if number in (1, last):
+                        reply = await self._request(env.subject, env.body, headers)
+                        if number == 1 and not reply.data:
+                            continue
+                        result = _read_batch_ack(envs, reply)
+                        if result is not None:
+                            return result
+                        break
+                    await self._nc.publish(env.subject, env.body, headers=headers)
+        except (
+            TimeoutError,
+            nats.errors.ConnectionReconnectingError,
+            nats.errors.OutboundBufferLimitError,
+        ):
+            pass
+        log.info("bus.batch.fallback", events=len(envs), batch=batch_id)
+        return await self._pipelined(list(envs), None)
+
+    async def _request(self, subject: str, body: bytes, headers: dict[str, str]) -> Msg:
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        token = f"{self._prefix}.{next(self._tokens)}"
+        self._pending[token] = future
+        try:
+            await self._nc.publish(subject, body, reply=token, headers=headers)
+            async with asyncio.timeout(self._timeout):
+                return await future
+        finally:
+            self._pending.pop(token, None)
 
     async def _publish(self, env: Envelope) -> PubAck:
         loop = asyncio.get_running_loop()
@@ -195,6 +307,32 @@ class Publisher:
         for future in self._pending.values():
             future.cancel()
         self._pending.clear()
+
+
+def _batch_key(subject: str) -> str | None:
+    """Events of one unit on the participant channels share a stream, so they may batch."""
+    tokens = subject.split(".", 2)
+    return tokens[1] if len(tokens) == 3 and tokens[0] in CHANNELS else None
+
+
+def _read_batch_ack(envs: Sequence[Envelope], reply: Msg) -> list[PubAck] | None:
+    """PubAcks for every event of a committed batch; None means "re-send one by one"."""
+    try:
+        data = json.loads(reply.data) if reply.data else {}
+    except ValueError:
+        return None
+    error = data.get("error")
+    if error or "batch" not in data:
+        code = int((error or {}).get("err_code", 0))
+        if error and code in _FULL_CODES:
+            raise StreamFull(
+                f"the stream refused a batch of {len(envs)} events: {error.get('description')}"
+            )
+        return None
+    last, count = int(data["seq"]), int(data.get("count", len(envs)))
+    first = last - count + 1
+    domain = data.get("domain")
+    return [PubAck(data["stream"], first + i, False, domain) for i in range(len(envs))]
 
 
 def _read_ack(env: Envelope, reply: Msg) -> PubAck | None:
@@ -244,7 +382,9 @@ def quarantine_envelope(
     for name in sorted(env.headers):
         digest.update(f"\n{name}: {env.headers[name]}".encode())
     digest.update(b"\n\n" + env.body)
-    headers = {k: v for k, v in env.headers.items() if k != "Nats-Msg-Id"}
+    # JetStream control headers (message id, batch markers, source info) belong to the
+    # original store operation; copied along they would steer the quarantine write instead.
+    headers = {k: v for k, v in env.headers.items() if not k.lower().startswith("nats-")}
     headers.update(
         {
             H_REASON: reason.value,

@@ -22,7 +22,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from hub.bus import Publisher, quarantine_envelope
+from hub.bus import Publisher, jetstream, quarantine_envelope
 from hub.envelope import Envelope
 from hub.errors import Reason, RejectedEvent, ServerUnavailable
 from hub.verifier import VerifiedEvent, Verifier
@@ -85,7 +85,7 @@ class Consumer:
         quarantine: bool = True,
     ) -> None:
         self._nc = nc
-        self._js = nc.jetstream()
+        self._js = jetstream(nc)
         self._verifier = verifier
         self._publisher = publisher
         self.stream = stream
