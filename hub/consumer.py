@@ -83,9 +83,12 @@ class Consumer:
         backoff: Sequence[float] = DEFAULT_BACKOFF,
         max_ack_pending: int = 20_000,
         quarantine: bool = True,
+        domain: str | None = None,
     ) -> None:
+        # `domain`: the JetStream domain holding the stream, when it is not the connected
+        # node's own (a county participant reading the hub's stream uses `pref`).
         self._nc = nc
-        self._js = jetstream(nc)
+        self._js = jetstream(nc, domain=domain)
         self._verifier = verifier
         self._publisher = publisher
         self.stream = stream
@@ -126,7 +129,9 @@ class Consumer:
             await self.start()
         try:
             msgs = await self._sub.fetch(batch, timeout=timeout)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):
+            # nats-py raises the builtin TimeoutError (not its own subclass) when the deadline
+            # runs out between its two pull requests; both mean "nothing arrived in time".
             return []
         except nats.errors.ConnectionClosedError as exc:
             raise ServerUnavailable("the NATS connection closed while fetching events") from exc

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,6 +25,23 @@ from hub.runtime import Hub, open_hub
 from tests.servers import NatsServer
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each test session its own temporary root.
+
+    Embedded PostgreSQL runs as `nobody` under root and must traverse the folders above its
+    data directory; pytest re-secures its shared `/tmp/pytest-of-<user>` root to 0700 at every
+    session start, which would cut off the servers of another session running at that moment.
+    """
+    if config.option.basetemp is None:
+        config.option.basetemp = str(Path(tempfile.gettempdir()) / f"govhub-tests-{os.getpid()}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove this session's temporary root (servers are stopped by then)."""
+    if Path(str(config.option.basetemp)).name.startswith("govhub-tests-"):
+        shutil.rmtree(str(config.option.basetemp), ignore_errors=True)
 
 
 def _local_pg_answers() -> bool:
