@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,14 @@ from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, StorageType
 
 from hub.envelope import Envelope
-from hub.errors import PublishError, PublishTimeout, Reason, ServerUnavailable, StreamFull
+from hub.errors import (
+    AccessDenied,
+    PublishError,
+    PublishTimeout,
+    Reason,
+    ServerUnavailable,
+    StreamFull,
+)
 from hub.subjects import CHANNELS, QUARANTINE_PREFIX
 from hub.topology import StreamSpec
 
@@ -60,21 +67,39 @@ class PubAck:
     domain: str | None = None
 
 
-async def connect(url: str, *, name: str = "govhub", connect_timeout: float = 5.0) -> NatsClient:
-    """Connect to NATS, reconnecting forever once connected; unreachable at start is an error."""
+async def connect(
+    url: str,
+    *,
+    name: str = "govhub",
+    connect_timeout: float = 5.0,
+    nkey_seed: str | None = None,
+    on_error: Callable[[Exception], Awaitable[None]] | None = None,
+) -> NatsClient:
+    """Connect to NATS, reconnecting forever once connected; unreachable at start is an error.
 
-    async def _quiet(_exc: Exception) -> None:
+    `url` may list several servers separated by commas (a hub cluster); `nkey_seed` signs in
+    as a federated user (hub/federation/credentials.py); `on_error` sees asynchronous server
+    errors such as permission violations.
+    """
+
+    refused: list[str] = []
+
+    async def _quiet(exc: Exception) -> None:
         # nats-py reports every reconnect attempt here; the publisher's retries and the
         # consumers' fetch timeouts already surface what matters to a person.
-        return None
+        if "authorization violation" in str(exc).lower():
+            refused.append(str(exc))
+        if on_error is not None:
+            await on_error(exc)
 
     try:
         # With unlimited reconnects nats-py also retries the *first* connect forever; bound it,
         # because a server that is not there at start is an error a person must see.
         return await asyncio.wait_for(
             nats.connect(
-                url,
+                [u.strip() for u in url.split(",")],
                 name=name,
+                nkeys_seed_str=nkey_seed,
                 connect_timeout=min(connect_timeout, 2.0),
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
@@ -85,6 +110,10 @@ async def connect(url: str, *, name: str = "govhub", connect_timeout: float = 5.
             connect_timeout,
         )
     except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
+        if refused:
+            raise AccessDenied(
+                f"the NATS server at {url} refused these credentials (revoked or unknown)"
+            ) from exc
         raise ServerUnavailable(
             f"cannot reach NATS at {url}: {str(exc) or 'no answer within the connect timeout'}",
             hint="Start the embedded servers with `govhub up` or check GOVHUB_NATS_URL.",
@@ -108,9 +137,12 @@ async def close(nc: NatsClient) -> None:
 
 
 async def provision(
-    nc: NatsClient, specs: Iterable[StreamSpec], buckets: Iterable[str] = ()
+    nc: NatsClient, specs: Iterable[StreamSpec], buckets: Iterable[str] = (), *, replicas: int = 1
 ) -> None:
-    """Create or update streams and KV buckets so they match the specs (idempotent)."""
+    """Create or update streams and KV buckets so they match the specs (idempotent).
+
+    `replicas` is for the KV buckets (3 on a federated hub cluster); streams carry their own.
+    """
     js = jetstream(nc)
     for spec in specs:
         config = spec.config()
@@ -121,7 +153,9 @@ async def provision(
     for bucket in buckets:
         with contextlib.suppress(nats.js.errors.BadRequestError):
             await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=16, storage=StorageType.FILE)
+                KeyValueConfig(
+                    bucket=bucket, history=16, storage=StorageType.FILE, replicas=replicas
+                )
             )
 
 
@@ -144,8 +178,19 @@ class Publisher:
         self._prefix = nc.new_inbox()
         self._tokens = itertools.count()
         self._pending: dict[str, asyncio.Future[Msg]] = {}
+        self._subject_of: dict[str, str] = {}
         self._sub: Any = None
         self._lock = asyncio.Lock()
+
+    def refuse(self, subject: str | None, message: str) -> None:
+        """The server refused publishing on `subject` (None: the user itself) — NATS reports
+        permission violations asynchronously — so fail the waiting publishes at once."""
+        for token, waiting in list(self._subject_of.items()):
+            future = self._pending.get(token)
+            # nats-py lowercases the server's error text, subject included.
+            matches = subject is None or subject.lower() == waiting.lower()
+            if matches and future is not None and not future.done():
+                future.set_exception(AccessDenied(message))
 
     async def _subscribe(self) -> None:
         async with self._lock:
@@ -257,12 +302,14 @@ class Publisher:
         future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
         token = f"{self._prefix}.{next(self._tokens)}"
         self._pending[token] = future
+        self._subject_of[token] = subject
         try:
             await self._nc.publish(subject, body, reply=token, headers=headers)
             async with asyncio.timeout(self._timeout):
                 return await future
         finally:
             self._pending.pop(token, None)
+            self._subject_of.pop(token, None)
 
     async def _publish(self, env: Envelope) -> PubAck:
         loop = asyncio.get_running_loop()
@@ -273,6 +320,7 @@ class Publisher:
             token = f"{self._prefix}.{next(self._tokens)}"
             future: asyncio.Future[Msg] = loop.create_future()
             self._pending[token] = future
+            self._subject_of[token] = env.subject
             try:
                 await self._nc.publish(env.subject, env.body, reply=token, headers=headers)
                 async with asyncio.timeout(self._timeout):
@@ -288,6 +336,7 @@ class Publisher:
                 last_error = "no stream answered (NATS may be restarting)"
             finally:
                 self._pending.pop(token, None)
+                self._subject_of.pop(token, None)
             log.warning(
                 "bus.publish.retry", subject=env.subject, event_id=env.event_id, error=last_error
             )

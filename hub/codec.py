@@ -8,6 +8,7 @@ rebuilds its table on every call and costs ~1 ms, far too slow for a per-event p
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 
 from hub.errors import InputError, Reason, RejectedEvent, SchemaError
@@ -96,6 +98,42 @@ class Schema:
             )
         return value
 
+    def decode_as(self, body: bytes, reader: Schema) -> Any:
+        """Decode a body written with this schema as `reader` sees it (Avro schema resolution).
+
+        A consumer that moved to a newer (or stayed on an older) version of a type reads every
+        event in its own shape: defaults fill fields the writer lacked, writer-only fields
+        are skipped, promotions apply. Raises SchemaError if `reader` cannot read this schema.
+        """
+        if reader.fingerprint == self.fingerprint:
+            return self.decode(body)
+        stream = io.BytesIO(body)
+        stream.seek(SOE_HEADER_LEN)
+        try:
+            value = fastavro.schemaless_reader(stream, self._reading, reader._reading)
+        except SchemaResolutionError as exc:
+            raise SchemaError(
+                f"{reader.name} ({reader.fingerprint_hex}) cannot read data written with "
+                f"{self.name} ({self.fingerprint_hex}): {exc}"
+            ) from exc
+        except Exception as exc:  # fastavro raises many unrelated types on truncated input
+            raise RejectedEvent(
+                Reason.MALFORMED_BODY, f"the body does not decode as {self.name}: {exc}"
+            ) from exc
+        if stream.tell() != len(body):
+            raise RejectedEvent(
+                Reason.MALFORMED_BODY,
+                f"the body has {len(body) - stream.tell()} bytes after the {self.name} datum",
+            )
+        return value
+
+    @functools.cached_property
+    def _reading(self) -> Any:
+        # fastavro re-parses a schema without its parse marker on every read with a reader
+        # schema, which would dominate a consumer's per-event cost; parse once per Schema
+        # (not per fingerprint: two schemas with one fingerprint may differ in defaults).
+        return parse_schema(self.parsed, named_schemas={})
+
 
 def schema_from_json(source: Any, named: dict[str, Any] | None = None) -> Schema:
     """Parse an Avro schema given as JSON (already loaded) into a Schema."""
@@ -151,17 +189,33 @@ class SchemaCache:
         """Load every `*.avsc` file of a directory (the shipped `schemas/` by default)."""
         return cls(load_schema_file(p) for p in sorted(directory.glob("*.avsc")))
 
-    def add(self, schema: Schema) -> None:
-        """Add a schema; refuse a fingerprint collision between different canonical forms."""
+    def add(self, schema: Schema, *, current: bool = True) -> None:
+        """Add a schema; refuse a fingerprint collision between different canonical forms.
+
+        `current` makes it what `by_name` returns (what publishers write with); an older
+        version added for reading only passes False, unless its name has no current schema.
+        """
         known = self._by_fp.get(schema.fingerprint)
         if known is not None and known.canonical != schema.canonical:
             raise SchemaError(
                 f"fingerprint {schema.fingerprint_hex} of {schema.name} collides with "
                 f"{known.name}; refusing to overwrite"
             )
-        self._by_fp[schema.fingerprint] = schema
-        # The newest registration of a name is what publishers write with.
-        self._by_name[schema.name] = schema
+        if known is None:
+            self._by_fp[schema.fingerprint] = schema
+        if current or schema.name not in self._by_name:
+            self._by_name[schema.name] = self._by_fp[schema.fingerprint]
+
+    def remove(self, fp: bytes) -> None:
+        """Forget a schema (a registration that was rolled back); its name falls back to
+        another version of the same name if one is known."""
+        schema = self._by_fp.pop(fp, None)
+        if schema is None or self._by_name.get(schema.name) is not schema:
+            return
+        del self._by_name[schema.name]
+        for other in self._by_fp.values():
+            if other.name == schema.name:
+                self._by_name[schema.name] = other
 
     def by_fingerprint(self, fp: bytes) -> Schema | None:
         """The schema with this 8-byte fingerprint, or None."""
@@ -179,11 +233,25 @@ class SchemaCache:
         """All full names, sorted."""
         return sorted(self._by_name)
 
+    def fingerprints(self) -> list[bytes]:
+        """Every fingerprint the cache resolves (every version of every name)."""
+        return list(self._by_fp)
+
     def __len__(self) -> int:
         return len(self._by_fp)
 
     def decode(self, body: bytes) -> tuple[Schema, Any]:
         """Resolve the writer schema from the body's fingerprint and decode it."""
+        schema = self.writer_of(body)
+        return schema, schema.decode(body)
+
+    def decode_as(self, body: bytes, reader: Schema) -> tuple[Schema, Any]:
+        """Resolve the writer schema from the body's fingerprint and decode it as `reader`."""
+        writer = self.writer_of(body)
+        return writer, writer.decode_as(body, reader)
+
+    def writer_of(self, body: bytes) -> Schema:
+        """The registered schema a body was written with, or a typed RejectedEvent."""
         if len(body) < SOE_HEADER_LEN or body[:2] != SOE_MAGIC:
             raise RejectedEvent(
                 Reason.NOT_AVRO, "the body is not Avro single-object encoding (no C3 01 marker)"
@@ -194,4 +262,4 @@ class SchemaCache:
             raise RejectedEvent(
                 Reason.UNKNOWN_SCHEMA, f"the body's schema fingerprint {fp.hex()} is not registered"
             )
-        return schema, schema.decode(body)
+        return schema

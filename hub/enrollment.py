@@ -17,12 +17,13 @@ import asyncpg
 import structlog
 from nats.aio.client import Client as NatsClient
 
-from hub.bus import Publisher
+from hub.bus import Publisher, jetstream
 from hub.codec import SchemaCache
 from hub.envelope import SigningKey, key_id, seal
 from hub.errors import RegistryError
+from hub.exchange.crypto import new_registered_keys
 from hub.keys import CertificateAuthority, KeyStore
-from hub.participants import PARTICIPANTS_BUCKET, Participant, ParticipantKey
+from hub.participants import PARTICIPANTS_BUCKET, EncryptionKey, Participant, ParticipantKey
 from hub.subjects import check_participant_id, subject_for
 
 log = structlog.get_logger("hub.enrollment")
@@ -69,6 +70,24 @@ async def load_participants(
                 certificate_pem=k["certificate_pem"],
             )
         )
+    encryption = await db.fetch(
+        "SELECT * FROM participant_encryption_keys"
+        " WHERE $1::text IS NULL OR participant_id = $1 ORDER BY not_before, suite",
+        only,
+    )
+    sealing: dict[str, list[EncryptionKey]] = {}
+    for e in encryption:
+        sealing.setdefault(e["participant_id"], []).append(
+            EncryptionKey(
+                key_id=e["key_id"],
+                suite=e["suite"],
+                public_key=bytes(e["public_key"]),
+                not_before=e["not_before"],
+                not_after=e["not_after"],
+                signing_key_id=e["signing_key_id"],
+                signature=bytes(e["signature"]),
+            )
+        )
     return [
         Participant(
             id=r["id"],
@@ -79,6 +98,7 @@ async def load_participants(
             revoked_at=r["revoked_at"],
             created_at=r["created_at"],
             keys=tuple(by_owner.get(r["id"], [])),
+            encryption_keys=tuple(sealing.get(r["id"], [])),
         )
         for r in rows
     ]
@@ -98,7 +118,7 @@ class Enrollment:
         operator: str,
     ) -> None:
         self._pool = pool
-        self._js = nc.jetstream()
+        self._js = jetstream(nc)
         self._publisher = publisher
         self._schema = schemas.by_name(CHANGE_SCHEMA)
         self._keystore = keystore
@@ -125,8 +145,11 @@ class Enrollment:
                 )
             for spec in specs:
                 public = spec.public_key
+                encryption: tuple[EncryptionKey, ...] = ()
                 if public is None:
-                    public = self._keystore.generate(spec.id).public_bytes
+                    signer = self._keystore.generate(spec.id)
+                    public = signer.public_bytes
+                    encryption = new_registered_keys(self._keystore, signer, now)
                 key = ParticipantKey(
                     key_id=key_id(public),
                     public_key=public,
@@ -143,6 +166,7 @@ class Enrollment:
                     now,
                 )
                 await _insert_key(conn, spec.id, key)
+                await _insert_encryption_keys(conn, spec.id, encryption)
                 added.append(
                     Participant(
                         id=spec.id,
@@ -151,6 +175,7 @@ class Enrollment:
                         role=spec.role,
                         created_at=now,
                         keys=(key,),
+                        encryption_keys=encryption,
                     )
                 )
             await self._distribute(added, "ADDED", now)
@@ -165,7 +190,9 @@ class Enrollment:
             raise RegistryError(
                 f"{participant} is revoked; a revoked participant cannot get a new key"
             )
-        public = self._keystore.generate(participant).public_bytes
+        signer = self._keystore.generate(participant)
+        public = signer.public_bytes
+        encryption = new_registered_keys(self._keystore, signer, now)
         key = ParticipantKey(
             key_id=key_id(public),
             public_key=public,
@@ -179,7 +206,16 @@ class Enrollment:
                 participant,
                 now,
             )
+            # Old encryption keys close with the signing key; their private halves stay on
+            # the participant's machine so documents sealed to them can still be opened.
+            await conn.execute(
+                "UPDATE participant_encryption_keys SET not_after = $2"
+                " WHERE participant_id = $1 AND not_after IS NULL",
+                participant,
+                now,
+            )
             await _insert_key(conn, participant, key)
+            await _insert_encryption_keys(conn, participant, encryption)
             updated = (await load_participants(conn, participant))[0]
             await self._distribute([updated], "ROTATED", now, key=key)
         log.info("enrollment.rotated", participant=participant, key_id=key.key_id)
@@ -262,3 +298,22 @@ async def _insert_key(conn: asyncpg.Connection, participant: str, key: Participa
         key.not_after,
         key.certificate_pem,
     )
+
+
+async def _insert_encryption_keys(
+    conn: asyncpg.Connection, participant: str, keys: Sequence[EncryptionKey]
+) -> None:
+    for key in keys:
+        await conn.execute(
+            "INSERT INTO participant_encryption_keys (participant_id, key_id, suite, public_key,"
+            " not_before, not_after, signing_key_id, signature)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            participant,
+            key.key_id,
+            key.suite,
+            key.public_key,
+            key.not_before,
+            key.not_after,
+            key.signing_key_id,
+            key.signature,
+        )

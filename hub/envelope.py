@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -61,14 +62,23 @@ def format_time(moment: datetime | None = None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# RFC 3339 `date-time` with seconds and an explicit offset, as written on the wire. The same
+# rule as the offline verifier (hub/audit/verify.py), so a receiver and an auditor never
+# disagree about whether a `ce-time` is valid.
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
 def parse_time(text: str) -> datetime:
-    """Parse an RFC 3339 time; naive times are refused because they are ambiguous."""
+    """Parse an RFC 3339 date-time (seconds and a time zone required) into UTC."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not an RFC 3339 date-time with seconds and a time zone")
+    base, fraction, zone = match.groups()
+    fraction = (fraction or "")[:7]  # Python keeps microseconds; finer digits are dropped
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = datetime.fromisoformat(base + fraction + ("+00:00" if zone == "Z" else zone))
     except ValueError:
-        raise ValueError(f"{text!r} is not an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone; RFC 3339 requires one")
+        raise ValueError(f"{text!r} is not a valid date-time") from None
     return moment.astimezone(UTC)
 
 

@@ -7,13 +7,33 @@ GovhubError                     one clear sentence in str(), next step in diagno
 ├── KeyStoreError               private key missing, unreadable or wrong passphrase (permanent)
 ├── RegistryError               unknown, duplicate or revoked participant           (permanent)
 ├── SchemaError                 unknown schema, unparsable schema, name mismatch     (permanent)
+│   └── SchemaIncompatible      breaks its subject's compatibility mode; `reasons`   (permanent)
 ├── RejectedEvent               an event failed a receiver check; carries a Reason  (permanent)
 ├── PublishError                the bus did not accept a publish                    (see subclasses)
 │   ├── PublishTimeout          no acknowledgement in time after retries            (retryable)
 │   └── StreamFull              the stream is full and refuses new events           (permanent)
+├── AccessDenied                the NATS server refused a user or a subject         (permanent)
 ├── ServerError                 an embedded or external server is not usable
 │   ├── ServerUnavailable       NATS or PostgreSQL cannot be reached                (retryable)
 │   └── ServerStartError        an embedded server failed to start                  (permanent)
+├── AuditError                  the audit log cannot answer or does not verify
+│   ├── NotInLog                an event id or tree size the log does not hold      (permanent)
+│   └── TamperEvidence          stored leaves, tiles or checkpoints fail to verify  (permanent)
+├── ExchangeError               a document exchange step cannot proceed
+│   ├── FileChanged             the file changed while it was being sent            (permanent)
+│   ├── ContentCorrupted        stored content fails its signed digest              (permanent)
+│   ├── NotRecipient            the participant is not a party to the document      (permanent)
+│   ├── UnknownDocument         no document with that id is known                   (permanent)
+│   ├── DocumentClosed          recalled, expired or already answered               (permanent)
+│   └── TransferInterrupted     the connection dropped; the same command resumes    (retryable)
+├── DirectoryError              a resource directory step cannot proceed
+│   ├── EntryInvalid            breaks the catalog rules; `problems` name the fields (permanent)
+│   ├── UnknownResource         no resource with that code is in the directory      (permanent)
+│   ├── NotProvider             only the resource's provider may do this            (permanent)
+│   ├── ResourceClosed          withdrawn, or not shared (不予共享)                   (permanent)
+│   ├── UnknownRequest          no access request with that id is known (yet)       (permanent)
+│   ├── RequestClosed           the request was already answered, revoked or expired (permanent)
+│   └── NoGrant                 no valid grant covers this participant              (permanent)
 └── ServiceError                a hub service failed in a way a person must look at
 ```
 
@@ -24,6 +44,7 @@ Retryable failures derive from `Retryable` as well, so a runtime can decide with
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 
 class GovhubError(Exception):
@@ -65,6 +86,14 @@ class SchemaError(GovhubError):
     """A schema is unknown, cannot be parsed, or does not match its name."""
 
 
+class SchemaIncompatible(SchemaError):
+    """A schema breaks its subject's compatibility mode; `reasons` name each path and rule."""
+
+    def __init__(self, message: str, reasons: Sequence[str], *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reasons = tuple(reasons)
+
+
 class Reason(enum.StrEnum):
     """Why a receiver refused an event; the value is the typed reason code on the wire."""
 
@@ -82,6 +111,27 @@ class Reason(enum.StrEnum):
     MALFORMED_BODY = "malformed_body"
     TYPE_MISMATCH = "type_mismatch"
     POISON = "poison"
+    DUPLICATE_ID = "duplicate_id"
+    # Dead letters of adapters (hub.pipeline): a department record that does not fit its
+    # mapping or schema, and a record the department's target system refused for good.
+    UNMAPPABLE = "unmappable"
+    SINK_REFUSED = "sink_refused"
+    # Document exchange (hub.exchange.tracker): receipts and notices that do not fit the
+    # document they name are refused into quarantine like any other bad event.
+    UNKNOWN_DOCUMENT = "unknown_document"
+    NOT_RECIPIENT = "not_recipient"
+    NOT_SENDER = "not_sender"
+    RECEIPT_MISMATCH = "receipt_mismatch"
+    # Resource directory (hub.directory.materializer): signed events that break the catalog's
+    # rules (a code another provider owns, a grant by someone who is not the provider, ...).
+    INVALID_ENTRY = "invalid_entry"
+    DUPLICATE_CODE = "duplicate_code"
+    STALE_VERSION = "stale_version"
+    UNKNOWN_RESOURCE = "unknown_resource"
+    RESOURCE_CLOSED = "resource_closed"
+    NOT_PROVIDER = "not_provider"
+    UNKNOWN_REQUEST = "unknown_request"
+    REQUEST_CLOSED = "request_closed"
 
 
 class RejectedEvent(GovhubError):
@@ -114,6 +164,19 @@ class StreamFull(PublishError):
     )
 
 
+class AccessDenied(GovhubError):
+    """The NATS server refused: credentials revoked or unknown, or a subject not permitted.
+
+    Raised in a federated deployment, where every participant connects with its own nkey and
+    the server enforces what it may publish (hub/federation/permissions.py).
+    """
+
+    hint = (
+        "A participant may publish only on <channel>.<its id>.>; "
+        "check `govhub participant show ID` for revocation."
+    )
+
+
 class ServerError(GovhubError):
     """An embedded or external server is not usable."""
 
@@ -128,3 +191,109 @@ class ServerStartError(ServerError):
 
 class ServiceError(GovhubError):
     """A hub service failed in a way that needs a person."""
+
+
+class AuditError(GovhubError):
+    """The audit log cannot answer a question, or what it stores does not verify."""
+
+
+class NotInLog(AuditError):
+    """An event id, leaf index or tree size is not (yet) covered by the audit log."""
+
+
+class TamperEvidence(AuditError):
+    """Stored leaves, tiles, state or checkpoints do not verify; `index` names the first bad leaf.
+
+    `index` is None when the failure cannot be tied to one leaf (a checkpoint signature).
+    """
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class ExchangeError(GovhubError):
+    """A document exchange step cannot proceed."""
+
+
+class FileChanged(ExchangeError):
+    """The file changed (size, time or bytes) while it was being sent; nothing was announced."""
+
+    hint = "Send the file again once nothing is writing to it."
+
+
+class ContentCorrupted(ExchangeError):
+    """Stored document content does not match the digests its sender signed."""
+
+    hint = (
+        "The copy in the sender's store is damaged or was altered; "
+        "ask the sender to send the document again."
+    )
+
+
+class NotRecipient(ExchangeError):
+    """The participant is neither the sender nor a recipient of the document."""
+
+
+class UnknownDocument(ExchangeError):
+    """No document with that id has been seen on the bus."""
+
+
+class DocumentClosed(ExchangeError):
+    """The document was recalled or expired, or this recipient has already answered it."""
+
+
+class TransferInterrupted(ExchangeError, Retryable):
+    """The connection dropped during a transfer for longer than the retry budget."""
+
+    hint = "Run the same command again: chunks already transferred are kept and not sent again."
+
+
+class DirectoryError(GovhubError):
+    """A resource directory step (publish, request, grant, share, receive) cannot proceed."""
+
+
+class EntryInvalid(DirectoryError, InputError):
+    """A directory entry breaks the catalog rules; `problems` holds (field, message) pairs."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = tuple(problems)
+        listed = "; ".join(f"{field}: {message}" for field, message in self.problems)
+        count = len(self.problems)
+        super().__init__(
+            f"the entry has {count} problem{'s' if count != 1 else ''}: {listed}",
+            hint="`govhub dir template` prints a complete entry; docs/directory.md lists its keys.",
+        )
+
+
+class UnknownResource(DirectoryError):
+    """No resource with that code is in the directory."""
+
+    hint = "Find resources with `govhub dir search`; a county offline may not have sent it yet."
+
+
+class NotProvider(DirectoryError):
+    """Only the participant that provides a resource may change it or answer its requests."""
+
+
+class ResourceClosed(DirectoryError):
+    """The resource was withdrawn, or is not shared (不予共享), so it cannot be requested."""
+
+
+class UnknownRequest(DirectoryError):
+    """No access request with that id has reached the directory (yet)."""
+
+    hint = (
+        "If the requester's county is offline, its request arrives when the uplink returns; "
+        "list known requests with `govhub dir requests --as ID`."
+    )
+
+
+class RequestClosed(DirectoryError):
+    """The request was already granted, denied, revoked or has expired."""
+
+
+class NoGrant(DirectoryError):
+    """The participant holds no valid grant for the resource, so its data is not sealed to it."""
+
+    hint = "Request access with `govhub dir request CODE --as ID --purpose TEXT`."

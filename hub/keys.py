@@ -5,6 +5,7 @@ Layout under a home folder:
 ```
 keys/<participant>/<key-id>.pem   encrypted PKCS#8 (0600), one file per key generation
 keys/<participant>/current        key id of the key that signs now
+keys/<participant>/enc-<key-id>.pem  encrypted seed of an encryption (HPKE) key (0600)
 ca/root.pem, ca/root.crt          the prefecture root key (encrypted) and its certificate
 secrets/key-passphrase            generated passphrase of an embedded (demo/test) home only
 ```
@@ -25,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from hub.envelope import SigningKey
@@ -149,6 +151,43 @@ class KeyStore:
         key = SigningKey.from_private(participant, private)
         self._loaded[(participant, kid)] = key
         return key
+
+    def store_encryption_seed(self, participant: str, kid: str, seed: bytes) -> None:
+        """Keep the 32-byte seed of an encryption key, encrypted like the signing keys.
+
+        The seed travels in an encrypted PKCS#8 X25519 container (any 32 bytes are a valid
+        X25519 scalar), so the same passphrase and file format protect every private key;
+        hub/exchange/crypto.py derives the suite's private key from it.
+        """
+        check_participant_id(participant)
+        container = X25519PrivateKey.from_private_bytes(seed)
+        pem = container.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self._passphrase),
+        )
+        _write_private(self._dir / participant / f"enc-{kid}.pem", pem)
+
+    def encryption_seed(self, participant: str, kid: str) -> bytes:
+        """The seed of one of a participant's encryption keys held on this machine."""
+        path = self._dir / participant / f"enc-{kid}.pem"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise KeyStoreError(
+                f"encryption key {participant}/{kid} is not on this machine",
+                hint="Only the participant's own machine can open documents sealed to it.",
+            ) from None
+        try:
+            private = serialization.load_pem_private_key(data, self._passphrase)
+        except (ValueError, TypeError) as exc:
+            raise KeyStoreError(
+                f"cannot decrypt encryption key {participant}/{kid}: "
+                "wrong passphrase or damaged file"
+            ) from exc
+        if not isinstance(private, X25519PrivateKey):
+            raise KeyStoreError(f"encryption key {participant}/{kid} is not a key seed")
+        return private.private_bytes_raw()
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,54 @@ class ParticipantKey:
 
 
 @dataclass(frozen=True)
+class EncryptionKey:
+    """One public encryption (HPKE) key of a participant, attested by its signing key.
+
+    `suite` names the KEM (`x25519`, or `mlkem768-x25519` for the post-quantum hybrid);
+    `signature` is the participant's Ed25519 signature (key `signing_key_id`) over the key,
+    so a registry copy altered in transit cannot slip a sender someone else's key
+    (hub/exchange/crypto.py checks it before sealing anything to the key).
+    """
+
+    key_id: str
+    suite: str
+    public_key: bytes
+    not_before: datetime
+    not_after: datetime | None = None
+    signing_key_id: str = ""
+    signature: bytes = b""
+
+    def valid_at(self, moment: datetime) -> bool:
+        """Whether documents sent at this time should be sealed to this key."""
+        return self.not_before <= moment and (self.not_after is None or moment < self.not_after)
+
+    def to_json(self) -> dict[str, Any]:
+        """The key as JSON (bytes in standard base64, times in RFC 3339)."""
+        return {
+            "key_id": self.key_id,
+            "suite": self.suite,
+            "public_key": base64.b64encode(self.public_key).decode(),
+            "not_before": format_time(self.not_before),
+            "not_after": format_time(self.not_after) if self.not_after else None,
+            "signing_key_id": self.signing_key_id,
+            "signature": base64.b64encode(self.signature).decode(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EncryptionKey:
+        """Inverse of to_json."""
+        return cls(
+            key_id=data["key_id"],
+            suite=data["suite"],
+            public_key=base64.b64decode(data["public_key"]),
+            not_before=parse_time(data["not_before"]),
+            not_after=parse_time(data["not_after"]) if data.get("not_after") else None,
+            signing_key_id=data.get("signing_key_id", ""),
+            signature=base64.b64decode(data.get("signature", "")),
+        )
+
+
+@dataclass(frozen=True)
 class Participant:
     """A unit's department that sends and receives events under its own id and keys."""
 
@@ -76,6 +124,7 @@ class Participant:
     revoked_at: datetime | None = None
     keys: tuple[ParticipantKey, ...] = ()
     created_at: datetime | None = None
+    encryption_keys: tuple[EncryptionKey, ...] = ()
     _public: dict[str, Ed25519PublicKey] = field(
         default_factory=dict, repr=False, compare=False, hash=False
     )
@@ -85,6 +134,11 @@ class Participant:
         """The key that signs now: the open-ended one with the latest start."""
         open_keys = [k for k in self.keys if k.not_after is None]
         return max(open_keys, key=lambda k: k.not_before) if open_keys else None
+
+    def encryption_key(self, suite: str) -> EncryptionKey | None:
+        """The open-ended encryption key of a suite with the latest start, if any."""
+        found = [k for k in self.encryption_keys if k.suite == suite and k.not_after is None]
+        return max(found, key=lambda k: k.not_before) if found else None
 
     def public_key(self, kid: str) -> Ed25519PublicKey:
         """The parsed public key for a key id (parsed once, then cached)."""
@@ -141,6 +195,7 @@ class Participant:
             "public_key": base64.b64encode(current.public_key).decode() if current else None,
             "certificate_pem": current.certificate_pem if current else None,
             "keys": [k.to_json() for k in self.keys],
+            "encryption_keys": [k.to_json() for k in self.encryption_keys],
         }
 
     @classmethod
@@ -155,6 +210,9 @@ class Participant:
             revoked_at=parse_time(data["revoked_at"]) if data.get("revoked_at") else None,
             created_at=parse_time(data["created_at"]) if data.get("created_at") else None,
             keys=tuple(ParticipantKey.from_json(k) for k in data.get("keys", [])),
+            encryption_keys=tuple(
+                EncryptionKey.from_json(k) for k in data.get("encryption_keys", [])
+            ),
         )
 
     def with_keys(self, keys: tuple[ParticipantKey, ...]) -> Participant:

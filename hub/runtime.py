@@ -2,8 +2,9 @@
 
 Every CLI command and hub service works inside `open_hub(settings)`. It starts embedded
 servers when no external ones are configured (and stops what it started on exit), applies
-migrations, provisions streams, enrolls the scenario into an empty registry, and starts the
-watched participant cache that verification reads.
+migrations, provisions streams, enrolls the scenario into an empty registry, registers the
+shipped schemas not yet registered, and starts the watched participant and schema caches that
+verification reads.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncpg
 import structlog
 from nats.aio.client import Client as NatsClient
 
-from hub.bus import PubAck, Publisher, close, connect, provision
+from hub.bus import PubAck, Publisher, close, connect, jetstream, provision
 from hub.codec import SchemaCache
 from hub.consumer import Consumer
 from hub.db import create_pool, migrate
@@ -28,10 +29,14 @@ from hub.embedded import EmbeddedServers
 from hub.enrollment import Enrollment, NewParticipant, load_participants
 from hub.envelope import Envelope, format_time, seal
 from hub.errors import RegistryError
+from hub.federation.links import Link
+from hub.federation.runtime import Federation
 from hub.home import Settings
 from hub.keys import CertificateAuthority, KeyStore, resolve_passphrase
 from hub.participants import PARTICIPANTS_BUCKET, ParticipantCache
 from hub.scenario import Scenario, load_scenario
+from hub.schema_registry import open_schema_registry
+from hub.schema_watch import SCHEMAS_BUCKET
 from hub.subjects import check_subject, default_subject, may_publish
 from hub.topology import hub_streams
 from hub.verifier import Verifier
@@ -56,6 +61,9 @@ class Hub:
     participants: ParticipantCache
     verifier: Verifier
     scenario: Scenario
+    # Set in a federated deployment: participants then publish through their own links
+    # (hub/federation/links.py) and the hub services' `nc` is the `service` user's.
+    federation: Federation | None = None
     _keystore: KeyStore | None = field(default=None, repr=False)
     _ca: CertificateAuthority | None = field(default=None, repr=False)
 
@@ -91,9 +99,19 @@ class Hub:
         )
 
     def seal(
-        self, as_id: str, schema_name: str, record: Mapping[str, Any], *, subject: str | None = None
+        self,
+        as_id: str,
+        schema_name: str,
+        record: Mapping[str, Any],
+        *,
+        subject: str | None = None,
+        event_id: str | None = None,
     ) -> Envelope:
-        """Encode and sign an event as a participant, refusing subjects it does not own."""
+        """Encode and sign an event as a participant, refusing subjects it does not own.
+
+        `event_id` fixes the id (adapters derive it from the source record so a re-send is
+        deduplicated); by default a fresh UUIDv7 is used.
+        """
         schema = self.schemas.by_name(schema_name)
         subject = subject or default_subject(as_id, schema.name)
         check_subject(subject)
@@ -106,23 +124,46 @@ class Hub:
             raise RegistryError(f"{as_id} is not a registered participant")
         if sender.status != "active":
             raise RegistryError(f"{as_id} is revoked and can no longer publish")
-        return seal(self.keystore.current(as_id), subject, schema.name, schema.encode(record))
+        body = schema.encode(record)
+        return seal(self.keystore.current(as_id), subject, schema.name, body, event_id=event_id)
 
     async def publish(
         self, as_id: str, schema_name: str, record: Mapping[str, Any], *, subject: str | None = None
     ) -> tuple[Envelope, PubAck]:
         """Sign and publish one event; returns it with JetStream's acknowledgement."""
         env = self.seal(as_id, schema_name, record, subject=subject)
-        return env, await self.publisher.publish(env)
+        link = await self.link(as_id)
+        return env, await (link.publisher if link else self.publisher).publish(env)
+
+    async def link(self, as_id: str) -> Link | None:
+        """In a federation, the participant's own connection to its unit's node; else None."""
+        return None if self.federation is None else await self.federation.link(as_id)
 
     def consumer(
         self,
         stream: str,
         durable: str | None,
         subjects: Sequence[str] = (),
+        *,
+        via: Link | None = None,
         **options: Any,
     ) -> Consumer:
-        """A verifying pull consumer on a stream of this hub."""
+        """A verifying pull consumer on a stream of this hub.
+
+        `via` reads as a participant over its own link (`await hub.link(id)`), so the
+        server's permissions apply; the stream is then addressed in the hub's domain.
+        """
+        if via is not None:
+            return Consumer(
+                via.nc,
+                self.verifier,
+                via.publisher,
+                stream=stream,
+                durable=durable,
+                subjects=subjects,
+                domain=via.domain_for(stream_at_hub=True),
+                **options,
+            )
         return Consumer(
             self.nc,
             self.verifier,
@@ -165,12 +206,26 @@ async def _bootstrap(
 
 @contextlib.asynccontextmanager
 async def open_hub(
-    settings: Settings, *, keep_servers: bool = False, scenario: str | None = None
+    settings: Settings,
+    *,
+    keep_servers: bool = False,
+    scenario: str | None = None,
+    federated: bool = False,
+    hub_nodes: int = 1,
 ) -> AsyncIterator[Hub]:
-    """Open a connected Hub; embedded servers started here are stopped on exit."""
+    """Open a connected Hub; embedded servers started here are stopped on exit.
+
+    A home that `govhub up --federated` set up (or `federated=True`) runs the federated
+    topology of hub/federation/ instead of the single embedded nats-server.
+    """
     settings.home.ensure()
     embedded: EmbeddedServers | None = None
     nats_url, pg_dsn = settings.nats_url, settings.pg_dsn
+    federation = Federation.for_settings(
+        settings, federated=federated, hub_nodes=hub_nodes, scenario=scenario
+    )
+    if federation is not None:
+        nats_url = federation.hub_url
     missing = tuple(n for n, v in (("nats", nats_url), ("postgres", pg_dsn)) if v is None)
     if missing:
         embedded = EmbeddedServers(settings.home)
@@ -181,20 +236,38 @@ async def open_hub(
     async with contextlib.AsyncExitStack() as stack:
         if embedded is not None:
             stack.callback(embedded.stop_started)
-        nc = await connect(nats_url)
+        if federation is not None:
+            stack.callback(federation.stop_started)
+            await federation.start(keep=keep_servers)
+        nc = await connect(
+            nats_url, nkey_seed=federation.service_seed if federation is not None else None
+        )
         stack.push_async_callback(close, nc)
         pool = await create_pool(pg_dsn)
         stack.push_async_callback(pool.close)
         await migrate(pool)
-        await provision(nc, hub_streams(), [PARTICIPANTS_BUCKET])
+        specs = hub_streams() if federation is None else federation.hub_specs(hub_streams())
+        await provision(
+            nc,
+            specs,
+            [PARTICIPANTS_BUCKET, SCHEMAS_BUCKET],
+            replicas=federation.replicas if federation is not None else 1,
+        )
         publisher = Publisher(nc)
         stack.push_async_callback(publisher.close)
         schemas = SchemaCache.from_directory(SCHEMA_DIR)
         chosen = load_scenario(scenario or os.environ.get(SCENARIO_ENV) or "kezhou")
         await _bootstrap(settings, pool, nc, publisher, schemas, chosen)
+        if federation is not None:
+            stack.push_async_callback(federation.close)
+            await federation.prepare(nc, pool)
         participants = ParticipantCache()
-        await participants.watch(nc.jetstream())
+        await participants.watch(jetstream(nc))
         stack.push_async_callback(participants.stop)
+        schema_watch = await open_schema_registry(
+            settings, pool, nc, publisher, schemas, chosen.operator
+        )
+        stack.push_async_callback(schema_watch.stop)
         yield Hub(
             settings=settings,
             nats_url=nats_url,
@@ -206,6 +279,7 @@ async def open_hub(
             participants=participants,
             verifier=Verifier(participants, schemas),
             scenario=chosen,
+            federation=federation,
         )
 
 

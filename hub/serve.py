@@ -28,7 +28,13 @@ from hub.runtime import Hub
 log = structlog.get_logger("hub.serve")
 
 # name -> "module:factory"; the factory takes the Hub and returns a Service.
-SERVICES: dict[str, str] = {}
+SERVICES: dict[str, str] = {
+    "audit": "hub.audit.service:create",
+    "directory": "hub.directory.service:create",
+    "federation": "hub.federation.monitor:create",
+    "exchange": "hub.exchange.tracker:ExchangeTracker",
+    "exchange-agent": "hub.exchange.agent:RecipientAgent",
+}
 
 GRACE_S = 10.0
 
@@ -118,7 +124,13 @@ async def serve(
     tasks = [asyncio.create_task(supervise(s), name=s.name) for s in services]
     try:
         stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_EXCEPTION)
+        # Wake on the stop event or on a failing service; a service that simply returns must
+        # not end the others. (FIRST_EXCEPTION alone never returns when the stop event is set.)
+        pending: set[asyncio.Task[Any]] = {stopper, *tasks}
+        while stopper in pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(t.exception() for t in done if t is not stopper and not t.cancelled()):
+                break
         stopper.cancel()
         if not stop.is_set():
             failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]

@@ -37,6 +37,7 @@ class StreamSpec:
     protect: bool = True
     atomic: bool = True
     extra: dict[str, object] = field(default_factory=dict)
+    replicas: int = 1
 
     def config(self) -> StreamConfig:
         """The JetStream stream configuration.
@@ -45,7 +46,7 @@ class StreamSpec:
         the publisher sees, instead of silently dropping the oldest (possibly unforwarded)
         ones. Delete and purge are denied because the audit log proves there are no gaps.
         """
-        return StreamConfig(
+        config = StreamConfig(
             name=self.name,
             description=self.description,
             subjects=list(self.subjects),
@@ -59,8 +60,13 @@ class StreamSpec:
             deny_purge=self.protect,
             allow_atomic=self.atomic or None,
             allow_direct=True,
-            num_replicas=1,
+            num_replicas=self.replicas,
         )
+        # Federation adds `sources` (the hub stream sourcing county streams), see
+        # hub/federation/streams.py.
+        for key, value in self.extra.items():
+            setattr(config, key, value)
+        return config
 
 
 def hub_streams(max_bytes: int = -1) -> list[StreamSpec]:

@@ -113,8 +113,10 @@ async def read_events(
     """Read up to `limit` events, verifying each; rejected ones are quarantined and reported."""
     stream = QUARANTINE_STREAM if quarantine else HUB_STREAM
     durable = _durable_name(as_id, subject) if as_id and not quarantine else None
+    # In a federation `--as` reads over the participant's own link, under its permissions.
+    via = await hub.link(as_id) if as_id else None
     consumer = hub.consumer(
-        stream, durable, [subject] if subject else [], quarantine=not quarantine
+        stream, durable, [subject] if subject else [], quarantine=not quarantine, via=via
     )
     rows: list[dict[str, Any]] = []
     try:

@@ -99,6 +99,8 @@ async def add(
             raise InputError("--public-key must be a raw 32-byte Ed25519 public key")
     async with open_hub(settings(ctx)) as hub:
         added = await hub.enrollment().add([NewParticipant(participant_id, name, role, raw)])
+        if hub.federation is not None:  # the new participant's server user, by reload
+            await hub.federation.sync_permissions(hub.pool)
     data = added[0].to_json()
     emit(as_json, data, lambda: console.print(f"registered {data['id']} with key {data['key_id']}"))
 
@@ -112,6 +114,8 @@ async def revoke(ctx: click.Context, participant_id: str, as_json: bool) -> None
     """Revoke a participant: its events stamped from now on are refused."""
     async with open_hub(settings(ctx)) as hub:
         data = (await hub.enrollment().revoke(participant_id)).to_json()
+        if hub.federation is not None:  # the servers drop its user: access ends now
+            await hub.federation.sync_permissions(hub.pool)
     emit(as_json, data, lambda: console.print(f"revoked {data['id']} at {data['revoked_at']}"))
 
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from hub.cli.common import async_command, console, emit, json_option, settings
 from hub.db import redact
 from hub.embedded import EmbeddedServers
+from hub.federation.servers import FederatedServers
 from hub.runtime import open_hub
 
 
@@ -17,13 +18,29 @@ from hub.runtime import open_hub
 @click.option(
     "--scenario", default=None, help="Scenario to enroll into an empty registry (default kezhou)."
 )
+@click.option(
+    "--federated",
+    is_flag=True,
+    help="The federated topology: hub node(s), one leaf per county, the region link.",
+)
+@click.option(
+    "--hub-nodes",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="Hub nodes of a federated home (3: a JetStream cluster with R3 streams).",
+)
 @json_option
 @click.pass_context
 @async_command
-async def up(ctx: click.Context, scenario: str | None, as_json: bool) -> None:
+async def up(
+    ctx: click.Context, scenario: str | None, federated: bool, hub_nodes: str, as_json: bool
+) -> None:
     """Start the embedded servers and keep them running until `govhub down`."""
     conf = settings(ctx)
-    async with open_hub(conf, keep_servers=True, scenario=scenario) as hub:
+    async with open_hub(
+        conf, keep_servers=True, scenario=scenario, federated=federated, hub_nodes=int(hub_nodes)
+    ) as hub:
         data = {
             "home": str(conf.home.root),
             "nats_url": hub.nats_url,
@@ -31,6 +48,8 @@ async def up(ctx: click.Context, scenario: str | None, as_json: bool) -> None:
             "participants": len(hub.participants),
             "scenario": hub.scenario.name,
         }
+        if hub.federation is not None and hub.federation.servers is not None:
+            data["nodes"] = [n.to_json() for n in hub.federation.servers.status()]
     emit(
         as_json,
         data,
@@ -46,7 +65,10 @@ async def up(ctx: click.Context, scenario: str | None, as_json: bool) -> None:
 @click.pass_context
 def down(ctx: click.Context, as_json: bool) -> None:
     """Stop the embedded servers of this home."""
-    stopped = EmbeddedServers(settings(ctx).home).stop_all()
+    home = settings(ctx).home
+    federated = FederatedServers.open(home)
+    stopped = federated.stop_all() if federated is not None else []
+    stopped += EmbeddedServers(home).stop_all()
     emit(
         as_json,
         {"stopped": stopped},
@@ -75,7 +97,7 @@ def status_data(ctx: click.Context) -> dict[str, Any]:
     ]
     nats = running.get("nats")
     pg = running.get("postgres")
-    return {
+    data = {
         "home": str(conf.home.root),
         "mode": "external" if conf.external else "embedded",
         "running": bool(conf.external or (nats and pg)),
@@ -83,7 +105,21 @@ def status_data(ctx: click.Context) -> dict[str, Any]:
         "pg_dsn": redact(conf.pg_dsn) if conf.pg_dsn else (pg.url if pg else None),
         "nats_monitor_url": nats.monitor_url if nats else None,
         "nodes": nodes,
+        "topology": "single",
     }
+    federated = FederatedServers.open(conf.home) if conf.nats_url is None else None
+    if federated is not None:
+        # Every node of the plan, pid 0 when it is not running (an outage drill shows).
+        fed_nodes = [n.to_json() for n in federated.status()]
+        hub = federated.plan.hub_nodes[0]
+        data.update(
+            topology="federated",
+            running=bool(pg) and all(n["pid"] for n in fed_nodes),
+            nats_url=",".join(federated.plan.hub_client_urls()),
+            nats_monitor_url=hub.monitor_url,
+            nodes=fed_nodes + nodes,
+        )
+    return data
 
 
 @click.command()

@@ -1,0 +1,267 @@
+"""The audit appender: every message of the hub stream, verified, becomes one leaf of the log.
+
+One writer at a time: the appender takes a PostgreSQL advisory lock on its own connection and
+writes only through that connection, so a second ``govhub serve`` waits as a standby and takes
+over when the first one's session ends (crash, kill, network loss). Messages are verified as any
+receiver verifies them (``Consumer.fetch``); each batch is committed in one transaction (leaves,
+tiles, state, sequences), then refused messages are copied to the quarantine stream, then
+everything is acked. A batch that does not commit is never acked: JetStream keeps it, and the
+appender retries with backoff, reconnecting and re-reading the committed state first. Whatever
+is redelivered after a crash collapses onto its existing leaf (idempotency key, hub/audit/leaf.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import asyncpg
+import nats.errors
+import nats.js.errors
+import structlog
+
+from hub.audit import leaf as leafmod
+from hub.audit import store
+from hub.audit.config import AuditConfig
+from hub.audit.leaf import LeafRecord
+from hub.audit.sequences import SequenceTracker
+from hub.audit.store import StaleState, TreeState
+from hub.consumer import Consumer, Delivery
+from hub.errors import AuditError, PublishError, Reason, ServerUnavailable
+from hub.metrics import Counter, Gauge
+from hub.runtime import Hub
+from hub.topology import HUB_STREAM
+
+log = structlog.get_logger("hub.audit.appender")
+
+DURABLE = "audit_appender"
+ACK_WAIT = 5.0
+"""Seconds before JetStream redelivers a message the appender fetched but never acked."""
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+LEAVES = Counter(
+    "govhub_audit_leaves_total", "Leaves appended to the audit log, by verdict.", ("verdict",)
+)
+DUPLICATES = Counter(
+    "govhub_audit_duplicates_total", "Messages already in the audit log (redelivered, re-sourced)."
+)
+GAPS = Counter("govhub_audit_gaps_total", "Sequence gaps detected, by origin stream.", ("stream",))
+RETRIES = Counter("govhub_audit_retries_total", "Audit batches retried after a database failure.")
+TREE_SIZE = Gauge("govhub_audit_tree_size", "Leaves in the audit log.")
+WRITER = Gauge("govhub_audit_writer", "1 while this process holds the audit writer lock.")
+
+# Failures after which the appender reconnects and retries: the database went away or refused.
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresError,
+    AuditError,
+)
+
+
+def to_record(delivery: Delivery) -> LeafRecord:
+    """The leaf of one delivery with the appender's verdict."""
+    if delivery.rejection is not None:
+        return leafmod.build(
+            delivery, "quarantined", delivery.rejection.reason.value, str(delivery.rejection)
+        )
+    refused = leafmod.admissible(delivery)
+    if refused is not None:
+        return leafmod.build(delivery, "quarantined", refused[0].value, refused[1])
+    return leafmod.build(delivery, "accepted")
+
+
+class Appender:
+    """Consumes the hub stream into the audit tree while it holds the writer lock."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        config: AuditConfig,
+        *,
+        dsn: str | None = None,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_commit(size)`` is called after each committed batch (the checkpointer's cue)."""
+        self._hub, self._config, self._dsn = hub, config, dsn or hub.pg_dsn
+        self._on_commit = on_commit
+        self._consumer: Consumer | None = None
+        self._held: list[Delivery] = []
+        self._state: TreeState | None = None
+        self._tracker = SequenceTracker()
+        self._failures = 0
+        self.leading = asyncio.Event()
+
+    @property
+    def size(self) -> int | None:
+        """Leaves committed, as this writer knows it (None before it first led)."""
+        return None if self._state is None else self._state.size
+
+    def consumer(self) -> Consumer:
+        """The durable consumer over every subject of the hub stream (created once)."""
+        if self._consumer is None:
+            self._consumer = self._hub.consumer(
+                HUB_STREAM,
+                DURABLE,
+                max_deliver=-1,  # the log must never give up on a message
+                backoff=(ACK_WAIT,),
+                max_ack_pending=max(4 * self._config.batch_size, 1000),
+            )
+        return self._consumer
+
+    async def run(self) -> None:
+        """Wait for the writer lock, then append until cancelled; recover from any outage."""
+        try:
+            while True:
+                try:
+                    conn = await asyncpg.connect(self._dsn, timeout=10)
+                except DB_ERRORS as exc:
+                    await self._backoff("connect", exc)
+                    continue
+                try:
+                    if not await store.try_lock(conn):
+                        log.info("audit.appender.standby")
+                        await store.lock(conn)
+                    await self._lead(conn)
+                except DB_ERRORS as exc:
+                    await self._backoff("database", exc)
+                finally:
+                    self._step_down()
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2.0)
+        finally:
+            if self._consumer is not None:
+                await self._consumer.stop()
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
+        self._state = await store.load_state(conn)
+        self._tracker = await store.load_tracker(conn)
+        WRITER.set(1)
+        TREE_SIZE.set(self._state.size)
+        self.leading.set()
+        log.info("audit.appender.writer", size=self._state.size)
+        if self._on_commit is not None:
+            self._on_commit(self._state.size)
+        while True:
+            try:
+                if not self._held:
+                    self._held = await self._fetch(self._config.flush_interval)
+                    if not self._held:
+                        continue
+                await self.commit(conn, self._held)
+                self._held = []
+                self._failures = 0
+            except (ServerUnavailable, PublishError, nats.errors.Error) as exc:
+                # NATS is away: whatever was committed but not acked is redelivered later and
+                # collapses onto its leaf, so dropping the held batch loses nothing. The
+                # subscription is made again, which also re-creates a deleted consumer.
+                self._held = []
+                await self.consumer().stop()
+                await self._backoff("nats", exc)
+
+    async def _fetch(self, timeout: float) -> list[Delivery]:
+        try:
+            return await self.consumer().fetch(self._config.batch_size, timeout=timeout)
+        except TimeoutError:
+            # nats-py raises a bare TimeoutError (not its own) when a short fetch deadline runs
+            # out between its two pull requests; it means "nothing yet", like an empty batch.
+            return []
+
+    def _step_down(self) -> None:
+        self.leading.clear()
+        WRITER.set(0)
+
+    async def _backoff(self, what: str, exc: BaseException) -> None:
+        delay = BACKOFF[min(self._failures, len(BACKOFF) - 1)]
+        self._failures += 1
+        RETRIES.inc()
+        log.warning(
+            "audit.appender.retry",
+            cause=what,
+            error=str(exc) or type(exc).__name__,
+            held=len(self._held),
+            retry_in=delay,
+        )
+        await asyncio.sleep(delay)
+
+    async def commit(self, conn: asyncpg.Connection, deliveries: list[Delivery]) -> int:
+        """Append one batch, copy refused messages to quarantine, ack; return leaves added."""
+        assert self._state is not None
+        records = [to_record(d) for d in deliveries]
+        try:
+            state, tracker, outcome = await store.append_batch(
+                conn, self._state, self._tracker, records
+            )
+        except StaleState:
+            # Someone else wrote, or our last commit succeeded without us hearing back.
+            self._state = await store.load_state(conn)
+            self._tracker = await store.load_tracker(conn)
+            state, tracker, outcome = await store.append_batch(
+                conn, self._state, self._tracker, records
+            )
+        self._state, self._tracker = state, tracker
+        TREE_SIZE.set(state.size)
+        DUPLICATES.inc(amount=outcome.duplicates)
+        for gap in outcome.new_gaps:
+            GAPS.inc(gap.stream)
+            log.warning(
+                "audit.gap.detected",
+                stream=gap.stream,
+                first_seq=gap.first,
+                last_seq=gap.last,
+                after_leaf=gap.after_leaf,
+            )
+        consumer = self.consumer()
+        for delivery, given, final in zip(deliveries, records, outcome.final, strict=True):
+            record = final or given
+            if final is not None:
+                LEAVES.inc(final.verdict)
+            if record.verdict == "quarantined" and record.reason is not None:
+                await consumer.quarantine(delivery, Reason(record.reason), record.detail or "")
+            else:
+                await delivery.ack()
+        if self._on_commit is not None:
+            self._on_commit(state.size)
+        return outcome.appended
+
+    async def catch_up(self, *, timeout: float = 120.0) -> int:
+        """Append until the hub stream holds nothing unlogged; return the tree size.
+
+        For the demo and tests, which run without ``govhub serve``. If a serve process already
+        holds the writer lock, this waits for it to log everything instead.
+        """
+        deadline = time.monotonic() + timeout
+        conn = await asyncpg.connect(self._dsn, timeout=10)
+        try:
+            if not await store.try_lock(conn):
+                return await self._wait_for_writer(deadline)
+            self._state = await store.load_state(conn)
+            self._tracker = await store.load_tracker(conn)
+            await self.consumer().start()
+            js = self._hub.nc.jetstream()
+            while time.monotonic() < deadline:
+                batch = await self._fetch(0.2)
+                if batch:
+                    await self.commit(conn, batch)
+                    continue
+                info = await js.consumer_info(HUB_STREAM, DURABLE)
+                if not info.num_pending and not info.num_ack_pending:
+                    return self._state.size
+            raise AuditError(f"the audit log did not catch up within {timeout:g} s")
+        finally:
+            await conn.close()
+            if self._consumer is not None:
+                await self._consumer.stop()
+
+    async def _wait_for_writer(self, deadline: float) -> int:
+        js = self._hub.nc.jetstream()
+        while time.monotonic() < deadline:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                info = await js.consumer_info(HUB_STREAM, DURABLE)
+                if not info.num_pending and not info.num_ack_pending:
+                    return int(await self._hub.pool.fetchval("SELECT size FROM audit_state"))
+            await asyncio.sleep(0.2)  # bounded wait on another process; no event to wait on
+        raise AuditError("the audit writer in another process did not catch up in time")

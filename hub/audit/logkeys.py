@@ -1,0 +1,194 @@
+"""The log's signing keys and the witnesses' keys, encrypted in the home, with validity windows.
+
+```
+<home>/audit/log/ring.json          origin and every log key: key id, file, not_before, not_after
+<home>/audit/log/<key id>.pem       encrypted PKCS#8 Ed25519 key (0600)
+<home>/audit/witnesses/<unit>/key.pem   a local witness's cosignature key (0600)
+```
+
+Rotation adds a key valid from now and closes the current key's window after an overlap;
+during the overlap both sign every checkpoint, so verifiers holding either key keep working.
+``trust_entries()`` is the ``log_keys`` section of a trust file (hub/audit/verify.py).
+Windows start on a whole second because witness cosignature times are whole seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub.audit.config import audit_dir
+from hub.audit.note import ALG_COSIGNATURE_V1, ALG_ED25519, Signer, Verifier
+from hub.errors import ConfigError, KeyStoreError
+from hub.home import Home
+from hub.keys import resolve_passphrase
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file atomically, mode 0600 from the first byte, in a 0700 folder."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _time_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _whole_second(moment: datetime | None = None) -> datetime:
+    return (moment or datetime.now(UTC)).replace(microsecond=0)
+
+
+def load_or_create_key(path: Path, passphrase: bytes, *, create: bool) -> Ed25519PrivateKey:
+    """An encrypted Ed25519 key file, created on first use if asked."""
+    if path.exists():
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), passphrase)
+        except (ValueError, TypeError) as exc:
+            raise KeyStoreError(f"cannot decrypt {path}: wrong passphrase or damaged file") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyStoreError(f"{path} is not an Ed25519 key")
+        return key
+    if not create:
+        raise KeyStoreError(f"no key at {path}", hint="Run `govhub serve` once to create it.")
+    key = Ed25519PrivateKey.generate()
+    _write_private(path, _encrypt(key, passphrase))
+    return key
+
+
+def _encrypt(key: Ed25519PrivateKey, passphrase: bytes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+
+
+@dataclass(frozen=True)
+class LogKey:
+    """One log key with its validity window (``not_after`` None = open)."""
+
+    signer: Signer
+    not_before: datetime
+    not_after: datetime | None
+
+    def valid_at(self, moment: datetime) -> bool:
+        """Whether the key may sign at ``moment``."""
+        return self.not_before <= moment and (self.not_after is None or moment < self.not_after)
+
+    def trust_entry(self) -> dict[str, Any]:
+        """The trust-file form ``{vkey, not_before, not_after}``."""
+        return {
+            "vkey": self.signer.verifier.vkey(),
+            "not_before": _time_text(self.not_before),
+            "not_after": _time_text(self.not_after) if self.not_after else None,
+        }
+
+
+class LogKeyRing:
+    """The log's keys: every key ever used, each with its window; signs with the valid ones."""
+
+    def __init__(self, folder: Path, passphrase: bytes, origin: str, keys: list[LogKey]) -> None:
+        """Use ``open`` instead."""
+        self._folder, self._passphrase, self.origin, self.keys = folder, passphrase, origin, keys
+
+    @classmethod
+    def open(cls, home: Home, origin: str, *, create: bool = True) -> LogKeyRing:
+        """Load the ring (creating the first key if asked); the origin must match the ring's."""
+        folder = audit_dir(home) / "log"
+        passphrase = resolve_passphrase(home.secrets, create=False)
+        ring_file = folder / "ring.json"
+        if not ring_file.exists():
+            if not create:
+                raise KeyStoreError(
+                    f"no audit log key in {folder}", hint="Run `govhub serve` once to create it."
+                )
+            ring = cls(folder, passphrase, origin, [])
+            ring._add(_whole_second())
+            return ring
+        data = json.loads(ring_file.read_text(encoding="utf-8"))
+        if data["origin"] != origin:
+            raise ConfigError(
+                f"the audit log key ring is for origin {data['origin']!r}, not {origin!r}; "
+                "a log's origin cannot change"
+            )
+        keys = []
+        for entry in data["keys"]:
+            private = load_or_create_key(folder / entry["file"], passphrase, create=False)
+            keys.append(
+                LogKey(
+                    Signer(origin, private, ALG_ED25519),
+                    datetime.fromisoformat(entry["not_before"]),
+                    datetime.fromisoformat(entry["not_after"]) if entry["not_after"] else None,
+                )
+            )
+        return cls(folder, passphrase, origin, keys)
+
+    def _add(self, not_before: datetime) -> LogKey:
+        private = Ed25519PrivateKey.generate()
+        signer = Signer(self.origin, private, ALG_ED25519)
+        _write_private(
+            self._folder / f"{signer.key_id.hex()}.pem", _encrypt(private, self._passphrase)
+        )
+        key = LogKey(signer, not_before, None)
+        self.keys.append(key)
+        self._save()
+        return key
+
+    def _save(self) -> None:
+        entries = [
+            {
+                "key_id": k.signer.key_id.hex(),
+                "file": f"{k.signer.key_id.hex()}.pem",
+                "vkey": k.signer.verifier.vkey(),
+                "not_before": k.not_before.isoformat(),
+                "not_after": k.not_after.isoformat() if k.not_after else None,
+            }
+            for k in self.keys
+        ]
+        text = json.dumps({"origin": self.origin, "keys": entries}, indent=2)
+        _write_private(self._folder / "ring.json", text.encode())
+
+    def rotate(self, overlap: timedelta, *, now: datetime | None = None) -> LogKey:
+        """Add a new key valid from now; every open key stops ``overlap`` later."""
+        start = _whole_second(now)
+        for i, key in enumerate(self.keys):
+            if key.not_after is None or key.not_after > start + overlap:
+                self.keys[i] = LogKey(key.signer, key.not_before, start + overlap)
+        return self._add(start)
+
+    def signers(self, at: datetime | None = None) -> list[Signer]:
+        """Every key valid at ``at`` (default now): two during a rotation's overlap."""
+        moment = at or datetime.now(UTC)
+        signers = [k.signer for k in self.keys if k.valid_at(moment)]
+        if not signers:
+            raise KeyStoreError(f"no audit log key is valid at {_time_text(moment)}")
+        return signers
+
+    def verifiers(self) -> list[Verifier]:
+        """Every log key's verifier, retired ones included (they verify old checkpoints)."""
+        return [k.signer.verifier for k in self.keys]
+
+    def trust_entries(self) -> list[dict[str, Any]]:
+        """The ``log_keys`` section of a trust file or bundle."""
+        return [k.trust_entry() for k in self.keys]
+
+
+def witness_signer(home: Home, unit: str, name: str, *, create: bool = True) -> Signer:
+    """The cosignature key of the witness a unit runs in this home."""
+    passphrase = resolve_passphrase(home.secrets, create=False)
+    path = audit_dir(home) / "witnesses" / unit / "key.pem"
+    return Signer(name, load_or_create_key(path, passphrase, create=create), ALG_COSIGNATURE_V1)

@@ -1,0 +1,179 @@
+"""The ``audit`` service of ``govhub serve``: appender, checkpoints, local witnesses, read API.
+
+Wiring only. While this process holds the writer lock it appends and signs a checkpoint at
+least every ``checkpoint_interval`` seconds while the log grows; a standby process serves the
+read API and its witnesses and waits. ``AuditLog`` assembles the same parts for commands and
+the demo, which run without ``govhub serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from hub.audit import api
+from hub.audit.appender import DB_ERRORS, Appender
+from hub.audit.checkpoints import ALARM_SUBJECT, CHECKPOINT_SUBJECT, Checkpointer
+from hub.audit.config import AuditConfig, audit_dir, load_config, local_witness_name
+from hub.audit.logkeys import LogKeyRing, witness_signer
+from hub.audit.note import Verifier
+from hub.audit.reader import StoredCheckpoint, latest_checkpoint
+from hub.audit.witness import (
+    HttpWitnessClient,
+    LocalWitnessClient,
+    Witness,
+    WitnessClient,
+    witness_routes,
+)
+from hub.envelope import Envelope
+from hub.runtime import Hub
+
+log = structlog.get_logger("hub.audit.service")
+
+
+class AuditLog:
+    """The audit log's parts for one hub: config, key ring, witnesses, checkpointer."""
+
+    def __init__(self, hub: Hub, *, create_keys: bool = True, announce: bool = True) -> None:
+        """Open (or on first use create) the log key and the local witnesses' keys."""
+        self.hub = hub
+        self.config: AuditConfig = load_config(hub.settings.home, hub.scenario)
+        self.ring = LogKeyRing.open(hub.settings.home, self.config.origin, create=create_keys)
+        self.witnesses = [
+            Witness(
+                witness_signer(
+                    hub.settings.home,
+                    unit,
+                    local_witness_name(unit, self.config.origin),
+                    create=create_keys,
+                ),
+                self._trusted_logs,
+                audit_dir(hub.settings.home) / "witnesses" / unit,
+                self.publish_alarm,
+            )
+            for unit in self.config.local_witnesses
+        ]
+        clients: list[WitnessClient] = [LocalWitnessClient(w) for w in self.witnesses]
+        clients += [
+            HttpWitnessClient(r.verifier, r.url, self.config.witness_timeout)
+            for r in self.config.remote_witnesses
+        ]
+        self.checkpointer = Checkpointer(
+            hub.pool,
+            self.ring,
+            clients,
+            k=self.config.witness_k,
+            publish=self.publish_checkpoint if announce else None,
+            timeout=self.config.witness_timeout,
+        )
+
+    def _trusted_logs(self) -> dict[str, Sequence[Verifier]]:
+        # Local witnesses share the home with the log, so they read its key ring (rotation
+        # included); a county's own witness is configured with the log's keys instead.
+        return {self.config.origin: self.ring.verifiers()}
+
+    def witness_verifiers(self) -> list[Verifier]:
+        """Every configured witness's cosignature key, local and remote."""
+        return [w.verifier for w in self.witnesses] + [
+            r.verifier for r in self.config.remote_witnesses
+        ]
+
+    def trust(self) -> dict[str, Any]:
+        """The log and witness sections of a trust file (participant keys are added by export)."""
+        return {
+            "log_keys": self.ring.trust_entries(),
+            "witnesses": {
+                "keys": [v.vkey() for v in self.witness_verifiers()],
+                "k": self.config.witness_k,
+            },
+        }
+
+    def appender(self, **options: Any) -> Appender:
+        """An appender for this hub (``on_commit``, ``dsn`` as options)."""
+        return Appender(self.hub, self.config, **options)
+
+    async def catch_up(self, *, timeout: float = 120.0) -> StoredCheckpoint:
+        """Log everything in the hub stream, then sign and cosign a checkpoint of it."""
+        await self.appender().catch_up(timeout=timeout)
+        signed = await self.checkpointer.sign()
+        await self.checkpointer.close()  # let every witness answer, not just the first k
+        return await latest_checkpoint(self.hub.pool, published=False) or signed
+
+    async def publish_checkpoint(self, note_text: str, size: int) -> None:
+        """Announce a published checkpoint on ``sys.audit.checkpoint``."""
+        digest = hashlib.sha256(note_text.encode()).hexdigest()[:16]
+        headers = {
+            "Nats-Msg-Id": f"checkpoint-{size}-{digest}",
+            "content-type": "text/plain; charset=utf-8",
+            "govhub-tree-size": str(size),
+        }
+        await self.hub.publisher.publish(Envelope(CHECKPOINT_SUBJECT, headers, note_text.encode()))
+
+    async def publish_alarm(self, alarm: dict[str, Any]) -> None:
+        """Raise a witness alarm on ``sys.audit.alarm`` (JSON with the signed alarm note)."""
+        body = json.dumps(alarm, sort_keys=True, ensure_ascii=False).encode()
+        headers = {
+            "Nats-Msg-Id": "alarm-" + hashlib.sha256(body).hexdigest()[:32],
+            "content-type": "application/json",
+        }
+        await self.hub.publisher.publish(Envelope(ALARM_SUBJECT, headers, body))
+
+
+class AuditService:
+    """``govhub serve``'s audit service."""
+
+    name = "audit"
+
+    def __init__(self, hub: Hub) -> None:
+        """Assemble the log's parts; keys are created on first start."""
+        self.log = AuditLog(hub)
+        self._grew = asyncio.Event()
+        self.appender = self.log.appender(on_commit=lambda _size: self._grew.set())
+
+    async def run(self) -> None:
+        """Append and checkpoint until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.appender.run(), name="audit-appender")
+                group.create_task(self._checkpoints(), name="audit-checkpoints")
+        finally:
+            await self.log.checkpointer.close()
+
+    async def _checkpoints(self) -> None:
+        interval = self.log.config.checkpoint_interval
+        failures = 0
+        while True:
+            await self._grew.wait()
+            self._grew.clear()
+            if not self.appender.leading.is_set():
+                continue  # only the writer signs on its own schedule
+            started = time.monotonic()
+            try:
+                await self.log.checkpointer.sign()
+                failures = 0
+            except DB_ERRORS as exc:
+                failures += 1
+                log.error("audit.checkpoint.failed", error=str(exc))
+                self._grew.set()
+                await asyncio.sleep(min(0.5 * 2**failures, 10.0))
+                continue
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    def routes(self) -> list[web.RouteDef]:
+        """The tlog-tiles read API and the local witnesses' add-checkpoint endpoints."""
+        out = api.routes(self.log.hub.pool)
+        for unit, witness in zip(self.log.config.local_witnesses, self.log.witnesses, strict=True):
+            out += witness_routes(witness, f"/witness/{unit}")
+        return out
+
+
+def create(hub: Hub) -> AuditService:
+    """Factory named in ``hub.serve.SERVICES``."""
+    return AuditService(hub)

@@ -1,0 +1,297 @@
+"""`govhub adapter run|check|list`: run or validate department adapters from a TOML file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from hub.adapter import known_adapters, load_adapter_file, load_plugin
+from hub.adapter_host import build, check_adapter, run_adapters
+from hub.cli.bench import bench
+from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.connector import known_connectors
+from hub.jsonout import dumps
+from hub.pipeline import Pipeline
+from hub.runtime import open_hub
+
+CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.group()
+def adapter() -> None:
+    """Department adapters: connect a database, a folder or an HTTP system to the hub."""
+
+
+@adapter.command("check")
+@click.argument("config", type=CONFIG)
+@json_option
+@click.pass_context
+@async_command
+async def check(ctx: click.Context, config: Path, as_json: bool) -> None:
+    """Validate CONFIG, connect to each system, and show how a sample record maps.
+
+    Nothing is published and nothing is consumed. Exits non-zero if anything is wrong.
+    """
+    loaded = load_adapter_file(config)
+    async with open_hub(settings(ctx)) as hub:
+        reports = [await check_adapter(hub, item) for item in loaded.adapters]
+    result = {
+        "file": str(config),
+        "ok": all(r.ok for r in reports),
+        "adapters": [r.to_json() for r in reports],
+    }
+    emit(as_json, result, lambda: _print_checks(result))
+    if not result["ok"]:
+        raise click.exceptions.Exit(1)
+
+
+def _print_checks(result: dict[str, Any]) -> None:
+    for report in result["adapters"]:
+        mark = "[green]ok[/]" if report["ok"] else "[red]problem[/]"
+        console.print(
+            f"\n[bold]{report['name']}[/] ({report['adapter']}, {report['direction']}, "
+            f"{report['connector']}, as {report['participant']}): {mark}"
+        )
+        table = Table("side", "", "detail", show_header=False)
+        for row in report["checks"]:
+            table.add_row(row["side"], "[green]✓[/]" if row["ok"] else "[red]✗[/]", row["detail"])
+        console.print(table)
+        sample = report.get("sample")
+        if sample is None:
+            console.print("no sample record at hand")
+            continue
+        console.print(f"sample record {sample['key']}:")
+        console.print(Text(dumps(sample["native"]), style="dim"))
+        if sample.get("fits"):
+            where = f" → {sample['kind']}" if sample.get("kind") else ""
+            console.print(f"maps to{where}:")
+            console.print(Text(dumps(sample.get("mapped"))))
+            if "event_id" in sample:
+                console.print(
+                    f"event id {sample['event_id']}, {sample['encoded_bytes']} bytes encoded"
+                )
+        else:
+            console.print(f"[red]does not map:[/] {sample['error']}")
+    verdict = "[green]all good[/]" if result["ok"] else "[red]fix the problems above[/]"
+    console.print(f"\n{result['file']}: {verdict}")
+
+
+@adapter.command("run")
+@click.argument("config", type=CONFIG)
+@click.option(
+    "--http",
+    default=None,
+    help="Serve /healthz and /metrics on HOST:PORT (default: the file's `http`, else none).",
+)
+@json_option
+@click.pass_context
+@async_command
+async def run(ctx: click.Context, config: Path, http: str | None, as_json: bool) -> None:
+    """Run the adapters of CONFIG until SIGINT or SIGTERM.
+
+    Each adapter runs on its own: one that fails is reported and the others go on. On a
+    terminal a live table shows every adapter's progress; with --json the final counts are
+    printed as one JSON document when it stops.
+    """
+    loaded = load_adapter_file(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with open_hub(settings(ctx)) as hub:
+        pipelines = [build(hub, item) for item in loaded.adapters]
+        show = sys.stdout.isatty() and not as_json
+        display = asyncio.create_task(_progress(pipelines, stop)) if show else None
+        try:
+            stats = await run_adapters(pipelines, stop, http=http or loaded.http)
+        finally:
+            stop.set()
+            if display is not None:
+                await display
+    emit(
+        as_json, {"file": str(config), "adapters": stats}, lambda: console.print(_table(pipelines))
+    )
+
+
+def _table(pipelines: Sequence[Pipeline], rates: dict[str, float] | None = None) -> Table:
+    table = Table(
+        "adapter",
+        "state",
+        "received",
+        "delivered",
+        "dead letters",
+        "rejected",
+        "retried",
+        "in flight",
+        "rate/s",
+        "last error",
+        title="govhub adapters",
+        title_justify="left",
+    )
+    for p in pipelines:
+        s = p.stats
+        colour = {"running": "green", "degraded": "yellow", "failed": "red"}.get(s.state, "")
+        table.add_row(
+            p.name,
+            f"[{colour}]{s.state}[/]" if colour else s.state,
+            str(s.received),
+            str(s.delivered),
+            str(s.dead_lettered),
+            str(s.rejected),
+            str(s.retried),
+            str(s.inflight),
+            f"{(rates or {}).get(p.name, 0.0):,.0f}",
+            s.last_error[-60:],
+        )
+    return table
+
+
+async def _progress(pipelines: Sequence[Pipeline], stop: asyncio.Event) -> None:
+    """A live table while attached to a terminal; redrawn twice a second until stopped."""
+    last = {p.name: (time.monotonic(), p.stats.delivered) for p in pipelines}
+    rates: dict[str, float] = {}
+    hint = Text("Ctrl-C stops intake, finishes what is in flight, then exits.", style="dim")
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+        while not stop.is_set():
+            now = time.monotonic()
+            for p in pipelines:
+                then, count = last[p.name]
+                rates[p.name] = (p.stats.delivered - count) / max(now - then, 1e-6)
+                last[p.name] = (now, p.stats.delivered)
+            live.update(Group(_table(pipelines, rates), hint))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+
+@adapter.command("list")
+@json_option
+def list_installed(as_json: bool) -> None:
+    """The installed adapters and connectors (entry points)."""
+    adapters: list[dict[str, Any]] = []
+    for name in known_adapters():
+        plugin = load_plugin(name, name)
+        directions = [d for d in ("to_hub", "from_hub") if getattr(plugin, d) is not None]
+        adapters.append(
+            {
+                "name": name,
+                "description": plugin.description,
+                "directions": directions,
+                "schemas": list(plugin.schemas),
+                "target": plugin.target,
+            }
+        )
+    connectors = known_connectors()
+    result = {"adapters": adapters, "connectors": connectors}
+
+    def human() -> None:
+        table = Table("adapter", "directions", "schemas", "description")
+        for row in adapters:
+            table.add_row(
+                row["name"],
+                ", ".join(row["directions"]),
+                "\n".join(row["schemas"]),
+                row["description"],
+            )
+        console.print(table)
+        console.print(f"connectors: {', '.join(connectors)}")
+
+    emit(as_json, result, human)
+
+
+@bench.command("adapters")
+@click.option("--rows", default=20_000, show_default=True, help="Outbox rows.")
+@click.option("--requests", default=2_000, show_default=True, help="Webhook requests.")
+@click.option("--concurrency", default=32, show_default=True, help="Webhook clients at once.")
+@click.option("--files", default=200, show_default=True, help="Files dropped in the folder.")
+@click.option("--file-bytes", default=64 * 1024, show_default=True, help="Size of each file.")
+@json_option
+@click.pass_context
+@async_command
+async def adapters_bench(
+    ctx: click.Context,
+    rows: int,
+    requests: int,
+    concurrency: int,
+    files: int,
+    file_bytes: int,
+    as_json: bool,
+) -> None:
+    """Outbox rows/s, webhook requests/s with p99, folder files/min, each next to raw I/O."""
+    from hub.adapter_bench import bench_adapters
+    from hub.benchmark import print_results, scratch_hub
+
+    status = console.status("measuring…") if not as_json else contextlib.nullcontext()
+    with status:
+        async with scratch_hub(settings(ctx)) as hub:
+            result = await bench_adapters(
+                hub,
+                rows=rows,
+                requests=requests,
+                concurrency=concurrency,
+                files=files,
+                file_bytes=file_bytes,
+            )
+
+    def human() -> None:
+        o, w, f = result["outbox"], result["webhook"], result["folder"]
+        target = "meets" if o["meets_target"] else "[red]misses[/]"
+        print_results(
+            console,
+            f"outbox: {rows:,} rows → signed, acknowledged events ({target} the "
+            f"{o['target_rows_per_s']:,} rows/s target)",
+            [
+                (
+                    "rows/s (read, publish, mark)",
+                    f"{o['govhub']['rows_per_s']:,}",
+                    f"{o['raw_read_publish_mark']['rows_per_s']:,}",
+                ),
+                ("asyncpg reads alone, rows/s", "", f"{o['raw_asyncpg_read']['rows_per_s']:,}"),
+                (
+                    "nats-py publish_async alone, msgs/s",
+                    "",
+                    f"{o['raw_nats_publish_async']['msgs_per_s']:,}",
+                ),
+            ],
+        )
+        print_results(
+            console,
+            f"webhook: {requests:,} signed POSTs, {concurrency} clients",
+            [
+                (
+                    "requests/s",
+                    f"{w['govhub']['requests_per_s']:,}",
+                    f"{w['raw_aiohttp_nats']['requests_per_s']:,}",
+                ),
+                ("p50 ms", str(w["govhub"]["p50_ms"]), str(w["raw_aiohttp_nats"]["p50_ms"])),
+                ("p99 ms", str(w["govhub"]["p99_ms"]), str(w["raw_aiohttp_nats"]["p99_ms"])),
+            ],
+        )
+        print_results(
+            console,
+            f"folder: {files:,} files of {file_bytes:,} bytes → documents through the exchange",
+            [
+                (
+                    "files/min",
+                    f"{f['govhub']['files_per_min']:,}",
+                    f"{f['raw_read_hash_publish_move']['files_per_min']:,}",
+                ),
+            ],
+        )
+
+    emit(as_json, result, human)
+
+
+COMMANDS = [adapter]

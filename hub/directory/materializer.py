@@ -1,0 +1,313 @@
+"""The materialized directory: `dir.>` events of the hub stream into PostgreSQL and the KV copy.
+
+One writer at a time, like the audit appender: the materializer holds a PostgreSQL advisory
+lock while it consumes, so events apply in stream order (a grant after its request) even
+when several `govhub serve` processes run. A batch is verified by the `Consumer`, applied in
+one transaction together with the last applied stream sequence, then written to the KV
+bucket, and only then acked; a batch that fails is held and retried, never skipped, and a
+redelivered event collapses onto the sequence already applied.
+
+`catch_up()` is the same code path for commands and the demo, which usually run without
+`govhub serve`: it applies everything the stream holds, or, when a serve process holds the
+lock, waits until that process has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import nats.js.errors
+import structlog
+
+from hub.bus import jetstream, provision
+from hub.consumer import Consumer, Delivery
+from hub.directory.apply import BatchApplier, Step
+from hub.directory.deadlines import DeadlinePolicy, load_policy
+from hub.directory.events import DIRECTORY_FILTER
+from hub.directory.rows import EntryRow
+from hub.errors import DirectoryError, PublishError, Reason, ServerUnavailable
+from hub.metrics import Counter, Gauge
+from hub.runtime import Hub
+from hub.topology import HUB_STREAM
+
+log = structlog.get_logger("hub.directory.materializer")
+
+DURABLE = "directory"
+DIRECTORY_BUCKET = "govhub_directory"
+"""The KV copy of the directory (key `entry.<code>`): a county mirrors it under the same name
+in its own JetStream domain, so search works there while the uplink is down."""
+ENTRY_KEY_PREFIX = "entry."
+ACK_WAIT = 10.0
+BATCH = 500
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+_LOCK = 0x60_76_68_75_62_00_07_01  # advisory lock of the directory writer (any constant works)
+
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresError,
+)
+
+APPLIED = Counter(
+    "govhub_directory_events_total", "Directory events materialized, by outcome.", ("outcome",)
+)
+LAST_SEQ = Gauge("govhub_directory_last_seq", "Hub stream sequence the directory has applied.")
+
+
+def entry_key(code: str) -> str:
+    """The KV key of one entry."""
+    return ENTRY_KEY_PREFIX + code
+
+
+def kv_document(row: EntryRow) -> dict[str, Any]:
+    """What the KV copy holds for one entry (also what `dir show` reads offline)."""
+    return {
+        "code": row.code,
+        "provider": row.provider,
+        "status": row.status,
+        "version": row.version,
+        "entry": row.record,
+        "event_id": row.event_id,
+        "published_at": row.published_at.isoformat(),
+        "modified_at": row.modified_at.isoformat(),
+        "withdrawn_at": row.withdrawn_at.isoformat() if row.withdrawn_at else None,
+        "withdraw_reason": row.withdraw_reason,
+    }
+
+
+class Materializer:
+    """Consumes `dir.>` into the directory tables and the KV copy."""
+
+    def __init__(self, hub: Hub, *, policy: DeadlinePolicy | None = None) -> None:
+        self.hub = hub
+        self.policy = policy or load_policy(hub.settings.home)
+        self._consumer: Consumer | None = None
+        self._kv: Any = None
+        self._held: list[Delivery] = []
+
+    def consumer(self) -> Consumer:
+        """The durable, verifying consumer of the directory subjects (created once)."""
+        if self._consumer is None:
+            self._consumer = self.hub.consumer(
+                HUB_STREAM,
+                DURABLE,
+                [DIRECTORY_FILTER],
+                max_deliver=-1,  # the directory must never skip an event: order matters
+                backoff=(ACK_WAIT,),
+                max_ack_pending=4 * BATCH,
+            )
+        return self._consumer
+
+    async def _bucket(self) -> Any:
+        if self._kv is None:
+            await provision(self.hub.nc, [], [DIRECTORY_BUCKET])
+            self._kv = await jetstream(self.hub.nc).key_value(DIRECTORY_BUCKET)
+        return self._kv
+
+    async def commit(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> list[Step]:
+        """Apply one batch in one transaction, then update the KV copy, quarantine, ack."""
+        async with conn.transaction():
+            last = int(
+                await conn.fetchval("SELECT last_seq FROM directory_state WHERE id FOR UPDATE")
+            )
+            fresh = [d for d in deliveries if d.seq > last]
+            applier = BatchApplier(conn, self.policy, self.hub.scenario.operator)
+            await applier.load(fresh)
+            steps = [await applier.apply(d) for d in fresh]
+            await applier.write()
+            if steps:
+                await conn.executemany(
+                    "INSERT INTO directory_events (seq, event_id, subject, outcome, reason, detail)"
+                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
+                    [
+                        (
+                            s.delivery.seq,
+                            s.delivery.envelope.event_id,
+                            s.delivery.envelope.subject,
+                            s.outcome,
+                            s.reason.value if s.reason else None,
+                            s.detail,
+                        )
+                        for s in steps
+                    ],
+                )
+                last = max(last, max(d.seq for d in fresh))
+                await conn.execute("UPDATE directory_state SET last_seq = $1 WHERE id", last)
+        # Entries of redelivered events are rewritten too: their KV write may be what failed.
+        codes = set(applier.dirty_entries)
+        fresh_ids = {id(d) for d in fresh}
+        for d in deliveries:
+            if id(d) not in fresh_ids and d.event is not None and isinstance(d.event.record, dict):
+                code = d.event.record.get("code")
+                if code:
+                    codes.add(str(code))
+        await self._write_kv(conn, applier.dirty_entries, codes)
+        consumer = self.consumer()
+        refused = {id(s.delivery): s for s in steps if s.outcome == "refused"}
+        for d in deliveries:
+            step = refused.get(id(d))
+            if step is not None and step.reason is not None:
+                await consumer.quarantine(d, step.reason, step.detail or "")
+            else:
+                await d.ack()
+        for s in steps:
+            APPLIED.inc(s.outcome)
+            if s.outcome == "refused":
+                log.info(
+                    "directory.event.refused",
+                    event_id=s.delivery.envelope.event_id,
+                    subject=s.delivery.envelope.subject,
+                    reason=s.reason.value if s.reason else None,
+                )
+        LAST_SEQ.set(last)
+        return steps
+
+    async def _write_kv(
+        self, conn: asyncpg.Connection, rows: dict[str, EntryRow], codes: set[str]
+    ) -> None:
+        missing = sorted(codes - set(rows))
+        docs = {code: kv_document(row) for code, row in rows.items()}
+        if missing:
+            docs.update(await stored_documents(conn, missing))
+        if not docs:
+            return
+        kv = await self._bucket()
+        items = list(docs.items())
+        for start in range(0, len(items), 256):
+            await asyncio.gather(
+                *(
+                    kv.put(entry_key(code), json.dumps(doc, ensure_ascii=False).encode())
+                    for code, doc in items[start : start + 256]
+                )
+            )
+
+    async def catch_up(self, *, timeout: float = 120.0) -> int:
+        """Apply every directory event the hub stream holds; returns the last applied sequence.
+
+        If a `govhub serve` process holds the writer lock, wait for it to apply them instead.
+        """
+        deadline = time.monotonic() + timeout
+        conn = await asyncpg.connect(self.hub.pg_dsn, timeout=10)
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
+                return await self._wait_for_writer(deadline)
+            consumer = self.consumer()
+            js = jetstream(self.hub.nc)
+            while time.monotonic() < deadline:
+                batch = await consumer.fetch(BATCH, timeout=0.2)
+                if batch:
+                    await self.commit(conn, batch)
+                    continue
+                info = await js.consumer_info(HUB_STREAM, DURABLE)
+                if not info.num_pending and not info.num_ack_pending:
+                    return int(await conn.fetchval("SELECT last_seq FROM directory_state"))
+            raise DirectoryError(f"the directory did not catch up within {timeout:g} s")
+        finally:
+            await conn.close()
+            await self.stop()
+
+    async def _wait_for_writer(self, deadline: float) -> int:
+        js = jetstream(self.hub.nc)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                info = await js.consumer_info(HUB_STREAM, DURABLE)
+                if not info.num_pending and not info.num_ack_pending:
+                    return int(await self.hub.pool.fetchval("SELECT last_seq FROM directory_state"))
+            await asyncio.sleep(0.2)  # bounded wait on another process; no event to wait on
+        raise DirectoryError("the directory writer in another process did not catch up in time")
+
+    async def run(self) -> None:
+        """Hold the writer lock and materialize until cancelled; recover from outages."""
+        failures = 0
+        try:
+            while True:
+                try:
+                    conn = await asyncpg.connect(self.hub.pg_dsn, timeout=10)
+                except DB_ERRORS as exc:
+                    failures = await _backoff("connect", exc, failures)
+                    continue
+                try:
+                    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
+                        log.info("directory.materializer.standby")
+                        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+                    log.info("directory.materializer.writer")
+                    await self._lead(conn)
+                except DB_ERRORS as exc:
+                    failures = await _backoff("database", exc, failures)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2.0)
+        finally:
+            await self.stop()
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
+        failures = 0
+        while True:
+            try:
+                if not self._held:
+                    self._held = await self.consumer().fetch(BATCH, timeout=1.0)
+                    if not self._held:
+                        continue
+                await self.commit(conn, self._held)
+                self._held = []
+                failures = 0
+            except (ServerUnavailable, PublishError) as exc:
+                # NATS is away: the held batch is redelivered later and collapses onto the
+                # sequence already applied, so dropping it here loses nothing.
+                self._held = []
+                failures = await _backoff("nats", exc, failures)
+
+    async def stop(self) -> None:
+        """Release the consumer subscription (idempotent)."""
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+async def _backoff(what: str, exc: BaseException, failures: int) -> int:
+    delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
+    log.warning("directory.materializer.retry", cause=what, error=str(exc), retry_in=delay)
+    await asyncio.sleep(delay)
+    return failures + 1
+
+
+async def stored_documents(conn: Any, codes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """KV documents of stored entries, read back from PostgreSQL."""
+    rows = await conn.fetch(
+        "SELECT code, provider, status, version, entry, event_id, seq, published_at,"
+        " modified_at, withdrawn_at, withdraw_reason FROM directory_entries"
+        " WHERE code = ANY($1::text[])",
+        list(codes),
+    )
+    out = {}
+    for r in rows:
+        row = EntryRow(
+            **{k: v for k, v in r.items() if k != "entry"}, record=json.loads(r["entry"])
+        )
+        out[row.code] = kv_document(row)
+    return out
+
+
+async def catch_up(hub: Hub, *, timeout: float = 120.0) -> int:
+    """Bring the directory up to date with the hub stream (for commands and the demo)."""
+    return await Materializer(hub).catch_up(timeout=timeout)
+
+
+async def event_outcome(hub: Hub, event_id: str) -> tuple[str, Reason | None, str | None] | None:
+    """What the materializer did with an event: (outcome, reason, detail), or None if unseen."""
+    row = await hub.pool.fetchrow(
+        "SELECT outcome, reason, detail FROM directory_events WHERE event_id = $1"
+        " ORDER BY seq LIMIT 1",
+        event_id,
+    )
+    if row is None:
+        return None
+    reason = Reason(row["reason"]) if row["reason"] else None
+    return row["outcome"], reason, row["detail"]

@@ -1,0 +1,146 @@
+"""The `directory` service of `govhub serve`: materializer, deadline sweeps, HTTP routes.
+
+Wiring only. The materializer keeps the PostgreSQL directory and its KV copy current (one
+writer; other serve processes stand by). Where this home holds the hub operator's key, the
+service also sweeps deadlines every `SWEEP_INTERVAL` seconds (reminders, escalations). The
+routes serve search and entries to people and portals, the DCAT catalog, and the provider-side
+sharing agent for a department's own adapters: `POST /directory/share/{code}` seals records
+to the grantees with the provider's key, so it must only be reachable from that department's
+machine (`govhub serve` binds to 127.0.0.1 by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from hub.directory.dcat import default_base, export_catalog
+from hub.directory.materializer import Materializer
+from hub.directory.sharing import share
+from hub.directory.store import SearchFilters, entry_document, search
+from hub.directory.workflow import Directory
+from hub.errors import GovhubError, InputError, KeyStoreError, NotProvider, UnknownResource
+from hub.jsonout import dumps
+from hub.runtime import Hub
+
+log = structlog.get_logger("hub.directory.service")
+
+SWEEP_INTERVAL = 60.0
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=dumps(data), status=status, content_type="application/json")
+
+
+class DirectoryService:
+    """`govhub serve`'s directory service."""
+
+    name = "directory"
+
+    def __init__(self, hub: Hub) -> None:
+        """Assemble the materializer and the write side."""
+        self.hub = hub
+        self.directory = Directory(hub)
+        self.materializer = Materializer(hub, policy=self.directory.policy)
+
+    def _operator_here(self) -> bool:
+        try:
+            self.hub.keystore.current(self.hub.scenario.operator)
+        except KeyStoreError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Materialize, and sweep deadlines where the operator's key is, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.materializer.run(), name="directory-materializer")
+            if self._operator_here():
+                group.create_task(self._sweeps(), name="directory-deadlines")
+
+    async def _sweeps(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                done = await self.directory.sweep()
+            except GovhubError as exc:
+                log.warning("directory.sweep.failed", error=str(exc))
+                continue
+            if done["reminded"] or done["escalated"]:
+                log.info(
+                    "directory.sweep.done",
+                    reminded=len(done["reminded"]),
+                    escalated=len(done["escalated"]),
+                )
+
+    def routes(self) -> list[web.RouteDef]:
+        """Search, entries, the DCAT catalog, and the provider's sharing agent."""
+        return [
+            web.get("/directory/search", self._search),
+            web.get("/directory/entries/{code}", self._entry),
+            web.get("/directory/catalog.jsonld", self._catalog),
+            web.post("/directory/share/{code}", self._share),
+        ]
+
+    async def _search(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            filters = SearchFilters(
+                provider=q.get("provider"),
+                unit=q.get("unit"),
+                class_code=q.get("class_code"),
+                category=q.get("category"),
+                sharing_type=q.get("sharing_type"),
+                open_only=q.get("open") == "1",
+            )
+            result = await search(
+                self.hub.pool, q.get("q", ""), filters, limit=int(q.get("limit", "20"))
+            )
+        except (InputError, ValueError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(result.to_json())
+
+    async def _entry(self, request: web.Request) -> web.Response:
+        try:
+            return _json(await entry_document(self.hub.pool, request.match_info["code"]))
+        except UnknownResource as exc:
+            return _json({"error": str(exc)}, 404)
+
+    async def _catalog(self, _request: web.Request) -> web.Response:
+        catalog = await export_catalog(
+            self.hub.pool,
+            self.hub.participants,
+            base=default_base(self.hub.scenario.name),
+            title=f"{self.hub.scenario.hub_name} 开放数据目录",
+            publisher=self.hub.scenario.operator,
+        )
+        return web.Response(
+            text=json.dumps(catalog, ensure_ascii=False), content_type="application/ld+json"
+        )
+
+    async def _share(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _json({"error": "the body is not JSON"}, 400)
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            return _json({"error": 'expected {"provider": ID, "records": [...]}'}, 400)
+        try:
+            result = await share(
+                self.hub, str(body.get("provider")), request.match_info["code"], body["records"]
+            )
+        except (NotProvider, KeyStoreError) as exc:
+            return _json({"error": str(exc)}, 403)
+        except UnknownResource as exc:
+            return _json({"error": str(exc)}, 404)
+        except GovhubError as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(result)
+
+
+def create(hub: Hub) -> DirectoryService:
+    """Factory named in `hub.serve.SERVICES`."""
+    return DirectoryService(hub)

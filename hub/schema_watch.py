@@ -1,0 +1,265 @@
+"""The receivers' side of the schema registry: the KV bucket's layout and the watched cache.
+
+The registry (hub/schema_registry.py) writes two kinds of entries to the JetStream KV bucket
+`govhub_schemas`, besides its PostgreSQL record:
+
+```
+fp.<16 hex>        one registered schema, write-once: name, canonical form, full JSON, who, when
+subject.<subject>  one subject: owner, compatibility mode, every version with its fingerprint
+```
+
+Every receiver keeps a `SchemaCache` (preloaded with the shipped `schemas/`) current with a
+`SchemaWatch` on that bucket, so resolving a body's fingerprint stays a dict lookup with no
+request per message, and keeps working when the prefecture is unreachable: a county watches
+its own mirror of the bucket (same name, its own JetStream domain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from hub.codec import Schema, SchemaCache, schema_from_json
+from hub.errors import GovhubError
+
+SCHEMAS_BUCKET = "govhub_schemas"
+"""The KV bucket of the registry; a county mirrors it under the same name in its own domain."""
+
+FP_PREFIX = "fp."
+SUBJECT_PREFIX = "subject."
+DEFAULT_MODE = "BACKWARD"
+
+log = structlog.get_logger("hub.schema_watch")
+
+
+def fp_key(fingerprint_hex: str) -> str:
+    """The KV key of a registered schema."""
+    return FP_PREFIX + fingerprint_hex
+
+
+def subject_key(subject: str) -> str:
+    """The KV key of a subject."""
+    return SUBJECT_PREFIX + subject
+
+
+@dataclass(frozen=True)
+class RegisteredSchema:
+    """One registered schema: what `fp.<hex>` holds and `schema show FINGERPRINT` prints."""
+
+    fingerprint: str
+    name: str
+    canonical: str
+    schema: Any
+    registered_by: str
+    registered_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The KV document."""
+        return {
+            "fingerprint": self.fingerprint,
+            "name": self.name,
+            "canonical": self.canonical,
+            "schema": self.schema,
+            "registered_by": self.registered_by,
+            "registered_at": self.registered_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RegisteredSchema:
+        """Inverse of to_json."""
+        return cls(
+            fingerprint=str(data["fingerprint"]),
+            name=str(data["name"]),
+            canonical=str(data["canonical"]),
+            schema=data["schema"],
+            registered_by=str(data["registered_by"]),
+            registered_at=str(data["registered_at"]),
+        )
+
+    def parse(self) -> Schema:
+        """The codec's Schema, refusing a document whose JSON does not hash to its fingerprint.
+
+        The check exists because a receiver trusts this entry to decode signed bodies: an
+        entry whose schema differs from its key would make a body decode as a type other
+        than the one its writer fingerprinted.
+        """
+        schema = schema_from_json(self.schema)
+        if schema.fingerprint_hex != self.fingerprint or schema.canonical != self.canonical:
+            raise GovhubError(
+                f"registry entry {self.fingerprint} holds a schema whose fingerprint is "
+                f"{schema.fingerprint_hex}; ignoring it"
+            )
+        return schema
+
+
+@dataclass(frozen=True)
+class SubjectVersion:
+    """One version of a subject."""
+
+    version: int
+    fingerprint: str
+    name: str
+    registered_by: str
+    registered_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in the subject document."""
+        return {
+            "version": self.version,
+            "fingerprint": self.fingerprint,
+            "name": self.name,
+            "registered_by": self.registered_by,
+            "registered_at": self.registered_at,
+        }
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A subject: the versions of one evolving contract and the mode that guards it."""
+
+    subject: str
+    owner: str
+    compatibility: str = DEFAULT_MODE
+    versions: tuple[SubjectVersion, ...] = ()
+
+    @property
+    def latest(self) -> SubjectVersion | None:
+        """The highest version, or None for a subject with none yet."""
+        return self.versions[-1] if self.versions else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The KV document."""
+        return {
+            "subject": self.subject,
+            "owner": self.owner,
+            "compatibility": self.compatibility,
+            "versions": [v.to_json() for v in self.versions],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Subject:
+        """Inverse of to_json."""
+        return cls(
+            subject=str(data["subject"]),
+            owner=str(data["owner"]),
+            compatibility=str(data.get("compatibility", DEFAULT_MODE)),
+            versions=tuple(
+                SubjectVersion(
+                    version=int(v["version"]),
+                    fingerprint=str(v["fingerprint"]),
+                    name=str(v["name"]),
+                    registered_by=str(v["registered_by"]),
+                    registered_at=str(v["registered_at"]),
+                )
+                for v in data.get("versions", [])
+            ),
+        )
+
+
+class SchemaWatch:
+    """Keeps a SchemaCache current from the registry bucket (or a county's mirror of it).
+
+    Schemas already in the cache when the watch starts (the shipped `schemas/`) are never
+    removed. A damaged or colliding entry is logged and skipped, never applied: the cache
+    keeps the schema it had for that fingerprint.
+    """
+
+    def __init__(self, cache: SchemaCache, *, bucket: str = SCHEMAS_BUCKET) -> None:
+        self.cache = cache
+        self.bucket = bucket
+        self.subjects: dict[str, Subject] = {}
+        self._shipped = set(cache.fingerprints())
+        self._loaded: dict[bytes, Schema] = {}
+        self._current: dict[str, bytes] = {}
+        self._watcher: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Condition()
+
+    async def watch(self, js: Any) -> None:
+        """Load the bucket, then keep applying updates in the background until `stop()`."""
+        kv = await js.key_value(self.bucket)
+        self._watcher = await kv.watchall()
+        async for entry in self._watcher:
+            if entry is None:
+                break
+            self.apply(entry.key, entry.operation, entry.value)
+        self._task = asyncio.create_task(self._follow(), name="schemas-watch")
+
+    async def _follow(self) -> None:
+        async for entry in self._watcher:
+            if entry is not None:
+                self.apply(entry.key, entry.operation, entry.value)
+                async with self._changed:
+                    self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+        """Wait until `predicate()` holds after some applied entry (raises TimeoutError)."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
+    def apply(self, key: str, operation: str | None, value: bytes | None) -> None:
+        """Apply one KV entry to the cache (the watch calls this; so can a test or a mirror)."""
+        deleted = operation in ("DEL", "PURGE") or not value
+        try:
+            if key.startswith(FP_PREFIX):
+                self._apply_schema(key[len(FP_PREFIX) :], None if deleted else value)
+            elif key.startswith(SUBJECT_PREFIX):
+                self._apply_subject(key[len(SUBJECT_PREFIX) :], None if deleted else value)
+        except (GovhubError, ValueError, KeyError, TypeError) as exc:
+            # A damaged entry must not stop the watch; its fingerprint simply stays unknown.
+            log.error("schemas.entry.refused", key=key, error=str(exc))
+
+    def _apply_schema(self, fp_hex: str, value: bytes | None) -> None:
+        fp = bytes.fromhex(fp_hex)
+        if value is None:
+            if fp in self._loaded and fp not in self._shipped:
+                del self._loaded[fp]
+                self.cache.remove(fp)
+            return
+        doc = RegisteredSchema.from_json(json.loads(value))
+        known = self.cache.by_fingerprint(fp)
+        if known is not None and known.canonical == doc.canonical and doc.name == known.name:
+            schema = known  # the shipped copy: nothing to parse, nothing that could differ
+        else:
+            schema = doc.parse()
+        current = self._current.get(schema.name) == fp
+        self.cache.add(schema, current=current)  # raises SchemaError on a collision
+        self._loaded[fp] = schema
+
+    def _apply_subject(self, name: str, value: bytes | None) -> None:
+        if value is None:
+            self.subjects.pop(name, None)
+            return
+        subject = Subject.from_json(json.loads(value))
+        self.subjects[name] = subject
+        latest = subject.latest
+        # What publishers write with is the latest version of the subject named after the
+        # type; the schema itself may arrive after its subject in a mirror's catch-up.
+        if latest is not None and latest.name == name:
+            fp = bytes.fromhex(latest.fingerprint)
+            self._current[name] = fp
+            known = self.cache.by_fingerprint(fp)
+            if known is not None:
+                self.cache.add(known, current=True)
+
+    def known(self, fingerprints: Iterable[bytes]) -> bool:
+        """Whether every fingerprint resolves from the cache."""
+        return all(self.cache.by_fingerprint(fp) is not None for fp in fingerprints)
+
+    async def stop(self) -> None:
+        """Stop watching (idempotent)."""
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+            self._watcher = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

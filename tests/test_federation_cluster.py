@@ -1,0 +1,69 @@
+"""A 3-node hub cluster with R3 streams: losing a node while publishing loses no acked event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hub.bus import Publisher
+from hub.topology import HUB_STREAM
+from tests.federation import NOTICE, Topology, federated, wait_for
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, pg_dsn: str) -> AsyncIterator[Topology]:
+    """The Kezhou federation with a 3-node hub cluster."""
+    async with federated(tmp_path, pg_dsn, hub_nodes=3) as topology:
+        yield topology
+
+
+async def test_killing_the_stream_leader_while_publishing_loses_no_acknowledged_event(
+    cluster: Topology,
+) -> None:
+    top = cluster
+    js = top.hub.nc.jetstream()
+    info = await js.stream_info(HUB_STREAM)
+    assert info.config.num_replicas == 3
+    leader = info.cluster.leader
+    link = await top.hub.link("pref.stats")
+    assert link is not None
+    publisher = Publisher(link.nc, max_inflight=32, ack_timeout=2.0, attempts=30)
+    total = 600
+    envs = [
+        top.hub.seal("pref.stats", NOTICE, {"title": f"n{i}", "body": "b"}) for i in range(total)
+    ]
+    acked: list[str] = []
+    a_third = asyncio.Event()
+
+    async def publish_all() -> None:
+        async def one(index: int) -> None:
+            await publisher.publish(envs[index])
+            acked.append(envs[index].event_id)
+            if len(acked) == total // 3:
+                a_third.set()
+
+        await asyncio.gather(*(one(i) for i in range(total)))
+
+    async def kill_leader() -> None:
+        await a_third.wait()
+        top.servers.stop(leader, kill=True)
+
+    try:
+        await asyncio.gather(publish_all(), kill_leader())
+    finally:
+        await publisher.close()
+    assert len(acked) == total
+
+    async def new_leader() -> bool:
+        try:
+            current = (await js.stream_info(HUB_STREAM)).cluster.leader
+        except Exception:
+            return False
+        return current not in (None, leader)
+
+    await wait_for(new_leader, timeout=60, what="a new stream leader")
+    stored = [d.envelope.event_id for d in await top.read_hub("evt.pref.stats.>")]
+    assert sorted(stored) == sorted(acked), "every acknowledged event is stored exactly once"
