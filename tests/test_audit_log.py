@@ -188,7 +188,7 @@ async def test_an_event_the_offline_verifier_could_not_recheck_is_logged_quarant
     await AuditLog(hub).catch_up()
     row = await find_event(hub.pool, loose.event_id)
     assert (row.verdict, row.reason) == ("quarantined", "bad_header")
-    assert "strict RFC 3339" in json.loads(row.leaf)["detail"]
+    assert "not an RFC 3339 date-time" in json.loads(row.leaf)["detail"]
 
 
 async def test_an_oversized_message_is_logged_with_its_body_replaced_by_its_hash(
