@@ -34,8 +34,6 @@ from hub.errors import Reason
 
 LEAF_VERSION = 1
 MAX_DETAIL = 500
-# The offline verifier (hub/audit/verify.py) reads ce-time with this exact RFC 3339 form; an
-# event it could not re-check must not be logged as accepted.
 
 
 def canonical_json(obj: dict[str, Any]) -> bytes:
