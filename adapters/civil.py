@@ -23,8 +23,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from hub.adapter import Adapter, AdapterContext, to_event, to_row
-from hub.connector import Record
+from hub.integration.adapter import Adapter, AdapterContext, to_event, to_row
+from hub.integration.connector import Record
 
 SCHEMA = "gov.civil.v1.HouseholdAssistance"
 OUTBOX_TYPE = "HouseholdAssistance"

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hub.adapter import Adapter, AdapterContext, to_event, to_row
-from hub.connector import Record
+from hub.integration.adapter import Adapter, AdapterContext, to_event, to_row
+from hub.integration.connector import Record
 from hub.jsonout import to_jsonable
 
 

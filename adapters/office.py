@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from hub.adapter import Adapter, AdapterContext
-from hub.connector import Record
-from hub.docbridge import DOCUMENT
 from hub.exchange.model import Classification, Urgency, safe_file_name
+from hub.integration.adapter import Adapter, AdapterContext
+from hub.integration.connector import Record
+from hub.integration.docbridge import DOCUMENT
 from hub.subjects import check_participant_id
 
 SIDECAR_KEYS = ("title", "to", "doc_number", "urgency", "classification", "deadline")

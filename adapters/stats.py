@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hub.adapter import Adapter, AdapterContext, to_event, to_row
-from hub.connector import Record
+from hub.integration.adapter import Adapter, AdapterContext, to_event, to_row
+from hub.integration.connector import Record
 from hub.subjects import unit_of
 
 SCHEMA = "gov.stats.v1.MonthlyFigures"

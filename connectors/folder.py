@@ -36,8 +36,16 @@ from typing import Any, ClassVar
 
 import structlog
 
-from hub.connector import Check, ConnectorContext, Outcome, Record, Sink, Source, Verdict
 from hub.errors import ServerUnavailable
+from hub.integration.connector import (
+    Check,
+    ConnectorContext,
+    Outcome,
+    Record,
+    Sink,
+    Source,
+    Verdict,
+)
 from hub.jsonout import dumps
 
 log = structlog.get_logger("connectors.folder")

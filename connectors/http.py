@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hub.connector import ConnectorContext, Sink, Source
-from hub.tomlconfig import Secret
+from hub.integration.connector import ConnectorContext, Sink, Source
+from hub.integration.tomlconfig import Secret
 
 H_TIMESTAMP = "X-Govhub-Timestamp"
 H_SIGNATURE = "X-Govhub-Signature"

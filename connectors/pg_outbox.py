@@ -33,9 +33,9 @@ from connectors.postgres import (
     qualified,
     table_columns,
 )
-from hub.connector import Check, ConnectorContext, Outcome, Record, Verdict
 from hub.db import redact
 from hub.errors import ConfigError, ServerUnavailable
+from hub.integration.connector import Check, ConnectorContext, Outcome, Record, Verdict
 
 log = structlog.get_logger("connectors.postgres")
 

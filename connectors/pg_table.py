@@ -18,9 +18,9 @@ import asyncpg
 import structlog
 
 from connectors.postgres import TableOptions, is_unavailable, open_pool, qualified, table_columns
-from hub.connector import Check, ConnectorContext, Outcome, Record
 from hub.db import redact
 from hub.errors import ConfigError, ServerUnavailable
+from hub.integration.connector import Check, ConnectorContext, Outcome, Record
 
 log = structlog.get_logger("connectors.postgres")
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import asyncpg
 
-from hub.connector import ConnectorContext, Sink, Source
 from hub.db import redact
 from hub.errors import ServerUnavailable
-from hub.tomlconfig import Secret
+from hub.integration.connector import ConnectorContext, Sink, Source
+from hub.integration.tomlconfig import Secret
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 

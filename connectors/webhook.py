@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from connectors.http import H_IDEMPOTENCY, WebhookOptions, verify_signature
-from hub.connector import Check, ConnectorContext, Outcome, Record, Verdict
+from hub.integration.connector import Check, ConnectorContext, Outcome, Record, Verdict
 
 log = structlog.get_logger("connectors.http")
 

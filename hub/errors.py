@@ -112,7 +112,7 @@ class Reason(enum.StrEnum):
     TYPE_MISMATCH = "type_mismatch"
     POISON = "poison"
     DUPLICATE_ID = "duplicate_id"
-    # Dead letters of adapters (hub.pipeline): a department record that does not fit its
+    # Dead letters of adapters (hub.integration.pipeline): a department record that does not fit its
     # mapping or schema, and a record the department's target system refused for good.
     UNMAPPABLE = "unmappable"
     SINK_REFUSED = "sink_refused"

@@ -35,8 +35,8 @@ from hub.home import Settings
 from hub.keys import CertificateAuthority, KeyStore, resolve_passphrase
 from hub.participants import PARTICIPANTS_BUCKET, ParticipantCache
 from hub.scenario import Scenario, load_scenario
-from hub.schema_registry import open_schema_registry
-from hub.schema_watch import SCHEMAS_BUCKET
+from hub.schema.registry import open_schema_registry
+from hub.schema.watch import SCHEMAS_BUCKET
 from hub.subjects import check_subject, default_subject, may_publish
 from hub.topology import hub_streams
 from hub.verifier import Verifier

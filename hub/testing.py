@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hub.adapter import AdapterContext
 from hub.codec import SchemaCache
-from hub.connector import Check, Outcome, Record
 from hub.errors import InputError, Reason, SchemaError
-from hub.pipeline import Pipeline, PipelineOptions
+from hub.integration.adapter import AdapterContext
+from hub.integration.connector import Check, Outcome, Record
+from hub.integration.pipeline import Pipeline, PipelineOptions
 
 
 class MemoryDelivery:

@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
-from hub.connector import Delivery, Outcome, Record, Sink, Source, Verdict
-from hub.pipeline import Pipeline, PipelineOptions
+from hub.integration.connector import Delivery, Outcome, Record, Sink, Source, Verdict
+from hub.integration.pipeline import Pipeline, PipelineOptions
 from hub.testing import MemorySink
 
 WAIT = 60.0

@@ -8,7 +8,7 @@ from typing import Any
 from hub.codec import schema_from_json
 from hub.directory.model import template
 from hub.runtime import Hub
-from hub.schema_registry import SchemaRegistry
+from hub.schema.registry import SchemaRegistry
 
 POPULATION_SCHEMA = {
     "type": "record",

@@ -18,9 +18,9 @@ import asyncpg
 import pytest
 
 from adapters.civil import REGISTER_DDL, SAMPLE
-from hub.adapter import parse_adapter_file
-from hub.adapter_host import build
 from hub.home import Settings
+from hub.integration.adapter import parse_adapter_file
+from hub.integration.host import build
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 from tests.connector_contract import eventually

@@ -23,8 +23,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from hub.deadletter import H_RECORD_KEY
 from hub.home import Settings
+from hub.integration.deadletter import H_RECORD_KEY
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM, QUARANTINE_STREAM
 from tests.connector_contract import eventually

@@ -12,11 +12,11 @@ import asyncpg
 import pytest
 
 from adapters.civil import REGISTER_DDL, SAMPLE
-from hub.adapter import parse_adapter_file
-from hub.adapter_host import build, check_adapter
-from hub.deadletter import H_ADAPTER, H_RECORD_KEY
 from hub.errors import ConfigError
-from hub.pipeline import Pipeline
+from hub.integration.adapter import parse_adapter_file
+from hub.integration.deadletter import H_ADAPTER, H_RECORD_KEY
+from hub.integration.host import build, check_adapter
+from hub.integration.pipeline import Pipeline
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM, QUARANTINE_STREAM
 from tests.connector_contract import eventually

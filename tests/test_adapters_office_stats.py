@@ -15,8 +15,8 @@ from aiohttp import web
 
 from adapters.stats import SAMPLE
 from connectors.http import signed_headers
-from hub.adapter import parse_adapter_file
-from hub.adapter_host import build
+from hub.integration.adapter import parse_adapter_file
+from hub.integration.host import build
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM, QUARANTINE_STREAM
 from tests.connector_contract import eventually

@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from hub.adapter import parse_adapter_file
-from hub.adapter_host import build, run_adapters
 from hub.cli import cli
 from hub.home import Settings
+from hub.integration.adapter import parse_adapter_file
+from hub.integration.host import build, run_adapters
 from hub.runtime import Hub
 from tests.connector_contract import eventually
 

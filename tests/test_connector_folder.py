@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from connectors.folder import CONNECTOR, DropOptions, InboxOptions
-from hub.connector import ConnectorContext, Outcome, Record, Sink, Source, Verdict
+from hub.integration.connector import ConnectorContext, Outcome, Record, Sink, Source, Verdict
 from tests.connector_contract import SinkContract, SourceContract, eventually, take
 
 CONTEXT = ConnectorContext(adapter="test", participant="akto.office")

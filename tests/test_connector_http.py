@@ -17,9 +17,9 @@ from aiohttp import web
 
 from connectors.http import CONNECTOR, RestOptions, WebhookOptions, signed_headers, verify_signature
 from connectors.webhook import WebhookSource
-from hub.connector import ConnectorContext, Outcome, Record, Sink, Source, Verdict
 from hub.errors import ConfigError
-from hub.tomlconfig import Secret, load
+from hub.integration.connector import ConnectorContext, Outcome, Record, Sink, Source, Verdict
+from hub.integration.tomlconfig import Secret, load
 from tests.connector_contract import SinkContract, SourceContract, take
 
 SECRET_ENV = "GOVHUB_TEST_WEBHOOK_SECRET"

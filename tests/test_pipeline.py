@@ -8,9 +8,9 @@ from typing import ClassVar
 
 import pytest
 
-from hub.connector import Outcome, Record, Verdict, derive_event_id
 from hub.errors import Reason
-from hub.pipeline import Pipeline, PipelineOptions
+from hub.integration.connector import Outcome, Record, Verdict, derive_event_id
+from hub.integration.pipeline import Pipeline, PipelineOptions
 from hub.testing import MemoryDeadLetters, MemorySink, MemorySource, run_mapping
 
 FAST = PipelineOptions(backoff_initial=0.01, backoff_max=0.05, max_attempts=3, batch_size=8)

@@ -1,4 +1,4 @@
-"""Verdict table for hub.compat, tied to real Avro resolution by fastavro.
+"""Verdict table for hub.schema.compat, tied to real Avro resolution by fastavro.
 
 Each table case is one schema evolution with the findings expected as (rule, path) pairs; an
 empty list means compatible. The runtime tests write events with one schema and read them with
@@ -23,8 +23,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from hub.compat import Incompatibility, Mode, Rule, SchemaError, can_read, check
-from hub.compat_bench import bench_compat, build_history
+from hub.schema.compat import Incompatibility, Mode, Rule, SchemaError, can_read, check
+from hub.schema.compat_bench import bench_compat, build_history
 
 B, BT = Mode.BACKWARD, Mode.BACKWARD_TRANSITIVE
 F, FT = Mode.FORWARD, Mode.FORWARD_TRANSITIVE

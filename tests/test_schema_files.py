@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from hub.codec import SchemaCache, load_schema_file, schema_from_json
-from hub.compat import Mode
 from hub.errors import Reason, RejectedEvent, SchemaError
-from hub.schema_files import conventions, defined_names, git_previous, load_schema_path
-from hub.schema_gate import RegisteredSubject, check_files
+from hub.schema.compat import Mode
+from hub.schema.files import conventions, defined_names, git_previous, load_schema_path
+from hub.schema.gate import RegisteredSubject, check_files
 from schemas import SCHEMA_DIR
 
 SHIPPED = sorted(SCHEMA_DIR.glob("*.avsc"))

@@ -11,19 +11,19 @@ import pytest
 
 from hub.bus import Publisher
 from hub.codec import Schema, SchemaCache, schema_from_json
-from hub.compat import Mode
 from hub.consumer import Delivery
 from hub.errors import PublishError, RegistryError, SchemaError, SchemaIncompatible
 from hub.home import Settings
 from hub.runtime import Hub, open_hub
-from hub.schema_registry import (
+from hub.schema.compat import Mode
+from hub.schema.registry import (
     MAX_SCHEMA_BYTES,
     REGISTERED_SCHEMA,
     SchemaRegistry,
     may_register,
     owner_of,
 )
-from hub.schema_watch import SCHEMAS_BUCKET, RegisteredSchema, SchemaWatch, fp_key, subject_key
+from hub.schema.watch import SCHEMAS_BUCKET, RegisteredSchema, SchemaWatch, fp_key, subject_key
 from hub.topology import HUB_STREAM
 from schemas import SCHEMA_DIR
 from tests.servers import NatsServer

@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from hub.errors import ConfigError
-from hub.tomlconfig import Secret, load
+from hub.integration.tomlconfig import Secret, load
 
 
 @dataclass(frozen=True, kw_only=True)

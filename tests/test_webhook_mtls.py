@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from connectors.http import WebhookOptions
 from connectors.webhook import WebhookSource
-from hub.connector import ConnectorContext, Outcome
+from hub.integration.connector import ConnectorContext, Outcome
 from tests.connector_contract import take
 
 

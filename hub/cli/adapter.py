@@ -17,13 +17,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from hub.adapter import known_adapters, load_adapter_file, load_plugin
-from hub.adapter_host import build, check_adapter, run_adapters
 from hub.cli.bench import bench
 from hub.cli.common import async_command, console, emit, json_option, settings
-from hub.connector import known_connectors
+from hub.integration.adapter import known_adapters, load_adapter_file, load_plugin
+from hub.integration.connector import known_connectors
+from hub.integration.host import build, check_adapter, run_adapters
+from hub.integration.pipeline import Pipeline
 from hub.jsonout import dumps
-from hub.pipeline import Pipeline
 from hub.runtime import open_hub
 
 CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -230,8 +230,8 @@ async def adapters_bench(
     as_json: bool,
 ) -> None:
     """Outbox rows/s, webhook requests/s with p99, folder files/min, each next to raw I/O."""
-    from hub.adapter_bench import bench_adapters
     from hub.benchmark import print_results, scratch_hub
+    from hub.integration.bench import bench_adapters
 
     status = console.status("measuring…") if not as_json else contextlib.nullcontext()
     with status:

@@ -14,15 +14,15 @@ from rich.table import Table
 
 from hub.cli.bench import bench
 from hub.cli.common import console, emit, json_option, run, settings
-from hub.compat import Mode
 from hub.errors import SchemaError, SchemaIncompatible
 from hub.home import Settings
 from hub.jsonout import dumps
 from hub.runtime import open_hub
-from hub.schema_files import collect, load_schema_path
-from hub.schema_gate import Comparison, GateReport, RegisteredSubject, check_files
-from hub.schema_registry import SchemaRegistry
-from hub.schema_watch import Subject
+from hub.schema.compat import Mode
+from hub.schema.files import collect, load_schema_path
+from hub.schema.gate import Comparison, GateReport, RegisteredSubject, check_files
+from hub.schema.registry import SchemaRegistry
+from hub.schema.watch import Subject
 
 MODES = [m.value for m in Mode]
 _FINGERPRINT = re.compile(r"^[0-9a-fA-F]{16}$")
@@ -314,7 +314,7 @@ def _print_schema(data: dict[str, Any]) -> None:
 @json_option
 def schema_bench(lookups: int, rounds: int, schemas: int, as_json: bool) -> None:
     """Cached fingerprint lookups/s and a 50-field FULL_TRANSITIVE check against 20 versions."""
-    from hub.schema_bench import render, run_bench
+    from hub.schema.bench import render, run_bench
 
     with console.status("measuring…") if not as_json else contextlib.nullcontext():
         result = run_bench(lookups, rounds, schemas)

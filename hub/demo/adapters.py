@@ -33,9 +33,9 @@ from adapters.civil import REGISTER_DDL
 from adapters.civil import SAMPLE as CIVIL_SAMPLE
 from adapters.stats import SAMPLE as STATS_SAMPLE
 from connectors.http import signed_headers
-from hub.adapter import parse_adapter_file
-from hub.adapter_host import build
 from hub.demo import Chapter, Story
+from hub.integration.adapter import parse_adapter_file
+from hub.integration.host import build
 from hub.runtime import Hub
 
 DSN_ENV = "GOVHUB_DEMO_DEPARTMENT_DSN"

@@ -21,7 +21,7 @@ from hub.directory.store import list_requests, search
 from hub.directory.workflow import Directory
 from hub.errors import NoGrant
 from hub.runtime import Hub
-from hub.schema_registry import SchemaRegistry
+from hub.schema.registry import SchemaRegistry
 
 PROVIDER = "akto.stats"
 REQUESTER = "akto.civil"

@@ -20,7 +20,7 @@ from hub.demo import Chapter, Story
 from hub.envelope import seal
 from hub.errors import RegistryError, SchemaIncompatible
 from hub.runtime import Hub
-from hub.schema_registry import SchemaRegistry
+from hub.schema.registry import SchemaRegistry
 from hub.topology import HUB_STREAM
 
 OWNER = "akto.civil"

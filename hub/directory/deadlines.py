@@ -28,7 +28,7 @@ from typing import Any
 
 from hub.errors import ConfigError
 from hub.home import Home
-from hub.tomlconfig import load
+from hub.integration.tomlconfig import load
 
 DEFAULT_WORKING_DAYS = 10
 DEFAULT_REMINDER_DAYS = 2

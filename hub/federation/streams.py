@@ -36,7 +36,7 @@ from nats.js.api import (
 
 from hub.federation.plan import Node, Plan, county_stream
 from hub.participants import PARTICIPANTS_BUCKET
-from hub.schema_watch import SCHEMAS_BUCKET
+from hub.schema.watch import SCHEMAS_BUCKET
 from hub.subjects import CHANNELS
 from hub.topology import HUB_DOMAIN, HUB_STREAM, StreamSpec
 

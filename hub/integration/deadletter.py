@@ -15,9 +15,9 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from hub.bus import Publisher, quarantine_envelope
-from hub.connector import Record
 from hub.envelope import H_ID, H_SOURCE, H_TIME, H_TYPE, Envelope, format_time
 from hub.errors import Reason
+from hub.integration.connector import Record
 from hub.jsonout import dumps
 
 H_ADAPTER = "govhub-adapter"

@@ -1,7 +1,8 @@
 """Time a FULL_TRANSITIVE compatibility check of a wide record against a long version history.
 
-Run ``python -m hub.compat_bench`` to print the figures. The history grows one defaulted field
-per version, so every version is compatible with every other and the check walks all of them.
+Run ``python -m hub.schema.compat_bench`` to print the figures. The history grows one defaulted
+field per version, so every version is compatible with every other and the check walks all of
+them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from hub.compat import Mode, check
+from hub.schema.compat import Mode, check
 
 
 def _field_type(i: int) -> tuple[object, object]:

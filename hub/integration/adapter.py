@@ -18,7 +18,7 @@ dsn = { env = "AKTO_CIVIL_DSN" }   # secrets by reference only
 table = "assistance_outbox"
 
 [adapters.options]                 # the adapter's own options, if it declares any
-[adapters.pipeline]                # runtime tuning (hub.pipeline.PipelineOptions)
+[adapters.pipeline]                # runtime tuning (hub.integration.pipeline.PipelineOptions)
 ```
 
 `load_adapter_file` checks all of it once, before anything connects: unknown keys, wrong
@@ -37,11 +37,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
-from hub.connector import ConnectorContext, ConnectorFactory, Record, load_connector
 from hub.errors import ConfigError
-from hub.pipeline import PipelineOptions
+from hub.integration.connector import ConnectorContext, ConnectorFactory, Record, load_connector
+from hub.integration.pipeline import PipelineOptions
+from hub.integration.tomlconfig import load
 from hub.subjects import check_participant_id
-from hub.tomlconfig import load
 
 ADAPTER_GROUP = "govhub.adapters"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

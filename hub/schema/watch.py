@@ -1,6 +1,6 @@
 """The receivers' side of the schema registry: the KV bucket's layout and the watched cache.
 
-The registry (hub/schema_registry.py) writes two kinds of entries to the JetStream KV bucket
+The registry (hub/schema/registry.py) writes two kinds of entries to the JetStream KV bucket
 `govhub_schemas`, besides its PostgreSQL record:
 
 ```
@@ -35,7 +35,7 @@ FP_PREFIX = "fp."
 SUBJECT_PREFIX = "subject."
 DEFAULT_MODE = "BACKWARD"
 
-log = structlog.get_logger("hub.schema_watch")
+log = structlog.get_logger("hub.schema.watch")
 
 
 def fp_key(fingerprint_hex: str) -> str:

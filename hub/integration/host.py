@@ -1,7 +1,8 @@
 """Running and checking adapter instances against a connected hub (`govhub adapter run|check`).
 
 `build` turns a checked instance into a Pipeline: the department side is the connector, the
-hub side is `hub.bridge` (events) or `hub.docbridge` (documents), dead letters go to QUARANTINE.
+hub side is `hub.integration.bridge` (events) or `hub.integration.docbridge` (documents);
+dead letters go to QUARANTINE.
 `run_adapters` runs every instance side by side: one failing never stops the others, and
 `/healthz` and `/metrics` report each. `check_adapter` connects to both sides and maps a
 sample record without publishing anything.
@@ -19,17 +20,17 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from hub.adapter import Configured
-from hub.bridge import EventSink, EventSource
-from hub.connector import Check, Record, Sink, Source
-from hub.deadletter import QuarantineDeadLetters
 from hub.errors import GovhubError
+from hub.integration.adapter import Configured
+from hub.integration.bridge import EventSink, EventSource
+from hub.integration.connector import Check, Record, Sink, Source
+from hub.integration.deadletter import QuarantineDeadLetters
+from hub.integration.pipeline import Pipeline
 from hub.jsonout import to_jsonable
 from hub.metrics import REGISTRY
-from hub.pipeline import Pipeline
 from hub.runtime import Hub
 
-log = structlog.get_logger("hub.adapter_host")
+log = structlog.get_logger("hub.integration.host")
 
 
 def work_dir(hub: Hub, name: str) -> Path:
@@ -46,7 +47,7 @@ def durable_name(name: str) -> str:
 
 def _hub_sink(hub: Hub, item: Configured) -> Sink:
     if item.plugin.target == "documents":
-        from hub.docbridge import DocumentSink
+        from hub.integration.docbridge import DocumentSink
 
         return DocumentSink(hub, item.entry.participant)
     return EventSink(hub, item.entry.participant)
@@ -55,15 +56,15 @@ def _hub_sink(hub: Hub, item: Configured) -> Sink:
 def _hub_source(hub: Hub, item: Configured) -> Source:
     name = item.entry.name
     if item.plugin.target == "documents":
-        from hub.docbridge import DocumentSource
+        from hub.integration.docbridge import DocumentSource
 
         return DocumentSource(hub, item.entry.participant, durable_name(name), work_dir(hub, name))
     return EventSource(hub, item.entry.participant, item.subjects, durable_name(name))
 
 
 def ends(hub: Hub, item: Configured) -> tuple[Source, Sink]:
-    """(source, sink) of an instance: the connector on the department side, hub.bridge (events)
-    or hub.docbridge (documents) on the hub side."""
+    """(source, sink) of an instance: the connector on the department side,
+    hub.integration.bridge (events) or hub.integration.docbridge (documents) on the hub side."""
     context = item.connector_context(work_dir(hub, item.name))
     if item.entry.direction == "to_hub":
         return item.connector.source(item.connector_options, context), _hub_sink(hub, item)

@@ -2,10 +2,10 @@
 
 A connector does I/O only. A `Source` hands out `Delivery`s (a `Record` plus `ack`/`nak`), a
 `Sink` takes records and answers with one `Outcome` per record; everything else (concurrency,
-batching, ack/nak, backoff, dead-lettering) belongs to the runtime in `hub.pipeline`, so every
-connector gets the same behaviour and no connector has to get it right on its own. Connectors
-are found through the `govhub.connectors` entry-point group, so `pyproject.toml` is the one list
-of what exists and a department can ship its own.
+batching, ack/nak, backoff, dead-lettering) belongs to the runtime in
+`hub.integration.pipeline`, so every connector gets the same behaviour and no connector has to
+get it right on its own. Connectors are found through the `govhub.connectors` entry-point group,
+so `pyproject.toml` is the one list of what exists and a department can ship its own.
 
 Control flow never runs through exceptions: a sink says DONE, RETRY, REJECT or UNAVAILABLE
 for each record. An exception escaping a connector is a bug or a lost connection, and the

@@ -1,11 +1,12 @@
 """Turn Avro schema JSON into a resolved type graph: named references bound, logical types read.
 
-The graph is what schema resolution walks (see ``hub.compat``): every named type is one node, so
-recursive schemas become cycles and references across a schema compare by identity. Parsing
-follows the Avro 1.12 specification's name rules (fullnames, enclosing namespaces, aliases
-qualified relative to the name they alias) and logical-type rules: an unknown logical type, or one
-on the wrong underlying type, or an invalid ``decimal`` (scale above precision, precision beyond
-what a ``fixed`` can hold) is ignored and the underlying type used, as the specification requires.
+The graph is what schema resolution walks (see ``hub.schema.compat``): every named type is one
+node, so recursive schemas become cycles and references across a schema compare by identity.
+Parsing follows the Avro 1.12 specification's name rules (fullnames, enclosing namespaces,
+aliases qualified relative to the name they alias) and logical-type rules: an unknown logical
+type, or one on the wrong underlying type, or an invalid ``decimal`` (scale above precision,
+precision beyond what a ``fixed`` can hold) is ignored and the underlying type used, as the
+specification requires.
 
 Accepted inputs: schema JSON as parsed by ``json`` (dict, list or str), JSON text (a str starting
 with ``{``, ``[`` or ``"``), and fastavro's ``parse_schema`` output (fullnames and

@@ -40,15 +40,15 @@ from connectors.http import WebhookOptions, signed_headers
 from connectors.pg_outbox import OutboxSource
 from connectors.postgres import OutboxOptions
 from connectors.webhook import WebhookSource
-from hub.adapter import AdapterContext
 from hub.benchmark import Stopwatch, latency_ms, machine
-from hub.bridge import EventSink
 from hub.bus import provision
-from hub.connector import ConnectorContext, Record, Sink, Source
-from hub.deadletter import QuarantineDeadLetters
-from hub.pipeline import Pipeline, PipelineOptions
+from hub.integration.adapter import AdapterContext
+from hub.integration.bridge import EventSink
+from hub.integration.connector import ConnectorContext, Record, Sink, Source
+from hub.integration.deadletter import QuarantineDeadLetters
+from hub.integration.pipeline import Pipeline, PipelineOptions
+from hub.integration.tomlconfig import Secret
 from hub.runtime import Hub
-from hub.tomlconfig import Secret
 from hub.topology import StreamSpec
 
 DSN_ENV = "GOVHUB_BENCH_OUTBOX_DSN"
@@ -392,7 +392,7 @@ async def bench_folder(hub: Hub, files: int, size: int) -> dict[str, Any]:
         root = work / "office"
         options = DropOptions(path=root, settle_seconds=0, scan_interval=0.05)
         context = ConnectorContext(adapter="bench-folder", participant="pref.office")
-        from hub.docbridge import DocumentSink
+        from hub.integration.docbridge import DocumentSink
 
         sink = DocumentSink(hub, "pref.office")
         pipeline = _pipeline(

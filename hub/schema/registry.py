@@ -1,7 +1,7 @@
 """The schema registry's writer: versions per subject, compatibility enforced, signed and audited.
 
 A registration is one PostgreSQL transaction (the record) that also writes the KV bucket
-`govhub_schemas` (what receivers watch, hub/schema_watch.py) and publishes a signed
+`govhub_schemas` (what receivers watch, hub/schema/watch.py) and publishes a signed
 `gov.admin.v1.SchemaRegistered` event from the registrant on `adm.<registrant>.schema`; the
 transaction commits only after both succeeded, and KV writes are undone if anything fails,
 so nothing is ever half-registered.
@@ -32,13 +32,13 @@ from nats.aio.client import Client as NatsClient
 
 from hub.bus import Publisher, jetstream
 from hub.codec import Schema, SchemaCache
-from hub.compat import Mode, check
 from hub.envelope import Envelope, SigningKey, format_time, seal
 from hub.errors import KeyStoreError, RegistryError, SchemaError, SchemaIncompatible
 from hub.home import Settings
 from hub.keys import KeyStore, resolve_passphrase
-from hub.schema_files import check_resolvable, load_schema_path
-from hub.schema_watch import (
+from hub.schema.compat import Mode, check
+from hub.schema.files import check_resolvable, load_schema_path
+from hub.schema.watch import (
     DEFAULT_MODE,
     SCHEMAS_BUCKET,
     RegisteredSchema,
@@ -54,7 +54,7 @@ from schemas import SCHEMA_DIR
 if TYPE_CHECKING:
     from hub.runtime import Hub
 
-log = structlog.get_logger("hub.schema_registry")
+log = structlog.get_logger("hub.schema.registry")
 
 REGISTERED_SCHEMA = "gov.admin.v1.SchemaRegistered"
 MODE_CHANGED_SCHEMA = "gov.admin.v1.SchemaCompatibilityChanged"

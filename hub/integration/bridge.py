@@ -2,9 +2,10 @@
 
 `EventSink` turns mapped records into events of one participant: encoded with the schema the
 record names, sealed with the participant's key, published, and DONE only once JetStream has
-acknowledged it. The event id is derived from the record's origin (hub.connector.derive_event_id)
-so a record handed out twice is stored once. `EventSource` is a durable, verifying consumer on
-the hub stream: a department sink only ever sees events whose signature checked out.
+acknowledged it. The event id is derived from the record's origin
+(hub.integration.connector.derive_event_id), so a record handed out twice is stored once.
+`EventSource` is a durable, verifying consumer on the hub stream: a department sink only ever
+sees events whose signature checked out.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import ClassVar
 import structlog
 
 from hub.bus import PubAck, Publisher
-from hub.connector import Check, Outcome, Record, derive_event_id
 from hub.consumer import Consumer
 from hub.consumer import Delivery as BusDelivery
 from hub.envelope import seal
@@ -33,11 +33,12 @@ from hub.errors import (
     ServerUnavailable,
     StreamFull,
 )
+from hub.integration.connector import Check, Outcome, Record, derive_event_id
 from hub.runtime import Hub
 from hub.subjects import check_subject, default_subject, may_publish
 from hub.topology import HUB_STREAM
 
-log = structlog.get_logger("hub.bridge")
+log = structlog.get_logger("hub.integration.bridge")
 
 
 class EventSink:

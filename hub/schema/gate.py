@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.compat import Incompatibility, Mode, Rule, check
 from hub.errors import SchemaError
-from hub.schema_files import (
+from hub.schema.compat import Incompatibility, Mode, Rule, check
+from hub.schema.files import (
     SchemaFile,
     build,
     conventions,
@@ -273,7 +273,7 @@ def _verdict(
         return Comparison(against, "compatible", f"{mode.value} compatible with {what}", mode.value)
     advice: list[str] = []
     for finding in findings:
-        # hub.compat names the new schema's role "reader (new schema)" in backward findings
+        # hub.schema.compat names the new schema's role "reader (new schema)" in backward findings
         new_reads = "new schema" in finding.reader_role
         text = f"{finding.path or '(root)'}: {ADVICE[(finding.rule, new_reads)]}"
         if text not in advice:

@@ -12,7 +12,7 @@ Outcome UNAVAILABLE   ─► nak, the worker pauses with backoff (never counted)
 
 Retry counts live here, not in the source, and only RETRY counts: a department database or NATS
 being down for a day must never turn good records into poison. Dead letters go to the
-QUARANTINE stream (hub.deadletter) with the record's key and the reason; if even that is
+QUARANTINE stream (hub.integration.deadletter) with the record's key and the reason; if even that is
 unreachable the record is nak'd and stays at its origin, so nothing is lost. A source whose
 caller waits for the answer (a webhook) gets the rejection through `ack` instead.
 
@@ -32,11 +32,11 @@ from typing import Any, Protocol
 
 import structlog
 
-from hub.connector import Delivery, Outcome, Record, Sink, Source, Verdict
 from hub.errors import GovhubError, Reason, Retryable
+from hub.integration.connector import Delivery, Outcome, Record, Sink, Source, Verdict
 from hub.metrics import Counter, Gauge
 
-log = structlog.get_logger("hub.pipeline")
+log = structlog.get_logger("hub.integration.pipeline")
 
 Transform = Callable[[Record], Record | None]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from hub.codec import Schema, schema_from_json
 from hub.errors import SchemaError
-from hub.schema_graph import parse
+from hub.schema.graph import parse
 from schemas import SCHEMA_DIR
 
 Lookup = Callable[[str], Any]

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 
 import structlog
 
-from hub.connector import Check, Outcome, Record, Verdict
 from hub.consumer import Consumer
 from hub.consumer import Delivery as BusDelivery
 from hub.errors import (
@@ -35,10 +34,11 @@ from hub.exchange.fetch import Fetcher
 from hub.exchange.model import SENT_SCHEMA, Classification, Document, Manifest, Urgency
 from hub.exchange.receipts import delivery_receipt
 from hub.exchange.send import Sender, SendRequest
+from hub.integration.connector import Check, Outcome, Record, Verdict
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 
-log = structlog.get_logger("hub.docbridge")
+log = structlog.get_logger("hub.integration.docbridge")
 
 DOCUMENT = "document"
 """The `kind` of a record that is a document to send (see adapters/office.py)."""

@@ -3,7 +3,7 @@
 The lookup figure is what a receiver pays per event to find the writer schema of a body: a
 `SchemaCache.by_fingerprint` on a cache holding the shipped schemas plus a populated registry's
 worth of synthetic ones, printed next to a bare `dict.get` on the same keys (the floor). The
-check figure is `hub.compat.check` of a 50-field record against 20 prior versions under
+check figure is `hub.schema.compat.check` of a 50-field record against 20 prior versions under
 FULL_TRANSITIVE, what a registration with a long history costs.
 """
 
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.codec import SchemaCache, schema_from_json
-from hub.compat_bench import bench_compat
+from hub.schema.compat_bench import bench_compat
 from schemas import SCHEMA_DIR
 
 LOOKUP_TARGET_PER_S = 1_000_000

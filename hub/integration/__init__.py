@@ -1,0 +1,1 @@
+"""Department systems joining the hub: the Source/Sink seam, the runtime, adapters and bridges."""

@@ -1,0 +1,1 @@
+"""Avro schemas as contracts: the registry, its watched cache, compatibility rules, the CI gate."""
