@@ -57,7 +57,7 @@ _FIELDS = set(ServerInfo.__dataclass_fields__)
 
 def _free_port(preferred: list[int]) -> int:
     for port in preferred:
-        if port and _port_free(port):
+        if 0 < port < 65536 and _port_free(port):
             return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -171,8 +171,21 @@ class EmbeddedNats:
     def start(self, previous: dict[str, Any] | None) -> ServerInfo:
         """Start the server and wait until JetStream answers its health check."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        port = _free_port([(previous or {}).get("port", 0), DEFAULT_NATS_PORT])
-        monitor = _free_port([(previous or {}).get("monitor_port", 0), port + 4000])
+        ports = [(previous or {}).get("port", 0), DEFAULT_NATS_PORT]
+        monitor_port = (previous or {}).get("monitor_port", 0)
+        for attempt in range(3):
+            port = _free_port(ports)
+            try:
+                return self._launch(port, _free_port([monitor_port, port + 4000]))
+            except ServerStartError:
+                # A free port can be taken by another process between choosing and binding it
+                # (parallel test workers do this); then choose again rather than fail.
+                if attempt == 2 or "address already in use" not in _tail(self.log).lower():
+                    raise
+                ports, monitor_port = [], 0
+        raise AssertionError("unreachable")
+
+    def _launch(self, port: int, monitor: int) -> ServerInfo:
         conf = self.dir / "nats.conf"
         conf.write_text(self.config_text(port, monitor))
         with open(self.log, "ab") as log:
