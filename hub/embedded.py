@@ -74,8 +74,10 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether a process runs; zombies (exited, not yet reaped) count as gone."""
+    if pid <= 0:
+        return False  # kill(0, 0) would signal our own process group and "succeed"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -99,7 +101,7 @@ def _alive(pid: int) -> bool:
 def _wait_port(port: int, pid: int, log: Path, what: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not process_alive(pid):
             raise ServerStartError(f"{what} exited during start; see {log}:\n{_tail(log)}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
@@ -115,15 +117,21 @@ def _tail(path: Path, lines: int = 12) -> str:
     return ""
 
 
-def _stop_pid(pid: int, timeout: float = 15.0) -> None:
+def stop_process(pid: int, *, kill: bool = False, timeout: float = 15.0) -> None:
+    """Stop a server process: SIGTERM lets it flush (SIGKILL after `timeout`); `kill` is a
+    crash, as a power cut would stop it. Returns once the process is gone."""
+    if pid <= 0:
+        return
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
+    if process_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+        while process_alive(pid):
+            time.sleep(0.05)
 
 
 def nats_server_binary() -> str:
@@ -220,7 +228,7 @@ class EmbeddedNats:
 
     def stop(self, info: ServerInfo) -> None:
         """Stop the server (SIGTERM lets JetStream flush; SIGKILL after a grace period)."""
-        _stop_pid(info.pid)
+        stop_process(info.pid)
 
 
 class EmbeddedPostgres:
@@ -346,7 +354,7 @@ class EmbeddedPostgres:
             self._run_as(),
         )
         if result.returncode != 0:
-            _stop_pid(info.pid)
+            stop_process(info.pid)
 
 
 class EmbeddedServers:
@@ -391,7 +399,7 @@ class EmbeddedServers:
         """The servers of this home whose processes are alive."""
         alive = {}
         for name, entry in self._read().items():
-            if entry.get("pid") and _alive(int(entry["pid"])):
+            if entry.get("pid") and process_alive(int(entry["pid"])):
                 alive[name] = ServerInfo(**{k: v for k, v in entry.items() if k in _FIELDS})
         return alive
 

@@ -38,7 +38,7 @@ from hub.scenario import Scenario, load_scenario
 from hub.schema.registry import open_schema_registry
 from hub.schema.watch import SCHEMAS_BUCKET
 from hub.subjects import check_subject, default_subject, may_publish
-from hub.topology import hub_streams
+from hub.topology import DIRECTORY_BUCKET, hub_streams
 from hub.verifier import Verifier
 from schemas import SCHEMA_DIR
 
@@ -132,8 +132,14 @@ class Hub:
     ) -> tuple[Envelope, PubAck]:
         """Sign and publish one event; returns it with JetStream's acknowledgement."""
         env = self.seal(as_id, schema_name, record, subject=subject)
+        return env, await (await self.publisher_for(as_id)).publish(env)
+
+    async def publisher_for(self, as_id: str) -> Publisher:
+        """Where events signed by `as_id` are published: in a federation its own link (its
+        unit's node, its server permissions, working while the uplink is down), else the
+        hub's publisher."""
         link = await self.link(as_id)
-        return env, await (link.publisher if link else self.publisher).publish(env)
+        return link.publisher if link is not None else self.publisher
 
     async def link(self, as_id: str) -> Link | None:
         """In a federation, the participant's own connection to its unit's node; else None."""
@@ -250,7 +256,7 @@ async def open_hub(
         await provision(
             nc,
             specs,
-            [PARTICIPANTS_BUCKET, SCHEMAS_BUCKET],
+            [PARTICIPANTS_BUCKET, SCHEMAS_BUCKET, DIRECTORY_BUCKET],
             replicas=federation.replicas if federation is not None else 1,
         )
         publisher = Publisher(nc)

@@ -18,6 +18,10 @@ HUB_STREAM = "GOVHUB"
 QUARANTINE_STREAM = "QUARANTINE"
 SYSTEM_STREAM = "GOVHUB_SYS"
 HUB_DOMAIN = "pref"
+# The directory's KV copy (hub/directory/materializer.py writes it). Created with the hub's
+# other buckets so the county mirrors of it (hub/federation/streams.py) never start against
+# a missing source.
+DIRECTORY_BUCKET = "govhub_directory"
 
 # Producers retry with the same Nats-Msg-Id for up to this long (after a local broker
 # restart, for example), and JetStream drops the re-sends inside the window.

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from hub.consumer import Delivery
@@ -70,6 +72,25 @@ class Topology:
         finally:
             await consumer.stop()
         return out
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh database for a whole test module (the `pg_dsn` fixture is per test)."""
+    name = f"govhub_m_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @contextlib.asynccontextmanager

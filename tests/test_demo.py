@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hub.embedded import EmbeddedServers, _alive
+from hub.embedded import EmbeddedServers, process_alive
 from hub.home import Home
 
 
@@ -39,7 +39,7 @@ def test_demo_on_a_fresh_home_runs_every_chapter_and_stops_its_servers(tmp_path:
     assert sorted(r["reason"] for r in events["rejected"]) == ["bad_signature", "malformed_body"]
     assert report["summary"]
     state = json.loads((tmp_path / "home" / "run" / "servers.json").read_text())
-    assert not any(_alive(entry["pid"]) for entry in state.values() if entry.get("pid"))
+    assert not any(process_alive(entry["pid"]) for entry in state.values() if entry.get("pid"))
     assert EmbeddedServers(Home(tmp_path / "home")).running() == {}
 
 

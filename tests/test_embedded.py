@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hub.embedded import EmbeddedServers, _alive
+from hub.embedded import EmbeddedServers, process_alive
 from hub.home import Home
 
 
@@ -34,7 +34,7 @@ def test_servers_start_once_are_reused_and_stop_without_orphans(tmp_path: Path) 
     again = EmbeddedServers(Home(tmp_path)).ensure()
     assert {name: info.pid for name, info in again.items()} == pids
     servers.stop_started()
-    assert not any(_alive(pid) for pid in pids.values())
+    assert not any(process_alive(pid) for pid in pids.values())
     assert EmbeddedServers(Home(tmp_path)).running() == {}
 
 
@@ -95,4 +95,4 @@ def test_up_status_down_through_the_command(tmp_path: Path) -> None:
     finally:
         down = _govhub(tmp_path, "down", "--json")
     assert sorted(json.loads(down.stdout)["stopped"]) == ["nats", "postgres"]
-    assert not any(_alive(n["pid"]) for n in status["nodes"])
+    assert not any(process_alive(n["pid"]) for n in status["nodes"])

@@ -70,6 +70,16 @@ def test_up_federated_runs_every_node_and_a_county_event_reaches_the_regional_of
         assert drill["acked_by_county"] == drill["published_offline"]
         assert drill["reached_hub_while_cut"] == 0
         assert demo["chapters"]["federation"]["refused"]["verdict"] == "refused by the server"
+        # Documents go from a county up to the prefecture and the region, receipts come back.
+        docs = demo["chapters"]["documents"]
+        stores = docs["federated"]["stores"]
+        assert stores["report_up"] == {"domain": "cty-akto", "stream": "DOCS_AKTO"}
+        assert stores["confidential"] == {"domain": "pref", "stream": "DOCS_XJ"}
+        assert docs["report_states"] == {"pref.office": "delivered", "xj.office": "delivered"}
+        assert sorted(docs["circular"]["states"].values()) == ["accepted"] * 3 + ["rejected"]
+        assert len(docs["federated"]["receipts_at_county"]) == 4
+        cut = docs["federated"]["cut_off"]
+        assert (cut["state_while_cut"], cut["state_after_reconnect"]) == ("sent", "delivered")
     finally:
         down = _govhub(home, "down", "--json")
     assert down.returncode == 0, down.stderr

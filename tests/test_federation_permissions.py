@@ -9,9 +9,12 @@ from pathlib import Path
 
 import nats.errors
 import pytest
+from nats.js.api import StreamConfig
 
+from hub.bus import close, connect
 from hub.envelope import Envelope
 from hub.errors import AccessDenied
+from hub.federation.credentials import service_nkey
 from hub.federation.links import open_link
 from hub.federation.monitor import FederationService
 from hub.metrics import REGISTRY
@@ -110,3 +113,36 @@ async def test_the_serve_federation_service_reports_leafs_and_applies_a_revocati
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_county_server_cannot_delete_hub_streams_or_speak_for_another_unit_over_its_uplink(
+    federation: Topology,
+) -> None:
+    top = federation
+    hub_js = top.hub.nc.jetstream()
+    await hub_js.add_stream(StreamConfig(name="SCRATCH", subjects=["scratch.>"]))
+    node = top.servers.plan.node("cty-akto")
+    # The county node's own admin: unrestricted on its node, as a compromised server would be.
+    admin = await connect(
+        node.client_url, nkey_seed=service_nkey(top.hub.settings.home, "node-cty-akto").seed
+    )
+    try:
+        info = await admin.request("$JS.pref.API.STREAM.INFO.GOVHUB", b"", timeout=5)
+        assert b"stream_info_response" in info.data  # reading the hub still works
+        for call in ("STREAM.DELETE.SCRATCH", "STREAM.PURGE.SCRATCH"):
+            with pytest.raises(nats.errors.NoRespondersError):
+                await admin.request(f"$JS.pref.API.{call}", b"", timeout=5)
+        await admin.publish("evt.pref.office.forged", b"x")
+        await admin.publish("evt.akto.office.own", b"x")
+        await admin.flush()
+    finally:
+        await close(admin)
+    assert (await hub_js.stream_info("SCRATCH")).config.name == "SCRATCH"
+
+    async def own_arrived() -> bool:
+        return await top.hub_count("evt.akto.office.own") == 1
+
+    # Its own unit's subjects still flow (captured at home, sourced by the hub); by then a
+    # forged prefecture event would have arrived too, over the same link.
+    await wait_for(own_arrived, timeout=30, what="the county's own event at the hub")
+    assert await top.hub_count("evt.pref.office.forged") == 0

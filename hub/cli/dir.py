@@ -37,6 +37,7 @@ from hub.envelope import parse_time
 from hub.errors import InputError
 from hub.jsonout import dumps
 from hub.runtime import Hub, open_hub
+from hub.topology import HUB_DOMAIN
 
 _CST = timezone(timedelta(hours=8))
 
@@ -123,6 +124,7 @@ def _publish_command(name: str, update: bool, doc: str) -> click.Command:
             lambda: console.print(
                 f"{result['action']} {result['code']} version {result['version']} "
                 f"(event {result['event_id']}, seq {result['seq']})"
+                + (f"; queued: {result['message']}" if result.get("state") == "queued" else "")
             ),
         )
 
@@ -165,6 +167,13 @@ async def withdraw_cmd(
 @click.option("--open", "open_only", is_flag=True, help="Only resources open to the public.")
 @click.option("--limit", default=20, show_default=True)
 @click.option("--offline", is_flag=True, help="Search the KV copy (a county's mirror).")
+@click.option(
+    "--as",
+    "as_id",
+    default=None,
+    help="With --offline: search the copy on this participant's own node (its county's "
+    "mirror, readable while the uplink is down).",
+)
 @json_option
 @click.pass_context
 @async_command
@@ -179,9 +188,12 @@ async def search_cmd(
     open_only: bool,
     limit: int,
     offline: bool,
+    as_id: str | None,
     as_json: bool,
 ) -> None:
     """Search titles, abstracts, keywords and data items, in Chinese or English."""
+    if as_id is not None and not offline:
+        raise InputError("--as chooses whose node's copy --offline reads; add --offline")
     filters = SearchFilters(
         provider=provider,
         unit=unit,
@@ -192,7 +204,14 @@ async def search_cmd(
     )
     async with open_hub(settings(ctx)) as hub:
         if offline:
-            result = search_documents(await kv_documents(hub.nc), query, filters, limit=limit)
+            nc, domain = hub.nc, None
+            link = await hub.link(as_id) if as_id is not None else None
+            if link is not None:
+                # A county node holds its own mirror; the hub's and the region's nodes read
+                # the hub's bucket.
+                nc, domain = link.nc, (None if link.node.domain else HUB_DOMAIN)
+            docs = await kv_documents(nc, domain=domain)
+            result = search_documents(docs, query, filters, limit=limit)
         else:
             await Directory(hub).catch_up()
             result = await search(hub.pool, query, filters, limit=limit)

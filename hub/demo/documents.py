@@ -2,7 +2,13 @@
 deliver it with signed receipts, three accept and one sends it back; the region sends a
 confidential document that only its two recipients can open; a county reports up, another
 writes to its neighbour; and the prefecture office reads its 收发文 register, which lists
-documents between counties too."""
+documents between counties too.
+
+On the federated topology (`govhub demo --federated`) the same story runs on the leaf nodes:
+each sender stores its content in its own unit's store (a county's on its own node), county
+offices sign receipts into their own county's stream, the county report goes up to the
+prefecture and the region, and a county cut off from the hub gets the document sent to it
+once its uplink returns."""
 
 from __future__ import annotations
 
@@ -17,13 +23,15 @@ from rich.table import Table
 from hub.demo import Chapter, Story
 from hub.errors import ExchangeError
 from hub.exchange import crypto, receipts
-from hub.exchange.agent import RecipientAgent
+from hub.exchange.agent import Delivered, RecipientAgent
 from hub.exchange.fetch import Fetcher
 from hub.exchange.ledger import document_status, ledger, verified_document
-from hub.exchange.model import Classification, Urgency
-from hub.exchange.send import Sender, SendRequest, doc_context
+from hub.exchange.model import Classification, Kind, Urgency, doc_subject
+from hub.exchange.send import Sender, SendRequest, SendResult, doc_context
 from hub.exchange.store import StoreReader, chunk_subject, keys_subject
 from hub.exchange.tracker import ExchangeTracker
+from hub.federation.arrival import Event, wait_at_hub
+from hub.federation.plan import county_stream
 from hub.runtime import Hub
 
 OFFICE = "pref.office"
@@ -40,6 +48,11 @@ CIRCULAR = (
 SECRET = "关于2027年度重点项目资金安排的意见\n\n一、帕米尔高原道路改造项目……\n"
 REPORT = "阿克陶县2026年安全生产工作总结\n\n一、基本情况……\n"
 LETTER = "关于联合开展边境巡查的函\n\n乌恰县人民政府办公室：……\n"
+URGENT = "关于做好寒潮大风天气防范工作的紧急通知\n\n……\n"
+CUT_OFF = "wuqia.office"
+# Events from a county reach the hub when its stream is sourced: milliseconds, or after an
+# outage; the chapter waits for them, bounded, before reading state computed at the hub.
+ARRIVAL_S = 120.0
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -49,11 +62,30 @@ def _write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+async def _arrived(hub: Hub, events: list[Event]) -> None:
+    """Wait until these events are in the hub stream (at once on a single node)."""
+    if not await wait_at_hub(hub.nc, events, timeout=ARRIVAL_S):
+        raise ExchangeError(f"{len(events)} document event(s) did not reach the hub in time")
+
+
+def _sent(result: SendResult) -> Event:
+    return (result.subject, result.manifest_event_id)
+
+
+def _receipts(delivered: list[Delivered]) -> list[Event]:
+    return [
+        (doc_subject(d.recipient, Kind.DELIVERED, d.doc_id), d.receipt_event_id)
+        for d in delivered
+        if d.receipt_event_id
+    ]
+
+
 async def run(hub: Hub, story: Story) -> dict[str, Any]:
     """Send, deliver, answer, seal, refuse, report up, and read the register."""
     folder = hub.settings.home.root / "demo" / "documents"
     sender = Sender(hub)
     tracker = ExchangeTracker(hub)
+    federated = hub.federation is not None
     circular = await sender.send(
         SendRequest(
             sender=OFFICE,
@@ -66,14 +98,21 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
         )
     )
     delivered = await RecipientAgent(hub, list(COUNTIES)).deliver_pending()
+    await _arrived(hub, _receipts(delivered))
     await tracker.catch_up()
+    answers: list[Event] = []
     for county in COUNTIES:
         if county == REJECTER:
-            await receipts.answer(hub, circular.doc_id, county, accept=False, reason=REJECT_REASON)
+            env, _ = await receipts.answer(
+                hub, circular.doc_id, county, accept=False, reason=REJECT_REASON
+            )
         else:
-            await receipts.answer(hub, circular.doc_id, county, accept=True)
+            env, _ = await receipts.answer(hub, circular.doc_id, county, accept=True)
+        answers.append((env.subject, env.event_id))
+    await _arrived(hub, answers)
     await tracker.catch_up()
     status = await document_status(hub, circular.doc_id)
+    receipts_at_county = await _county_receipts(hub, circular.doc_id) if federated else {}
 
     secret_path = _write(folder, "重点项目资金安排意见.txt", SECRET)
     secret = await sender.send(
@@ -87,6 +126,7 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
             suite=crypto.SUITE_HYBRID,
         )
     )
+    await _arrived(hub, [_sent(secret)])
     await tracker.catch_up()
     doc = await verified_document(hub, secret.doc_id)
     opened = {}
@@ -109,10 +149,13 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
     except ExchangeError as exc:
         refusals["decrypt"] = str(exc)
 
+    # On the federated topology the county report also goes up to the region, over the
+    # region's own link.
+    report_to = (OFFICE, REGION) if federated else (OFFICE,)
     report = await sender.send(
         SendRequest(
             sender="akto.office",
-            recipients=(OFFICE,),
+            recipients=report_to,
             path=_write(folder, "安全生产工作总结.txt", REPORT),
             title="阿克陶县2026年安全生产工作总结",
             doc_number="阿政发〔2026〕31号",
@@ -127,12 +170,19 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
             doc_number="阿合奇政函〔2026〕12号",
         )
     )
-    await RecipientAgent(hub, [OFFICE, "wuqia.office"]).deliver_pending()
+    await _arrived(hub, [_sent(report), _sent(letter)])
+    later = await RecipientAgent(hub, [*report_to, "wuqia.office"]).deliver_pending()
+    await _arrived(hub, _receipts(later))
     await tracker.catch_up()
+    report_states = {
+        r["recipient"]: r["state"]
+        for r in (await document_status(hub, report.doc_id))["recipients"]
+    }
+    drill = await _cut_off_drill(hub, folder, tracker) if federated else None
     await tracker.stop()
     register = await ledger(hub, OFFICE)
     mine = {circular.doc_id, secret.doc_id, report.doc_id, letter.doc_id}
-    return {
+    facts: dict[str, Any] = {
         "circular": {
             "doc_id": circular.doc_id,
             "chunks": circular.chunk_count,
@@ -153,6 +203,7 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
             "refused": refusals,
         },
         "report_up": report.doc_id,
+        "report_states": report_states,
         "ledger": {
             "scope": register["scope"],
             "entries": [
@@ -172,6 +223,79 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
                 if e["doc_id"] in mine
             ],
         },
+    }
+    if federated:
+        facts["federated"] = {
+            "stores": {
+                name: {"domain": r.manifest.store.domain, "stream": r.manifest.store.stream}
+                for name, r in (
+                    ("circular", circular),
+                    ("confidential", secret),
+                    ("report_up", report),
+                    ("letter", letter),
+                )
+            },
+            "receipts_at_county": receipts_at_county,
+            "cut_off": drill,
+        }
+    return facts
+
+
+async def _county_receipts(hub: Hub, doc_id: str) -> dict[str, str]:
+    """Which county stream first stored each county office's receipts of a document."""
+    found = {}
+    for county in COUNTIES:
+        link = await hub.link(county)
+        assert link is not None
+        stream = county_stream(county.split(".")[0])
+        info = await link.jetstream(at_hub=False).stream_info(
+            stream, subjects_filter=f"doc.{county}.*.{doc_id}"
+        )
+        if info.state.subjects:
+            found[county] = f"{stream} ({sum(info.state.subjects.values())} receipts)"
+    return found
+
+
+async def _cut_off_drill(hub: Hub, folder: Path, tracker: ExchangeTracker) -> dict[str, Any]:
+    """A county cut off from the hub while the prefecture sends to it: the manifest waits at
+    the hub, the county cannot fetch, and after reconnect its agent delivers with a receipt."""
+    federation = hub.federation
+    assert federation is not None and federation.servers is not None
+    unit = CUT_OFF.split(".")[0]
+    federation.servers.uplink(unit, enabled=False)
+    try:
+        urgent = await Sender(hub).send(
+            SendRequest(
+                sender=OFFICE,
+                recipients=(CUT_OFF,),
+                path=_write(folder, "寒潮防范紧急通知.txt", URGENT),
+                title="关于做好寒潮大风天气防范工作的紧急通知",
+                doc_number="克政办明电〔2026〕7号",
+                urgency=Urgency.EXTRA_URGENT,
+                deadline=datetime.now(UTC) + timedelta(days=1),
+            )
+        )
+        await tracker.catch_up()
+        doc = await verified_document(hub, urgent.doc_id)
+        try:
+            await Fetcher(hub, stall_s=1.0).fetch(doc, CUT_OFF, folder / "cut-off.txt")
+            while_cut = "fetched (the uplink was not cut?)"
+        except ExchangeError as exc:
+            while_cut = f"not reachable: {type(exc).__name__}"
+        state_while_cut = (await document_status(hub, urgent.doc_id))["recipients"][0]["state"]
+    finally:
+        federation.servers.uplink(unit, enabled=True)
+    delivered = await RecipientAgent(hub, [CUT_OFF]).deliver_pending()
+    await _arrived(hub, _receipts(delivered))
+    await tracker.catch_up()
+    status = await document_status(hub, urgent.doc_id)
+    return {
+        "county": unit,
+        "doc_id": urgent.doc_id,
+        "fetch_while_cut": while_cut,
+        "state_while_cut": state_while_cut,
+        "state_after_reconnect": status["recipients"][0]["state"],
+        "deadline_clock": status["deadline_clock"],
     }
 
 
@@ -201,7 +325,8 @@ def render(console: Console, facts: dict[str, Any]) -> None:
     for how, message in s["refused"].items():
         console.print(f"  {OUTSIDER} ({how}): [red]refused[/] — {message}")
     console.print(
-        f"akto.office reports up to {OFFICE}, akqi.office writes to wuqia.office. The "
+        f"akto.office reports up to {' and '.join(facts['report_states'])}, akqi.office "
+        "writes to wuqia.office. The "
         "prefecture office's 收发文 register sees every unit's documents:"
     )
     table = Table("", "number", "title", "from", "class", "states")
@@ -217,18 +342,53 @@ def render(console: Console, facts: dict[str, Any]) -> None:
             states,
         )
     console.print(table)
+    fed = facts.get("federated")
+    if fed is not None:
+        _render_federated(console, facts, fed)
+
+
+def _render_federated(console: Console, facts: dict[str, Any], fed: dict[str, Any]) -> None:
+    stores = Table("document", "content stored in", "JetStream domain")
+    for name, where in fed["stores"].items():
+        stores.add_row(name, where["stream"], where["domain"])
+    console.print(
+        "On the leaf nodes each sender stores its content in its own unit's store (a county's "
+        "on its own node; the hub keeps one copy that readers elsewhere fetch):"
+    )
+    console.print(stores)
+    for county, where in fed["receipts_at_county"].items():
+        console.print(f"  {county} signed its receipts into {where}, sourced by the hub")
+    report = ", ".join(f"{r} {s}" for r, s in facts["report_states"].items())
+    console.print(
+        f"akto.office's report up, with receipts back from the prefecture and region: {report}"
+    )
+    d = fed["cut_off"]
+    console.print(
+        f"{d['county']}'s uplink cut while {OFFICE} sends it an extra-urgent notice: fetch "
+        f"{d['fetch_while_cut']}, state {d['state_while_cut']}; uplink restored: "
+        f"[bold]{d['state_after_reconnect']}[/] (deadline on the {d['deadline_clock']}'s clock)."
+    )
 
 
 def summary(facts: dict[str, Any]) -> list[tuple[str, str]]:
     """Summary rows."""
     c, s = facts["circular"], facts["confidential"]
     answered = sum(1 for v in c["states"].values() if v in ("accepted", "rejected"))
-    return [
+    rows = [
         ("documents exchanged", str(len(facts["ledger"]["entries"]))),
         ("circular answered (signed receipts)", f"{answered} of {len(c['states'])}"),
         ("confidential: opened by", ", ".join(r for r, ok in s["opened_by"].items() if ok)),
         ("confidential: refused to", f"{OUTSIDER} ({len(s['refused'])} ways)"),
     ]
+    fed = facts.get("federated")
+    if fed is not None:
+        delivered = [r for r, st in facts["report_states"].items() if st == "delivered"]
+        rows.append(("county report delivered up to", ", ".join(delivered) or "nobody"))
+        d = fed["cut_off"]
+        rows.append(
+            (f"document to cut-off {d['county']}", f"{d['state_after_reconnect']} after reconnect")
+        )
+    return rows
 
 
 CHAPTER = Chapter(

@@ -34,14 +34,11 @@ from hub.directory.rows import EntryRow
 from hub.errors import DirectoryError, PublishError, Reason, ServerUnavailable
 from hub.metrics import Counter, Gauge
 from hub.runtime import Hub
-from hub.topology import HUB_STREAM
+from hub.topology import DIRECTORY_BUCKET, HUB_STREAM
 
 log = structlog.get_logger("hub.directory.materializer")
 
 DURABLE = "directory"
-DIRECTORY_BUCKET = "govhub_directory"
-"""The KV copy of the directory (key `entry.<code>`): a county mirrors it under the same name
-in its own JetStream domain, so search works there while the uplink is down."""
 ENTRY_KEY_PREFIX = "entry."
 ACK_WAIT = 10.0
 BATCH = 500

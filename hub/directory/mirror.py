@@ -24,9 +24,9 @@ from nats.js.api import (
 )
 
 from hub.bus import jetstream
-from hub.directory.materializer import DIRECTORY_BUCKET, ENTRY_KEY_PREFIX
+from hub.directory.materializer import ENTRY_KEY_PREFIX
 from hub.errors import DirectoryError
-from hub.topology import HUB_DOMAIN
+from hub.topology import DIRECTORY_BUCKET, HUB_DOMAIN
 
 DIRECTORY_STREAM = f"KV_{DIRECTORY_BUCKET}"
 """The stream behind the bucket (and the name of every mirror of it)."""

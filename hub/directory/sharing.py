@@ -114,7 +114,8 @@ async def share(
                     "grant_event_id": grant.decision_event_id,
                 }
             )
-    acks = await hub.publisher.publish_many(envs)
+    # As the provider, through its own link in a federation (hub/runtime.py publisher_for).
+    acks = await (await hub.publisher_for(provider)).publish_many(envs)
     for item, env, ack in zip(delivered, envs, acks, strict=True):
         item["event_id"], item["seq"] = env.event_id, ack.seq
     log.info("directory.shared", code=code, records=len(records), events=len(envs))

@@ -52,9 +52,15 @@ from hub.errors import (
     UnknownRequest,
     UnknownResource,
 )
+from hub.federation.arrival import wait_at_hub
 from hub.runtime import Hub
+from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.directory.workflow")
+
+# How long a step waits for its event to reach the hub from a county before reporting it
+# queued (the uplink is down): the event is safe in the county's stream either way.
+ARRIVAL_WAIT_S = 15.0
 
 _ERROR_OF_REASON: dict[Reason, type[DirectoryError]] = {
     Reason.NOT_PROVIDER: NotProvider,
@@ -67,15 +73,34 @@ _ERROR_OF_REASON: dict[Reason, type[DirectoryError]] = {
 
 @dataclass(frozen=True)
 class Published:
-    """A signed directory event on the bus."""
+    """A signed directory event on the bus, with the stream that acknowledged it (a county's
+    own stream when its department published in a federation)."""
 
     event_id: str
     subject: str
     seq: int
+    stream: str = HUB_STREAM
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
-        return {"event_id": self.event_id, "subject": self.subject, "seq": self.seq}
+        return {
+            "event_id": self.event_id,
+            "subject": self.subject,
+            "seq": self.seq,
+            "stream": self.stream,
+        }
+
+
+def queued(out: Published) -> dict[str, Any]:
+    """What a step reports when its event is stored at the county but not at the hub yet."""
+    return {
+        "state": "queued",
+        "settled": False,
+        "message": (
+            f"stored by {out.stream} (seq {out.seq}); it reaches the hub, and the directory, "
+            "when the county's uplink is back"
+        ),
+    }
 
 
 def _text(value: str | None, what: str) -> str:
@@ -93,9 +118,18 @@ def _future(until: datetime | None, what: str) -> datetime | None:
 class Directory:
     """The directory's write side for participants whose keys this home holds."""
 
-    def __init__(self, hub: Hub, *, policy: DeadlinePolicy | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        policy: DeadlinePolicy | None = None,
+        arrival_wait_s: float = ARRIVAL_WAIT_S,
+    ) -> None:
         self.hub = hub
         self.policy = policy or load_policy(hub.settings.home)
+        self.arrival_wait_s = arrival_wait_s
+        # Events published through a county's stream, not yet seen at the hub.
+        self._in_transit: dict[str, Envelope] = {}
 
     async def catch_up(self, *, timeout: float = 120.0) -> int:
         """Apply every directory event the hub stream holds (the same path as the service)."""
@@ -109,16 +143,30 @@ class Directory:
             raise EntryInvalid(
                 [("(entry)", f"is {len(env.body)} bytes as an event; at most {MAX_BODY_BYTES}")]
             )
-        ack = await self.hub.publisher.publish(env)
+        # Through the participant's own link in a federation, so its server permissions
+        # apply and a county department works with the uplink down.
+        ack = await (await self.hub.publisher_for(as_id)).publish(env)
         log.info("directory.event.published", kind=kind.value, subject=env.subject, seq=ack.seq)
-        return env, Published(env.event_id, env.subject, ack.seq)
+        if ack.stream != HUB_STREAM:
+            self._in_transit[env.event_id] = env
+        return env, Published(env.event_id, env.subject, ack.seq, ack.stream)
 
-    async def settle(self, event_id: str) -> None:
-        """Catch up, then raise the materializer's refusal of an event as a typed error."""
+    async def settle(self, event_id: str) -> bool:
+        """Catch up, then raise the materializer's refusal of an event as a typed error.
+
+        Returns False, changing nothing, if the event was stored by a county's stream and
+        has not reached the hub within `arrival_wait_s` (its uplink is down): it is applied
+        when it arrives, and the step reports itself queued.
+        """
+        env = self._in_transit.pop(event_id, None)
+        if env is not None and not await wait_at_hub(
+            self.hub.nc, [env], timeout=self.arrival_wait_s
+        ):
+            return False
         await self.catch_up()
         outcome = await event_outcome(self.hub, event_id)
         if outcome is None or outcome[0] != "refused":
-            return
+            return True
         _, reason, detail = outcome
         error = _ERROR_OF_REASON.get(reason, DirectoryError) if reason else DirectoryError
         raise error(f"the directory refused event {event_id}: {detail}")
@@ -155,9 +203,10 @@ class Directory:
             entry = entry.replace(version=max(entry.version, existing["version"] + 1))
         kind = Kind.UPDATED if update else Kind.PUBLISHED
         env, out = await self._emit(as_id, ENTRY_SCHEMA, kind, entry.code, entry.to_record())
-        if settle:
-            await self.settle(env.event_id)
-        return {"code": entry.code, "version": entry.version, "action": kind.value, **out.to_json()}
+        result = {"code": entry.code, "version": entry.version, "action": kind.value}
+        if settle and not await self.settle(env.event_id):
+            result.update(queued(out))
+        return {**result, **out.to_json()}
 
     async def withdraw(
         self, as_id: str, code: str, reason: str, *, settle: bool = True
@@ -171,9 +220,10 @@ class Directory:
             raise ResourceClosed(f"{code} is already withdrawn")
         record = {"code": code, "version": entry.version, "reason": reason}
         env, out = await self._emit(as_id, WITHDRAWN_SCHEMA, Kind.WITHDRAWN, code, record)
-        if settle:
-            await self.settle(env.event_id)
-        return {"code": code, "status": "withdrawn", **out.to_json()}
+        result: dict[str, Any] = {"code": code, "status": "withdrawn", **out.to_json()}
+        if settle and not await self.settle(env.event_id):
+            result.update(queued(out))
+        return result
 
     async def request(
         self,
@@ -224,8 +274,10 @@ class Directory:
         env, out = await self._emit(as_id, REQUEST_SCHEMA, Kind.REQUEST, request_id, record)
         result: dict[str, Any] = {"kind": "request", "request_id": request_id, **out.to_json()}
         if settle:
-            await self.settle(env.event_id)
-            result.update(await get_request(self.hub.pool, request_id))
+            if await self.settle(env.event_id):
+                result.update(await get_request(self.hub.pool, request_id))
+            else:
+                result.update(queued(out))
         return result
 
     async def _coordination(
@@ -242,8 +294,7 @@ class Directory:
             "purpose": purpose,
         }
         env, out = await self._emit(as_id, COORDINATION_SCHEMA, Kind.COORDINATION, case_id, record)
-        if settle:
-            await self.settle(env.event_id)
+        extra = queued(out) if settle and not await self.settle(env.event_id) else {}
         return {
             "kind": "coordination",
             "case_id": case_id,
@@ -255,6 +306,7 @@ class Directory:
                 f"was made, a coordination case went to the hub operator {operator}"
             ),
             **out.to_json(),
+            **extra,
         }
 
     async def _open_request(self, as_id: str, request_id: str, verb: str) -> dict[str, Any]:
@@ -304,8 +356,10 @@ class Directory:
     ) -> dict[str, Any]:
         result: dict[str, Any] = {"request_id": request_id, **out.to_json()}
         if settle:
-            await self.settle(env.event_id)
-            result.update(await get_request(self.hub.pool, request_id))
+            if await self.settle(env.event_id):
+                result.update(await get_request(self.hub.pool, request_id))
+            else:
+                result.update(queued(out))
         return result
 
     async def deny(

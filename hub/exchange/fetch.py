@@ -30,6 +30,7 @@ import structlog
 
 from hub.errors import ContentCorrupted, DocumentClosed, InputError, NotRecipient, RejectedEvent
 from hub.exchange import crypto
+from hub.exchange.access import Access, access_for
 from hub.exchange.model import SENT_SCHEMA, Document, Manifest, chunk_list_digest, safe_file_name
 from hub.exchange.receipts import delivery_receipt
 from hub.exchange.send import doc_context
@@ -133,9 +134,16 @@ class Fetcher:
             # Checked before downloading anything: without its key the recipient could store
             # the document but never sign for it.
             self._hub.keystore.current(as_id)
-        reader = StoreReader(self._hub.nc, manifest.store, stall_s=self._stall_s)
+        access = await access_for(self._hub, as_id)
+        where = access.read_location(manifest.store)
+        reader = StoreReader(
+            access.nc,
+            where,
+            stall_s=self._stall_s,
+            copy_of=manifest.store if where != manifest.store else None,
+        )
         try:
-            return await self._fetch(doc, as_id, out, reader, started, receipt, stored_by)
+            return await self._fetch(doc, access, out, reader, started, receipt, stored_by)
         finally:
             await reader.close()
 
@@ -167,13 +175,14 @@ class Fetcher:
     async def _fetch(
         self,
         doc: Document,
-        as_id: str,
+        access: Access,
         out: Path,
         reader: StoreReader,
         started: float,
         receipt: bool,
         stored_by: str,
     ) -> FetchResult:
+        as_id = access.participant
         manifest = doc.manifest
         digests = await self._digests(reader, manifest)
         cipher, plain_digest, wrap_key = await self._open_key(reader, doc, as_id)
@@ -210,7 +219,9 @@ class Fetcher:
                 stored_at=datetime.now(UTC),
                 stored_by=stored_by,
             )
-            await self._hub.publisher.publish(env)
+            # Through the recipient's own link in a federation: its county's stream
+            # acknowledges the receipt, uplink or not, and the hub sources it.
+            await access.publisher.publish(env)
             event_id = env.event_id
             log.debug("exchange.receipt.sent", doc_id=doc.doc_id, recipient=as_id, kind="delivered")
         return FetchResult(

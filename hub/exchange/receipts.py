@@ -186,7 +186,7 @@ async def answer(
     env = processing_receipt(
         hub, doc, recipient, accept=accept, reason=reason, delivery_receipt_id=delivered
     )
-    await hub.publisher.publish(env)
+    await (await hub.publisher_for(recipient)).publish(env)
     return env, state is State.EXPIRED
 
 
@@ -211,5 +211,5 @@ async def recall(
             "a document can only be recalled before it is accepted"
         )
     env = recall_notice(hub, doc, pending, reason)
-    await hub.publisher.publish(env)
+    await (await hub.publisher_for(sender)).publish(env)
     return env, pending

@@ -33,6 +33,7 @@ from hub.bus import Publisher
 from hub.envelope import new_event_id, seal
 from hub.errors import FileChanged, InputError, RegistryError
 from hub.exchange import crypto
+from hub.exchange.access import access_for
 from hub.exchange.model import (
     DEFAULT_CHUNK_SIZE,
     INLINE_DIGESTS,
@@ -121,9 +122,10 @@ class Sender:
     ) -> None:
         self._hub = hub
         self._window = window
-        # The hub's publisher retries each chunk with its own Nats-Msg-Id; the store writer,
-        # not the publisher, bounds how many chunks are in flight.
-        self._publisher = publisher or hub.publisher
+        # The publisher retries each chunk with its own Nats-Msg-Id; the store writer, not
+        # the publisher, bounds how many chunks are in flight. By default each sender's own
+        # (its link's, in a federation: hub/exchange/access.py).
+        self._publisher = publisher
         self._on_progress = on_progress
         self._state_dir = hub.settings.home.run / "exchange" / "sending"
         self._domains: dict[str, str] = {}
@@ -139,12 +141,14 @@ class Sender:
             doc_id: str = state["doc_id"]
             content_key = self._content_key(request, sender, state)
             _save_state(state_path, state)
+            access = await access_for(self._hub, sender.id)
+            publisher = self._publisher or access.publisher
             domain = self._domains.get(sender.unit)
             if domain is None:
-                domain = await open_sender_store(self._hub.nc, sender.unit)
+                domain = await open_sender_store(access.nc, sender.unit, domain=access.store_domain)
                 self._domains[sender.unit] = domain
             ref = store_ref(sender.id, domain, doc_id)
-            writer = StoreWriter(self._hub.nc, ref, self._publisher, self._window)
+            writer = StoreWriter(access.nc, ref, publisher, self._window)
             stored = await writer.stored_chunks() if state["resumed"] else {}
             if stored:
                 log.info("exchange.send.resumed", doc_id=doc_id, stored=len(stored))
@@ -176,7 +180,7 @@ class Sender:
             schema.encode(manifest.to_record()),
             event_id=state["manifest_event_id"],
         )
-        ack = await self._publisher.publish(env)
+        ack = await publisher.publish(env)
         state_path.unlink(missing_ok=True)
         log.info("exchange.send.announced", doc_id=doc_id, sender=request.sender, chunks=count)
         return SendResult(

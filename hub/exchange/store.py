@@ -44,7 +44,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from hub.bus import PubAck, Publisher
+from hub.bus import PubAck, Publisher, jetstream
 from hub.envelope import Envelope
 from hub.errors import ContentCorrupted, ServiceError, TransferInterrupted
 from hub.exchange.model import StoreRef
@@ -81,14 +81,20 @@ def subject_root(unit: str) -> str:
     return f"{STORE_ROOT}.docs_{unit}"
 
 
-def store_ref(sender: str, domain: str, doc_id: str) -> StoreRef:
-    """Where a participant's document goes: `dstore.docs_<unit>.<dept>.<doc_id>`.
+def store_prefix(participant: str) -> str:
+    """A participant's own prefix in its unit's store: `dstore.docs_<unit>.<dept>`.
 
     The department in the subject lets server permissions give each participant its own
     prefix (`dstore.docs_akto.civil.>`), as they do for its events.
     """
-    unit, dept = check_participant_id(sender)
-    return StoreRef(domain, stream_name(unit), f"{subject_root(unit)}.{dept}.{doc_id}")
+    unit, dept = check_participant_id(participant)
+    return f"{subject_root(unit)}.{dept}"
+
+
+def store_ref(sender: str, domain: str, doc_id: str) -> StoreRef:
+    """Where a participant's document goes: `dstore.docs_<unit>.<dept>.<doc_id>`."""
+    unit, _ = check_participant_id(sender)
+    return StoreRef(domain, stream_name(unit), f"{store_prefix(sender)}.{doc_id}")
 
 
 def stream_config(unit: str, max_bytes: int = -1) -> StreamConfig:
@@ -131,13 +137,15 @@ def keys_subject(ref: StoreRef) -> str:
     return f"{ref.prefix}.k"
 
 
-async def open_sender_store(nc: NatsClient, unit: str) -> str:
-    """Make sure the unit's stream exists in the local domain; returns that domain's name.
+async def open_sender_store(nc: NatsClient, unit: str, *, domain: str | None = None) -> str:
+    """Make sure the unit's stream exists (in `domain`, default the connection's own server's);
+    returns that domain's name.
 
     An existing stream is used as it is: in a federated deployment the operator provisions
-    `DOCS_<UNIT>` on the county's node and departments may not create or change streams.
+    `DOCS_<UNIT>` (hub/federation/streams.py) and departments may not create or change
+    streams.
     """
-    js = nc.jetstream()
+    js = jetstream(nc, domain=domain)
     try:
         await js.stream_info(stream_name(unit))
     except nats.js.errors.NotFoundError:
@@ -148,7 +156,7 @@ async def open_sender_store(nc: NatsClient, unit: str) -> str:
         except nats.errors.Error as exc:
             raise ServiceError(
                 f"the document store {stream_name(unit)} does not exist and cannot be created "
-                f"here ({exc})",
+                f"here ({type(exc).__name__}: {exc})",
                 hint="The operator provisions it: hub.exchange.store.stream_config(unit).",
             ) from exc
     info = await js.account_info()
@@ -169,7 +177,7 @@ class StoreWriter:
 
     async def stored_chunks(self) -> dict[int, str]:
         """Index → hex digest of the chunks already stored (headers only, no bodies)."""
-        js = self._nc.jetstream()
+        js = jetstream(self._nc, domain=self.ref.domain or None)
         config = ConsumerConfig(
             headers_only=True,
             ack_policy=AckPolicy.NONE,
@@ -233,8 +241,14 @@ class StoreWriter:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def purge(self) -> None:
-        """Withdraw every stored message of this document (after a failed send)."""
-        js = self._nc.jetstream()
+        """Withdraw every stored message of this document (after a failed send).
+
+        Best effort: in a federation departments may not purge (a purge request cannot be
+        limited to one's own prefix by server permissions), so the orphan chunks stay,
+        announced by no manifest, until the stream's limits age them out.
+        """
+        # A short timeout: a server that refuses the purge drops the request without an answer.
+        js = self._nc.jetstream(domain=self.ref.domain or None, timeout=5.0)
         with contextlib.suppress(Exception):
             await js.purge_stream(self.ref.stream, subject=f"{self.ref.prefix}.>")
 
@@ -243,16 +257,33 @@ class _BatchFailed(Exception):
     """A batched direct get ended without its end-of-batch marker (retry it)."""
 
 
+class _NotCopiedYet(Exception):
+    """The hub's copy of a county's store does not hold a message yet (retry it)."""
+
+
 class StoreReader:
     """Reads from a document's store, retried through a dropped connection.
 
     `get` is one direct get; `get_many` is one *batched* direct get (ADR-31 `multi_last`,
     nats-server 2.11+): a single request returns the last message of each named subject,
     so a download costs one round trip per batch of chunks instead of one per chunk.
+
+    `copy_of` says `ref` is the hub's mirror of that store (hub/exchange/access.py). The
+    mirror may be behind the manifest (the two travel separately from a county, and not at
+    all while it is cut off), so a message missing there is waited for, up to the stall
+    budget, instead of being taken for damage.
     """
 
-    def __init__(self, nc: NatsClient, ref: StoreRef, *, stall_s: float = DEFAULT_STALL_S) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        ref: StoreRef,
+        *,
+        stall_s: float = DEFAULT_STALL_S,
+        copy_of: StoreRef | None = None,
+    ) -> None:
         self._nc = nc
+        self._copy_of = copy_of
         self._js = nc.jetstream(domain=ref.domain or None)
         self._api = f"$JS.{ref.domain}.API" if ref.domain else "$JS.API"
         self.ref = ref
@@ -270,6 +301,8 @@ class StoreReader:
         try:
             msg: Any = await self._js.get_msg(self.ref.stream, subject=subject, direct=True)
         except nats.js.errors.NotFoundError:
+            if self._copy_of is not None:
+                raise _NotCopiedYet(subject) from None
             raise ContentCorrupted(
                 f"{subject} is missing from the sender's store {self.ref.stream}"
             ) from None
@@ -297,6 +330,8 @@ class StoreReader:
                     msg = await queue.get()
                     status = (msg.headers or {}).get("Status")
                     if status in ("204", "404"):  # end of batch; 404: none of them exist
+                        if self._copy_of is not None and len(found) < len(subjects):
+                            raise _NotCopiedYet(subjects[0])
                         return found
                     if status is not None:
                         raise _BatchFailed(f"status {status}")
@@ -315,17 +350,31 @@ class StoreReader:
         while True:
             try:
                 return await attempt()
-            except (*_RETRYABLE, _BatchFailed, nats.js.errors.APIError) as exc:
+            except (*_RETRYABLE, _BatchFailed, _NotCopiedYet, nats.js.errors.APIError) as exc:
                 if isinstance(exc, nats.js.errors.APIError) and not _transient(exc):
                     raise
                 if time.monotonic() > give_up:
-                    raise TransferInterrupted(
-                        f"the store {self.ref.stream} did not answer for {self._stall_s:g} s "
-                        f"({type(exc).__name__})"
-                    ) from exc
+                    raise self._stalled(exc) from exc
                 log.debug("exchange.store.get.retry", subject=what, error=type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _stalled(self, exc: BaseException) -> TransferInterrupted:
+        if isinstance(exc, _NotCopiedYet) and self._copy_of is not None:
+            return TransferInterrupted(
+                f"the hub's copy of {self.ref.stream} has not received this document's content "
+                f"from {self._copy_of.domain} within {self._stall_s:g} s (is that county cut "
+                "off?); its sender's store still holds it, try again later"
+            )
+        where = (
+            f"{self.ref.stream} in domain {self.ref.domain}"
+            if self.ref.domain
+            else (self.ref.stream)
+        )
+        return TransferInterrupted(
+            f"the store {where} did not answer for {self._stall_s:g} s "
+            f"({type(exc).__name__}); is this node cut off from it? try again later"
+        )
 
     async def close(self) -> None:
         """Stop listening for batch replies (idempotent)."""

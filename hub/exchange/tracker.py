@@ -208,7 +208,9 @@ class ExchangeTracker:
                         # no longer sign its notices; the timer is spent, the others go on.
                         log.warning("exchange.timer.unsigned", doc_id=doc.doc_id, error=str(exc))
                     else:
-                        await self._hub.publisher.publish(env)
+                        # Signed and published as the sender, through its own link in a
+                        # federation: the sender's clock and the sender's stream.
+                        await (await self._hub.publisher_for(doc.manifest.sender)).publish(env)
                         fired += 1
                         log.info("exchange.timer.fired", doc_id=doc.doc_id, kind=timer["kind"])
                 await conn.execute(

@@ -9,6 +9,7 @@ nats_config.py  the one generator of nats-server configs (local topology and pro
 streams.py      county outbound streams, hub sourcing, mirrors back to counties
 servers.py      the local multi-node topology under a home (start, stop, reload, cut links)
 links.py        participants' own connections to their unit's node
+arrival.py      whether events published at a county have reached the hub stream yet
 monitor.py      source lag and leaf state from the servers' monitoring endpoints
 ```
 

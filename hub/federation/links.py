@@ -46,7 +46,21 @@ class Link:
     nc: NatsClient
     publisher: Publisher
     denied: list[str] = field(default_factory=list)
+    # Publishers with their own timeouts on this connection (adapters), told of refusals too.
+    extra_publishers: list[Publisher] = field(default_factory=list, repr=False)
     _participants: ParticipantCache | None = field(default=None, repr=False)
+
+    def new_publisher(self, **options: Any) -> Publisher:
+        """Another publisher on this link (its own ack timeout and attempts) that fails at once,
+        like the link's own, when the server refuses a publish."""
+        publisher = Publisher(self.nc, **options)
+        self.extra_publishers.append(publisher)
+        return publisher
+
+    def refuse(self, subject: str | None, message: str) -> None:
+        """Fail the waiting publishes of every publisher on this link that the server refused."""
+        for publisher in (self.publisher, *self.extra_publishers):
+            publisher.refuse(subject, message)
 
     @property
     def at_hub(self) -> bool:
@@ -108,7 +122,8 @@ class Link:
         if self._participants is not None:
             await self._participants.stop()
             self._participants = None
-        await self.publisher.close()
+        for publisher in (self.publisher, *self.extra_publishers):
+            await publisher.close()
         await close(self.nc)
 
 
@@ -130,12 +145,12 @@ async def open_link(home: Home, plan: Plan, participant: str) -> Link:
         match = _DENIED_PUBLISH.search(text)
         if holder and match:
             holder[0].denied.append(match.group(1))
-            holder[0].publisher.refuse(
+            holder[0].refuse(
                 match.group(1),
                 f"the server refused {participant} publishing on {match.group(1)}",
             )
         elif holder and "authorization violation" in text.lower():
-            holder[0].publisher.refuse(None, f"the server no longer accepts {participant}")
+            holder[0].refuse(None, f"the server no longer accepts {participant}")
 
     urls = node.client_url if node.role != HUB_ROLE else ",".join(plan.hub_client_urls())
     nc = await connect(urls, name=f"govhub {participant}", nkey_seed=nkey.seed, on_error=on_error)

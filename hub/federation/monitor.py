@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 from collections.abc import Sequence
@@ -207,11 +208,33 @@ class FederationService:
                     initial = False
                     continue
                 if not initial:
+                    await _recorded(self._hub.pool, entry.key, entry.value)
                     changed = await federation.sync_permissions(self._hub.pool)
                     log.info("federation.registry.changed", key=entry.key, nodes=changed)
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()
+
+
+async def _recorded(
+    pool: Any, participant: str, value: bytes | None, timeout: float = 10.0
+) -> None:
+    """Wait until PostgreSQL shows the status a registry entry carries.
+
+    The registry writer puts the KV entry inside its PostgreSQL transaction, so the watcher
+    can see a revocation before it is committed; permissions derived from the record then
+    would still let the revoked participant in.
+    """
+    try:
+        wanted = json.loads(value or b"{}").get("status")
+    except ValueError:
+        return
+    deadline = time.monotonic() + timeout
+    while wanted and time.monotonic() < deadline:
+        status = await pool.fetchval("SELECT status FROM participants WHERE id = $1", participant)
+        if status in (None, wanted):
+            return
+        await asyncio.sleep(0.1)  # the writer's commit is a moment away; nothing to await
 
 
 def create(hub: Hub) -> FederationService:

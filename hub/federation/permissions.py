@@ -7,9 +7,11 @@ cannot publish as another department, delete streams, or read raw traffic outsid
 A participant `akto.civil` connects to its own unit's node with its own nkey and may:
 
 - publish on its own subjects `evt|doc|dir|adm.akto.civil.>` (the wire contract's rule),
-  and on `quarantine.>` (a verifying reader files refused events there);
+  on its own prefix of its unit's document store `dstore.docs_akto.civil.>` (the content of
+  the documents it sends), and on `quarantine.>` (a verifying reader files refused events);
 - use the read-only part of the JetStream API (stream info, direct get, create/fetch/ack its
-  consumers) locally and in the hub's domain `pref`, never stream create/update/delete/purge;
+  consumers) locally and in the hub's domain `pref`, never stream create/update/delete/purge
+  (so documents are read from the sender's node or the hub's copy of its store);
 - subscribe only to its own inboxes (`_INBOX.>`): everything it reads comes through
   JetStream consumers, which verify each event.
 
@@ -25,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hub.exchange.store import store_prefix, subject_root
 from hub.federation.plan import HUB_ROLE, REGION_ROLE, Node, Plan
 from hub.subjects import CHANNELS, QUARANTINE_PREFIX, check_participant_id
 from hub.topology import HUB_DOMAIN
@@ -80,9 +83,48 @@ def participant_permissions(participant: str, node: Node) -> dict[str, Any]:
     """The publish and subscribe allow-lists of one participant on its node."""
     unit, dept = check_participant_id(participant)
     publish = [f"{channel}.{unit}.{dept}.>" for channel in CHANNELS]
+    # Its own prefix of its unit's document store: content it sends, never another's.
+    publish.append(f"{store_prefix(participant)}.>")
     publish += [f"{QUARANTINE_PREFIX}.>", "$JS.ACK.>", "$JS.FC.>"]
     publish += [f"{prefix}.{call}" for prefix in api_prefixes(node) for call in JS_READ_CALLS]
     return {"publish": {"allow": publish}, "subscribe": {"allow": ["_INBOX.>"]}}
+
+
+# Hub JetStream API calls that change or remove streams, their messages or the cluster: no
+# leaf uplink may make them, whatever the county server behind it does.
+HUB_ADMIN_CALLS = (
+    "STREAM.CREATE.>",
+    "STREAM.UPDATE.>",
+    "STREAM.DELETE.>",
+    "STREAM.PURGE.>",
+    "STREAM.MSG.DELETE.>",
+    "STREAM.RESTORE.>",
+    "STREAM.PEER.>",
+    "STREAM.LEADER.>",
+    "META.>",
+    "SERVER.>",
+    "ACCOUNT.>",
+)
+
+
+def uplink_permissions(plan: Plan, leaf: Node) -> dict[str, Any]:
+    """What a leaf's uplink may send into the hub account: everything its node legitimately
+    relays, nothing that rewrites the hub or speaks for another unit.
+
+    A compromised county *server* (not a department: those are confined on their own node)
+    could otherwise delete `GOVHUB` through `$JS.pref.API` or inject events on another unit's
+    subjects. Deny-lists, not allow-lists: sourcing, mirrors, flow control and consumer
+    traffic use server-chosen subjects, and nats-server #4832 reports leaf allow-lists with
+    wildcards refusing more than they say. Tested: a county admin connection can no longer
+    delete or purge a hub stream or publish as another unit, while sourcing, mirrors, reads
+    at the hub and quarantine still work.
+    """
+    deny = [f"$JS.{HUB_DOMAIN}.API.{call}" for call in HUB_ADMIN_CALLS]
+    units = {plan.hub_unit, *plan.hub_units, *(n.unit for n in plan.leafs)}
+    for unit in sorted(units - set(leaf.units)):
+        deny += [f"{channel}.{unit}.>" for channel in CHANNELS]
+        deny.append(f"{subject_root(unit)}.>")
+    return {"publish": {"deny": deny}}
 
 
 def node_users(
@@ -107,7 +149,14 @@ def node_users(
         for leaf in plan.leafs:
             uplink = services.get(f"uplink-{leaf.unit}")
             if uplink is not None:
-                users.append(UserEntry(uplink, f"uplink of {leaf.name}", leaf_only=True))
+                users.append(
+                    UserEntry(
+                        uplink,
+                        f"uplink of {leaf.name}",
+                        uplink_permissions(plan, leaf),
+                        leaf_only=True,
+                    )
+                )
     for participant, public in sorted(participants):
         if participant.split(".", 1)[0] in node.units:
             users.append(UserEntry(public, participant, participant_permissions(participant, node)))

@@ -30,7 +30,13 @@ from hub.federation.credentials import participant_nkey, participant_public, ser
 from hub.federation.links import Link, Links
 from hub.federation.plan import Plan, local_plan
 from hub.federation.servers import FederatedServers
-from hub.federation.streams import county_configs, ensure_streams, hub_specs
+from hub.federation.streams import (
+    county_configs,
+    county_origin_configs,
+    ensure_streams,
+    hub_document_configs,
+    hub_specs,
+)
 from hub.home import Home, Settings
 from hub.participants import PARTICIPANTS_BUCKET
 from hub.scenario import load_scenario
@@ -142,16 +148,38 @@ class Federation:
     # -- after the hub is provisioned and bootstrapped -----------------------------------
 
     async def prepare(self, nc: NatsClient, pool: asyncpg.Pool) -> None:
-        """County streams and mirrors, the hub's registry copy, and the nodes' users."""
+        """County streams and mirrors, the hub's document stores and copies, the hub's
+        registry copy, and the nodes' users."""
         await self.provision_counties(nc)
+        await self.provision_documents(nc)
         await _copy_registry(nc, pool)
         await self.sync_permissions(pool)
+
+    async def provision_documents(self, nc: NatsClient) -> None:
+        """The hub's document stores and its copies of the county stores (idempotent).
+
+        A store that cannot take its configuration (a home whose hub once held a county's
+        store as an ordinary stream) is reported and left alone, so the rest of the hub
+        opens; until the operator removes that stream, readers outside the county may not
+        find the county's documents at the hub.
+        """
+        js = jetstream(nc)
+        for config in hub_document_configs(self.plan):
+            try:
+                await ensure_streams(js, [config])
+            except nats.js.errors.APIError as exc:
+                log.warning(
+                    "federation.documents.unprovisioned",
+                    stream=config.name,
+                    error=str(exc),
+                    hint="delete the old stream of that name in domain pref, then reopen",
+                )
 
     async def provision_counties(
         self, nc: NatsClient | None, *, outbound_only: bool = False
     ) -> None:
-        """Create each county's outbound stream and (unless `outbound_only`) its mirrors of
-        the hub's state; skipped when unchanged since the last time.
+        """Create each county's outbound and document streams and (unless `outbound_only`)
+        its mirrors of the hub's state; skipped when unchanged since the last time.
 
         Mirrors come after the hub's own streams exist, for the same reason sources do.
         """
@@ -161,7 +189,11 @@ class Federation:
         except (OSError, ValueError):
             done = {}
         for node in self.plan.counties:
-            configs = county_configs(self.plan, node)[: 1 if outbound_only else None]
+            configs = (
+                county_origin_configs(self.plan, node)
+                if outbound_only
+                else county_configs(self.plan, node)
+            )
             digest = hashlib.sha256(
                 json.dumps([c.as_dict() for c in configs], sort_keys=True).encode()
             ).hexdigest()

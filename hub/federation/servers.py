@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from hub.embedded import nats_server_binary
+from hub.embedded import nats_server_binary, process_alive, stop_process
 from hub.errors import ConfigError, ServerStartError
 from hub.federation.credentials import service_nkey
 from hub.federation.nats_config import (
@@ -78,23 +78,6 @@ class NodeStatus:
             "uplink": self.uplink,
             "kept": self.kept,
         }
-
-
-def alive(pid: int) -> bool:
-    """Whether a process runs (reaping it if it is our exited child)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
 
 
 def _http_ok(url: str) -> bool:
@@ -222,7 +205,7 @@ class FederatedServers:
     def pid(self, name: str) -> int:
         """The pid of a running node, else 0."""
         pid = int(self._state().get(name, {}).get("pid", 0))
-        return pid if alive(pid) else 0
+        return pid if process_alive(pid) else 0
 
     def status(self) -> list[NodeStatus]:
         """Every node of the plan with its pid (0 when not running)."""
@@ -241,7 +224,7 @@ class FederatedServers:
                     domain=node.domain,
                     client_url=node.client_url,
                     monitor_url=node.monitor_url,
-                    pid=pid if alive(pid) else 0,
+                    pid=pid if process_alive(pid) else 0,
                     units=node.units,
                     uplink=uplink,
                     kept=bool(entry.get("kept")),
@@ -258,7 +241,7 @@ class FederatedServers:
             started = []
             for node in self.plan.nodes:
                 entry = state.setdefault(node.name, {})
-                if alive(int(entry.get("pid", 0))):
+                if process_alive(int(entry.get("pid", 0))):
                     entry["kept"] = bool(entry.get("kept")) or keep
                     continue
                 entry.update(pid=self._spawn(node), kept=keep)
@@ -267,6 +250,8 @@ class FederatedServers:
             self._save_state(state)
         for name in started:
             self.wait_ready(self.plan.node(name))
+        if any(self.plan.node(name).role == HUB_ROLE for name in started):
+            self.wait_cluster()
         self.started += started
         return started
 
@@ -291,12 +276,14 @@ class FederatedServers:
         with self._locked():
             state = self._state()
             entry = state.setdefault(name, {})
-            if not alive(int(entry.get("pid", 0))):
+            if not process_alive(int(entry.get("pid", 0))):
                 entry["pid"] = self._spawn(node)
                 self._save_state(state)
                 if name not in self.started:
                     self.started.append(name)
         self.wait_ready(node)
+        if node.role == HUB_ROLE:
+            self.wait_cluster()
 
     def wait_ready(self, node: Node, timeout: float = READY_TIMEOUT_S) -> None:
         """Wait until the node answers its health check (JetStream enabled where it runs)."""
@@ -314,6 +301,49 @@ class FederatedServers:
                     f"nats-server {node.name} did not become ready in {timeout:g} s"
                 )
             time.sleep(0.05)
+
+    def wait_cluster(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait until the hub's JetStream can place replicated streams.
+
+        A node answers `/healthz?js-enabled-only=true` as soon as JetStream runs, before a
+        3-node cluster has elected its meta leader; creating an R3 stream then waits for the
+        election and can outlast the API timeout. So wait until every running hub node
+        reports the same meta leader with every peer current (`/jsz`), and its full
+        `/healthz` answers ok.
+        """
+        if len(self.plan.hub_nodes) < 2:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            problem = self._cluster_problem()
+            if problem is None:
+                return
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"the hub cluster's JetStream is not ready after {timeout:g} s: {problem}; "
+                    "see the hub nodes' nats.log"
+                )
+            time.sleep(0.1)
+
+    def _cluster_problem(self) -> str | None:
+        """Why the running hub nodes cannot place replicated streams yet (None: they can)."""
+        running = [n for n in self.plan.hub_nodes if self.pid(n.name)]
+        metas = {
+            n.name: fetch_json(f"{n.monitor_url}/jsz").get("meta_cluster") or {} for n in running
+        }
+        leaders = {meta.get("leader") for meta in metas.values()}
+        if len(leaders) != 1 or not next(iter(leaders)):
+            return "no meta leader agreed by every node"
+        leader = str(next(iter(leaders)))
+        # Followers only know the leader; the leader knows whether every peer is current.
+        peers = metas.get(leader, {}).get("replicas") or []
+        current = [p for p in peers if p.get("current") and not p.get("offline")]
+        if leader in metas and len(current) < len(running) - 1:
+            return f"meta leader {leader} sees {len(current)} current peer(s)"
+        unhealthy = [n.name for n in running if not _http_ok(f"{n.monitor_url}/healthz")]
+        if unhealthy:
+            return f"{', '.join(unhealthy)} not healthy"
+        return None
 
     def wait_uplinks(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Wait until every enabled leaf has its uplink to the hub."""
@@ -358,14 +388,7 @@ class FederatedServers:
         pid = self.pid(name)
         if not pid:
             return
-        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while alive(pid):
-                time.sleep(0.05)
+        stop_process(pid, kill=kill, timeout=timeout)
         log.info("federation.node.stopped", node=name, killed=kill)
 
     def stop_started(self) -> None:

@@ -4,12 +4,21 @@
 county leaf (domain cty-akto)                         hub (domain pref, R1 or R3)
   GOV_AKTO        *.akto.> (limits, discard new,  ──► GOVHUB  *.pref.>, *.xj.>  +  sources
                   byte budget, deny delete/purge)               GOV_ARTUX, GOV_AKTO, ...
+  DOCS_AKTO       dstore.docs_akto.> (document    ──► DOCS_AKTO  mirror: the hub's copy that
+                  content, the sender's store)                   every other reader fetches
+                                                      DOCS_PREF, DOCS_XJ  dstore.docs_pref|xj.>
   KV_govhub_participants   mirror  ◄──────────────────  KV_govhub_participants
   KV_govhub_schemas        mirror  ◄──────────────────  KV_govhub_schemas
+  KV_govhub_directory      mirror  ◄──────────────────  KV_govhub_directory
   GOVHUB_DOWN              mirror of GOVHUB, only  ◄──  (what the prefecture and the
                            *.pref.> and *.xj.>            region send: circulars, documents,
                                                           administrative acts)
 ```
+
+A department's document content stays in its own county's `DOCS_<UNIT>` (acknowledged there,
+uplink or not); the hub mirrors it once, and recipients anywhere else read that copy, so a
+circular to four counties crosses the sender's uplink once and stays readable when the
+sender's county is cut off later (hub/exchange/store.py `read_location`).
 
 JetStream moves the data: the hub's sources resume from the last origin sequence they stored
 (`Nats-Stream-Source` on every sourced message), mirrors resume likewise, and neither needs a
@@ -34,17 +43,19 @@ from nats.js.api import (
     SubjectTransform,
 )
 
+from hub.exchange.store import stream_config as document_store_config
+from hub.exchange.store import stream_name as document_stream
 from hub.federation.plan import Node, Plan, county_stream
 from hub.participants import PARTICIPANTS_BUCKET
 from hub.schema.watch import SCHEMAS_BUCKET
 from hub.subjects import CHANNELS
-from hub.topology import HUB_DOMAIN, HUB_STREAM, StreamSpec
+from hub.topology import DIRECTORY_BUCKET, HUB_DOMAIN, HUB_STREAM, StreamSpec
 
 log = structlog.get_logger("hub.federation.streams")
 
-# Shared state every county keeps a local copy of, so it verifies and decodes offline. The
-# directory adds its bucket here.
-MIRRORED_BUCKETS: list[str] = [PARTICIPANTS_BUCKET, SCHEMAS_BUCKET]
+# Shared state every county keeps a local copy of, so it verifies, decodes and searches the
+# directory offline. The hub creates these buckets before any county mirrors them.
+MIRRORED_BUCKETS: list[str] = [PARTICIPANTS_BUCKET, SCHEMAS_BUCKET, DIRECTORY_BUCKET]
 DOWN_STREAM = "GOVHUB_DOWN"
 KV_HISTORY = 16
 
@@ -96,6 +107,42 @@ def outbound_spec(plan: Plan, node: Node) -> StreamSpec:
     )
 
 
+def document_store(unit: str, replicas: int = 1) -> StreamConfig:
+    """A unit's document store `DOCS_<UNIT>` (hub/exchange/store.py) with these replicas."""
+    return replace(document_store_config(unit), num_replicas=replicas)
+
+
+def document_copy(plan: Plan, node: Node) -> StreamConfig:
+    """The hub's copy of a county's document store: a mirror under the same name in `pref`.
+
+    Readers outside the county fetch from it, so a document's content crosses the county's
+    uplink once, whatever the number of recipients, and stays readable at the hub while the
+    county is cut off.
+    """
+    name = document_stream(node.unit)
+    return StreamConfig(
+        name=name,
+        description=f"The hub's copy of {node.unit}'s document store {name}",
+        mirror=StreamSource(
+            name=name, external=ExternalStream(api=f"$JS.{node.domain}.API", deliver="")
+        ),
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.NEW,
+        allow_direct=True,
+        deny_delete=True,
+        num_replicas=plan.replicas,
+    )
+
+
+def hub_document_configs(plan: Plan) -> list[StreamConfig]:
+    """The document streams of the hub domain: the stores of the hub's and the region's
+    units (the region runs no JetStream, its office stores at the hub), then the copies of
+    every county's store (after the county stores exist, like every mirror)."""
+    configs = [document_store(unit, plan.replicas) for unit in plan.hub_units]
+    return configs + [document_copy(plan, node) for node in plan.counties]
+
+
 def kv_mirror(bucket: str) -> StreamConfig:
     """A county's read-only copy of a hub KV bucket (readable with the normal KV API)."""
     stream = f"KV_{bucket}"
@@ -140,9 +187,14 @@ def down_mirror(plan: Plan) -> StreamConfig:
     )
 
 
+def county_origin_configs(plan: Plan, node: Node) -> list[StreamConfig]:
+    """The streams the hub reads from a county: outbound events and the document store."""
+    return [outbound_spec(plan, node).config(), document_store(node.unit)]
+
+
 def county_configs(plan: Plan, node: Node) -> list[StreamConfig]:
-    """Every stream a county node holds."""
-    configs = [outbound_spec(plan, node).config()]
+    """Every stream a county node holds (the hub's origins first)."""
+    configs = county_origin_configs(plan, node)
     configs += [kv_mirror(bucket) for bucket in MIRRORED_BUCKETS]
     configs.append(down_mirror(plan))
     return configs

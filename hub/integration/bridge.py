@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import structlog
 
@@ -49,7 +49,10 @@ class EventSink:
     ) -> None:
         self._hub = hub
         self.participant = participant
-        self._publisher = Publisher(hub.nc, ack_timeout=ack_timeout, attempts=attempts)
+        self._options: dict[str, Any] = {"ack_timeout": ack_timeout, "attempts": attempts}
+        # Replaced in start() by one on the participant's own link in a federation.
+        self._publisher = Publisher(hub.nc, **self._options)
+        self._linked = False
 
     def _signer(self) -> str:
         """Check the participant may sign here; returns its key id."""
@@ -61,8 +64,16 @@ class EventSink:
         return self._hub.keystore.current(self.participant).key_id
 
     async def start(self) -> None:
-        """Fail fast when this machine cannot sign as the participant."""
+        """Fail fast when this machine cannot sign as the participant; in a federation,
+        publish through its own link so its server permissions apply and its county's
+        stream acknowledges while the uplink is down."""
         self._signer()
+        if not self._linked:
+            link = await self._hub.link(self.participant)
+            if link is not None:
+                await self._publisher.close()
+                self._publisher = link.new_publisher(**self._options)
+            self._linked = True
 
     async def stop(self) -> None:
         """Stop waiting for acknowledgements (idempotent)."""

@@ -124,7 +124,8 @@ class DocumentDelivery:
                 stored_at=datetime.now(UTC),
                 stored_by=f"adapter:{self._source.durable}",
             )
-            await self._source.hub.publisher.publish(env)
+            hub = self._source.hub
+            await (await hub.publisher_for(self._source.participant)).publish(env)
             log.info(
                 "docbridge.receipt.sent",
                 doc_id=self._doc.doc_id,
