@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/govhub --home .govhub/demo demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors adapters schemas ops tests
@@ -28,6 +28,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# The whole signed and audited path next to raw nats-py (docs/performance.md); the `bench`
+# extra brings matplotlib for the plot.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/govhub --home .govhub/bench bench pipeline --plot docs/perf/pipeline.png
 
 clean:
 	rm -rf .govhub .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from hub import pull
 from hub.bus import Publisher, jetstream, quarantine_envelope
 from hub.envelope import Envelope
 from hub.errors import Reason, RejectedEvent, ServerUnavailable
@@ -123,12 +124,17 @@ class Consumer:
             subject, durable=self.durable, stream=self.stream, config=config
         )
 
-    async def fetch(self, batch: int = 256, timeout: float = 1.0) -> list[Delivery]:
-        """Up to `batch` deliveries; [] if none arrive within `timeout` seconds."""
+    async def fetch(
+        self, batch: int = 256, timeout: float = 1.0, *, linger: bool = True
+    ) -> list[Delivery]:
+        """Up to `batch` deliveries; [] if none arrive within `timeout` seconds.
+
+        `linger=False` returns what the server holds now without waiting for new messages.
+        """
         if self._sub is None:
             await self.start()
         try:
-            msgs = await self._sub.fetch(batch, timeout=timeout)
+            msgs = await pull.fetch(self._sub, batch, timeout, linger=linger)
         except (nats.errors.TimeoutError, TimeoutError):
             # nats-py raises the builtin TimeoutError (not its own subclass) when the deadline
             # runs out between its two pull requests; both mean "nothing arrived in time".

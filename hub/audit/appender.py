@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import nats.errors
@@ -40,6 +41,8 @@ DURABLE = "audit_appender"
 ACK_WAIT = 5.0
 """Seconds before JetStream redelivers a message the appender fetched but never acked."""
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+TOP_UP_WAIT = 0.005
+"""Seconds the top-up after a commit may take to collect what the server already holds."""
 
 LEAVES = Counter(
     "govhub_audit_leaves_total", "Leaves appended to the audit log, by verdict.", ("verdict",)
@@ -72,6 +75,14 @@ def to_record(delivery: Delivery) -> LeafRecord:
     if refused is not None:
         return leafmod.build(delivery, "quarantined", refused[0].value, refused[1])
     return leafmod.build(delivery, "accepted")
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a read-ahead task and wait for it (its deliveries will be redelivered)."""
+    if task is not None and not task.done():
+        task.cancel()
+    if task is not None:
+        await asyncio.gather(task, return_exceptions=True)
 
 
 class Appender:
@@ -145,26 +156,63 @@ class Appender:
         log.info("audit.appender.writer", size=self._state.size)
         if self._on_commit is not None:
             self._on_commit(self._state.size)
-        while True:
-            try:
-                if not self._held:
-                    self._held = await self._fetch(self._config.flush_interval)
-                    if not self._held:
-                        continue
-                await self.commit(conn, self._held)
-                self._held = []
-                self._failures = 0
-            except (ServerUnavailable, PublishError, nats.errors.Error) as exc:
-                # NATS is away: whatever was committed but not acked is redelivered later and
-                # collapses onto its leaf, so dropping the held batch loses nothing. The
-                # subscription is made again, which also re-creates a deleted consumer.
-                self._held = []
-                await self.consumer().stop()
-                await self._backoff("nats", exc)
-
-    async def _fetch(self, timeout: float) -> list[Delivery]:
+        # The next batch is fetched, verified and turned into leaves while the current one
+        # commits: the commit mostly waits for PostgreSQL's disk sync. A batch read ahead and
+        # dropped (outage, step-down) is unacked, so JetStream redelivers it after ACK_WAIT.
+        ahead: asyncio.Task[tuple[list[Delivery], list[LeafRecord]]] | None = None
+        records: list[LeafRecord] | None = None
         try:
-            return await self.consumer().fetch(self._config.batch_size, timeout=timeout)
+            while True:
+                try:
+                    if not self._held:
+                        task, ahead = ahead, None
+                        self._held, records = await (task or self._prepare())
+                        if task is not None and 0 < len(self._held) < self._config.batch_size:
+                            # What arrived while the last batch committed joins this one, so
+                            # batches grow with the load instead of staying as small as the
+                            # trickle that was there when the read-ahead started.
+                            more, extra = await self._prepare(TOP_UP_WAIT, len(self._held))
+                            self._held, records = self._held + more, records + extra
+                        if not self._held:
+                            continue
+                    ahead = asyncio.create_task(self._prepare())
+                    await self.commit(conn, self._held, records)
+                    self._held, records = [], None
+                    self._failures = 0
+                except (ServerUnavailable, PublishError, nats.errors.Error) as exc:
+                    # NATS is away: whatever was committed but not acked is redelivered later
+                    # and collapses onto its leaf, so dropping the held batch loses nothing.
+                    # The subscription is made again, which also re-creates a deleted consumer.
+                    self._held, records = [], None
+                    await _cancel(ahead)
+                    ahead = None
+                    await self.consumer().stop()
+                    await self._backoff("nats", exc)
+        finally:
+            if ahead is not None and ahead.done() and not ahead.cancelled():
+                if ahead.exception() is None:
+                    self._held += ahead.result()[0]  # retried with the held batch, in order
+            else:
+                await _cancel(ahead)
+
+    async def _prepare(
+        self, timeout: float | None = None, have: int = 0
+    ) -> tuple[list[Delivery], list[LeafRecord]]:
+        """Fetch (and verify) up to a batch beyond the ``have`` held, and build their leaves.
+
+        With a ``timeout`` (the top-up) only what the server already holds is taken.
+        """
+        wait = self._config.flush_interval if timeout is None else timeout
+        deliveries = await self._fetch(wait, self._config.batch_size - have, timeout is None)
+        return deliveries, [to_record(d) for d in deliveries]
+
+    async def _fetch(
+        self, timeout: float, count: int | None = None, linger: bool = True
+    ) -> list[Delivery]:
+        try:
+            return await self.consumer().fetch(
+                count or self._config.batch_size, timeout=timeout, linger=linger
+            )
         except TimeoutError:
             # nats-py raises a bare TimeoutError (not its own) when a short fetch deadline runs
             # out between its two pull requests; it means "nothing yet", like an empty batch.
@@ -187,10 +235,19 @@ class Appender:
         )
         await asyncio.sleep(delay)
 
-    async def commit(self, conn: asyncpg.Connection, deliveries: list[Delivery]) -> int:
-        """Append one batch, copy refused messages to quarantine, ack; return leaves added."""
+    async def commit(
+        self,
+        conn: asyncpg.Connection,
+        deliveries: list[Delivery],
+        records: list[LeafRecord] | None = None,
+    ) -> int:
+        """Append one batch, copy refused messages to quarantine, ack; return leaves added.
+
+        ``records`` are the deliveries' leaves when already built (``to_record``).
+        """
         assert self._state is not None
-        records = [to_record(d) for d in deliveries]
+        if records is None:
+            records = [to_record(d) for d in deliveries]
         try:
             state, tracker, outcome = await store.append_batch(
                 conn, self._state, self._tracker, records

@@ -45,6 +45,7 @@ from hub.audit.merkle import leaf_hash
 from hub.audit.note import Checkpoint, Signer, sign_note
 from hub.audit.sequences import SequenceTracker
 from hub.audit.service import AuditLog, AuditService
+from hub.bench_bus import plain_client
 from hub.db import create_pool, migrate
 from hub.home import Home, Settings
 from hub.runtime import Hub, open_hub
@@ -71,7 +72,9 @@ def _ms(samples: list[float]) -> dict[str, float]:
 class LeafFactory:
     """Leaves shaped like a logged notice (~1 KB), formatted from a template for speed."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: str = "GOVHUB") -> None:
+        """``stream``: the origin stream the leaves claim (a bulk load uses its own)."""
+        self.stream = stream
         body = base64.b64encode(os.urandom(120)).decode()
         sig = base64.b64encode(os.urandom(64)).decode()
         self._head = ('{"body":"' + body + '","detail":null,"headers":{"Nats-Msg-Id":"').encode()
@@ -82,7 +85,7 @@ class LeafFactory:
         ).encode()
         self._tail = (
             b'"},"origin":null,"reason":null,"received_at":"2026-11-26T08:00:00.000000Z",'
-            b'"stream":"GOVHUB","stream_seq":'
+            b'"stream":"' + stream.encode() + b'","stream_seq":'
         )
         self.now = datetime.now(UTC)
 
@@ -93,7 +96,7 @@ class LeafFactory:
         leaf = self._head + raw + self._mid + raw + self._tail + str(i + 1).encode() + b',"v":1}'
         return LeafRecord(
             event_id, leaf_hash(raw), leaf, event_id, "akto.civil", NOTICE,
-            "evt.akto.civil.notice", "accepted", None, None, self.now, self.now, "GOVHUB", i + 1,
+            "evt.akto.civil.notice", "accepted", None, None, self.now, self.now, self.stream, i + 1,
             None,
         )  # fmt: skip
 
@@ -171,17 +174,18 @@ async def bench_appender(hub: Hub, events: int, say: Report) -> dict[str, Any]:
     """The appender end to end from JetStream, next to a raw pull-and-ack of the messages."""
     envs = [hub.seal("akto.civil", NOTICE, {"title": f"n{i}", "body": "b"}) for i in range(events)]
     await hub.publisher.publish_many(envs)
-    js = hub.nc.jetstream()
-    raw = await js.pull_subscribe("", durable="bench_raw", stream=HUB_STREAM)
-    started, seen = time.perf_counter(), 0
-    total = (await js.stream_info(HUB_STREAM)).state.messages
-    while seen < total:
-        msgs = await raw.fetch(1000, timeout=5)
-        for msg in msgs:
-            await msg.ack()
-        seen += len(msgs)
-    raw_elapsed = time.perf_counter() - started
-    await raw.unsubscribe()
+    async with plain_client(hub) as plain:  # the raw side is plain nats-py, as shipped
+        js = plain.nc.jetstream()
+        raw = await js.pull_subscribe("", durable="bench_raw", stream=HUB_STREAM)
+        started, seen = time.perf_counter(), 0
+        total = (await js.stream_info(HUB_STREAM)).state.messages
+        while seen < total:
+            msgs = await raw.fetch(1000, timeout=5)
+            for msg in msgs:
+                await msg.ack()
+            seen += len(msgs)
+        raw_elapsed = time.perf_counter() - started
+        await raw.unsubscribe()
     appender = AuditLog(hub).appender()
     rss_before = _rss_kib()
     started = time.perf_counter()

@@ -36,20 +36,22 @@ LEAF_VERSION = 1
 MAX_DETAIL = 500
 
 
+# One encoder for every leaf: json.dumps with options builds a new encoder on each call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(obj: dict[str, Any]) -> bytes:
     """Serialise exactly as leaf bytes v1 require."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 def content_digest(subject: str, headers: dict[str, str], body: bytes) -> bytes:
     """SHA-256 over subject, non-transport headers (sorted) and body: one message's identity."""
-    h = hashlib.sha256()
-    h.update(subject.encode())
-    for name in sorted(headers):
-        if not name.lower().startswith("nats-"):
-            h.update(f"\n{name}: {headers[name]}".encode())
-    h.update(b"\n\n" + body)
-    return h.digest()
+    text = "".join(
+        [subject]
+        + [f"\n{name}: {headers[name]}" for name in sorted(headers) if name[:5].lower() != "nats-"]
+    )
+    return hashlib.sha256(text.encode() + b"\n\n" + body).digest()
 
 
 def quarantine_key(digest: bytes) -> str:
@@ -133,7 +135,11 @@ def build(
         verdict=obj["verdict"],
         reason=obj["reason"],
         detail=obj["detail"],
-        event_time=_event_time(headers.get(H_TIME, ""), delivery.stored_at),
+        event_time=(
+            delivery.event.fields.time
+            if delivery.event is not None
+            else _event_time(headers.get(H_TIME, ""), delivery.stored_at)
+        ),
         received_at=delivery.stored_at,
         stream=delivery.stream,
         stream_seq=delivery.seq,

@@ -182,10 +182,19 @@ def verify_inclusion(
         _require_hash(p, f"inclusion proof hash {i}")
     if not 0 <= index < size:
         raise ProofError(f"leaf index {index} is outside a tree of size {size}")
+    r, problem = _climb(leaf, index, size, proof)
+    if problem:
+        raise ProofError(f"inclusion proof is {problem} for leaf {index} of a tree of {size}")
+    if r != root:
+        raise ProofError("inclusion proof does not lead to the expected root hash")
+
+
+def _climb(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> tuple[bytes, str]:
+    """RFC 9162 §2.1.3.2's walk from a leaf to the root: the root, or "" and what is wrong."""
     fn, sn, r = index, size - 1, leaf
     for p in proof:
         if sn == 0:
-            raise ProofError(f"inclusion proof is too long for leaf {index} of a tree of {size}")
+            return b"", "too long"
         if fn & 1 or fn == sn:
             r = _sha256(b"\x01" + p + r).digest()
             while not fn & 1 and fn:
@@ -196,9 +205,22 @@ def verify_inclusion(
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise ProofError(f"inclusion proof is too short for leaf {index} of a tree of {size}")
-    if r != root:
-        raise ProofError("inclusion proof does not lead to the expected root hash")
+        return b"", "too short"
+    return r, ""
+
+
+def root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes | None:
+    """The root an inclusion proof of ``leaf`` at ``index`` in a tree of ``size`` leads to.
+
+    RFC 9162 §2.1.3.2 without the final comparison (batch signatures sign the root itself);
+    None when the proof's length does not fit the index and size.
+    """
+    if not 0 <= index < size or len(leaf) != HASH_SIZE:
+        return None
+    if any(len(p) != HASH_SIZE for p in proof):
+        return None
+    r, problem = _climb(leaf, index, size, proof)
+    return None if problem else r
 
 
 def verify_consistency(

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -131,11 +131,20 @@ class AuditService:
 
     name = "audit"
 
-    def __init__(self, hub: Hub) -> None:
-        """Assemble the log's parts; keys are created on first start."""
+    def __init__(self, hub: Hub, *, on_commit: Callable[[int], None] | None = None) -> None:
+        """Assemble the log's parts; keys are created on first start.
+
+        ``on_commit(size)`` also sees every committed batch (the pipeline benchmark's probe).
+        """
         self.log = AuditLog(hub)
         self._grew = asyncio.Event()
-        self.appender = self.log.appender(on_commit=lambda _size: self._grew.set())
+
+        def committed(size: int) -> None:
+            self._grew.set()
+            if on_commit is not None:
+                on_commit(size)
+
+        self.appender = self.log.appender(on_commit=committed)
 
     async def run(self) -> None:
         """Append and checkpoint until cancelled."""

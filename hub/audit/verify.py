@@ -20,8 +20,9 @@ A trust file (``--trust``) holds just the three key sections and replaces the bu
 entirely: an auditor must not rely on keys chosen by the party audited (the report warns when
 no trust file is used). Beyond signatures and proofs, a log key must have been valid when it
 signed (after the latest ``received_at`` the checkpoint covers, before its earliest witness
-cosignature), and each "accepted" entry's sender signature (wire contract v1) is re-checked
-from the leaf alone; quarantined entries are listed, not failed.
+cosignature), and each "accepted" entry's sender signature (wire contract v1, or a v2 batch
+signature through the event's inclusion path) is re-checked from the leaf alone; quarantined
+entries are listed, not failed.
 """
 
 from __future__ import annotations
@@ -206,6 +207,36 @@ def sender_signing_input(subject: str, headers: dict[str, str], body: bytes) -> 
     return "".join(line + "\n" for line in lines).encode()
 
 
+def batch_signing_input(
+    subject: str, headers: dict[str, str], body: bytes
+) -> tuple[bytes, bytes] | None:
+    """Return the govhub-sig-v2 signing input and signature of a batch-signed event.
+
+    The event statement (``govhub-event-v2`` and six more lines) is a leaf of the batch's
+    RFC 9162 tree; its inclusion path leads to the root the sender signed. None when the
+    batch headers are malformed or the path does not fit its index and size.
+    """
+    index, size = headers["govhub-batch-index"], headers["govhub-batch-size"]
+    if not (index.isdecimal() and size.isdecimal() and index.isascii() and size.isascii()):
+        return None
+    try:
+        signature = base64.b64decode(headers["govhub-batch-sig"], validate=True)
+        path = base64.b64decode(headers["govhub-batch-path"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(path) % 32 or len(signature) != 64 or not 2 <= int(size) <= 4096:
+        return None
+    fields = [headers["ce-id"], headers["ce-source"], headers["ce-type"], headers["ce-time"]]
+    lines = ["govhub-event-v2", subject, *fields, hashlib.sha256(body).hexdigest()]
+    statement = "".join(line + "\n" for line in lines).encode()
+    hashes = [path[i : i + 32] for i in range(0, len(path), 32)]
+    root = merkle.root_from_inclusion(merkle.leaf_hash(statement), int(index), int(size), hashes)
+    if root is None:
+        return None
+    text = f"govhub-sig-v2\n{headers['ce-source']}\n{int(size)}\n{root.hex()}\n"
+    return text.encode(), signature
+
+
 def _parse_leaf(raw: bytes) -> dict[str, Any]:
     try:
         leaf = json.loads(raw.decode("utf-8"))
@@ -228,7 +259,15 @@ def _check_sender(leaf: dict[str, Any], trust: Trust) -> None:
     headers = {k.lower(): v for k, v in leaf["headers"].items()}
     if len(headers) != len(leaf["headers"]):
         raise VerificationError("leaf headers repeat a name in different letter case")
-    for name in ("ce-id", "ce-source", "ce-type", "ce-time", "govhub-key", "govhub-sig"):
+    batched = "govhub-batch-sig" in headers
+    if batched and "govhub-sig" in headers:
+        raise VerificationError("the event carries both a v1 and a v2 signature")
+    signature_headers = (
+        ("govhub-batch-sig", "govhub-batch-index", "govhub-batch-size", "govhub-batch-path")
+        if batched
+        else ("govhub-sig",)
+    )
+    for name in ("ce-id", "ce-source", "ce-type", "ce-time", "govhub-key", *signature_headers):
         # A newline inside a signed field would let two different events share a signing input.
         if name not in headers or "\n" in headers[name]:
             raise VerificationError(f"header {name} is missing or malformed")
@@ -249,8 +288,14 @@ def _check_sender(leaf: dict[str, Any], trust: Trust) -> None:
         raise VerificationError(f"sender key {ref} was revoked before the event's ce-time")
     body = _b64(leaf["body"], "leaf body")
     try:
-        signature = _b64(headers["govhub-sig"], "header govhub-sig")
-        key.public_key.verify(signature, sender_signing_input(leaf["subject"], headers, body))
+        if batched:
+            signed = batch_signing_input(leaf["subject"], headers, body)
+            if signed is None:
+                raise VerificationError(f"the batch signature headers of key {ref} are malformed")
+            key.public_key.verify(signed[1], signed[0])
+        else:
+            signature = _b64(headers["govhub-sig"], "header govhub-sig")
+            key.public_key.verify(signature, sender_signing_input(leaf["subject"], headers, body))
     except InvalidSignature:
         raise VerificationError(f"sender signature does not verify with key {ref}") from None
 

@@ -34,8 +34,17 @@ def json_option(func: F) -> F:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on a fresh event loop."""
-    return asyncio.run(coro)
+    """Run a coroutine to completion on a fresh event loop (uvloop's when it is installed).
+
+    uvloop's loop costs less per callback and per socket read than asyncio's own; at
+    thousands of events a second that is several percent of the audit appender's CPU.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
