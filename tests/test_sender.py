@@ -37,6 +37,21 @@ async def test_a_full_batch_is_flushed_at_once_as_one_atomic_batch(hub: Hub) -> 
     await consumer.stop()
 
 
+async def test_a_small_flush_is_published_event_by_event_under_one_batch_signature(
+    hub: Hub,
+) -> None:
+    sender = BatchSender(hub.publisher, hub.keystore.current("akto.civil"), linger=0.01)
+    futures = [sender.submit(_item(hub, "evt.akto.civil.small", n)) for n in range(5)]
+    await asyncio.wait_for(asyncio.gather(*futures), 30)
+    consumer = hub.consumer(HUB_STREAM, None, ["evt.akto.civil.small"])
+    deliveries = await consumer.fetch(5, timeout=10)
+    assert len(deliveries) == 5
+    assert not any("Nats-Batch-Id" in d.envelope.headers for d in deliveries)
+    assert len({d.envelope.headers["govhub-batch-sig"] for d in deliveries}) == 1
+    assert all(d.event is not None for d in deliveries)
+    await consumer.stop()
+
+
 async def test_a_fetch_returns_what_is_available_without_waiting_for_a_full_batch(
     hub: Hub,
 ) -> None:
