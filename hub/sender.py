@@ -6,8 +6,7 @@ one at a time: it collects them and flushes a batch as soon as it holds ``max_ba
 ``linger`` seconds after its first event, whichever comes first, so a batch never waits to be
 full. Each flush is signed once; a full one, or one of ``ATOMIC_FROM`` events or more, is
 stored as one JetStream atomic batch (one disk sync). Up to ``max_inflight`` flushes are stored
-at the same time. A record's future resolves with its
-PubAck once JetStream has it on disk.
+at the same time. A record's future resolves with its PubAck once JetStream has it on disk.
 """
 
 from __future__ import annotations
@@ -216,7 +215,3 @@ class BatchSender:
             if self._items and not self._tasks:
                 self._flush(force=True)
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def close(self) -> None:
-        """Flush, then stop (idempotent)."""
-        await self.flush()
