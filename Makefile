@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/govhub --home .govhub/demo demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors adapters schemas ops tests

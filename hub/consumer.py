@@ -26,6 +26,7 @@ from hub import pull
 from hub.bus import Publisher, jetstream, quarantine_envelope
 from hub.envelope import Envelope
 from hub.errors import Reason, RejectedEvent, ServerUnavailable
+from hub.subjects import check_filter
 from hub.verifier import VerifiedEvent, Verifier
 
 log = structlog.get_logger("hub.consumer")
@@ -94,6 +95,8 @@ class Consumer:
         self._publisher = publisher
         self.stream = stream
         self.durable = durable
+        for subject in subjects:
+            check_filter(subject)
         self._subjects = list(subjects)
         self._deliver_new = deliver_new
         self.max_deliver = max_deliver

@@ -78,3 +78,21 @@ def check_subject(subject: str) -> None:
     tokens = subject.split(".")
     if any(not t or "*" in t or ">" in t or any(c.isspace() for c in t) for t in tokens):
         raise ConfigError(f"subject {subject!r} must be dot-separated tokens with no wildcards")
+
+
+def check_filter(subject: str) -> None:
+    """Refuse a subject filter the server cannot take: empty tokens, white space, control
+    characters, or wildcards that are not whole tokens (`*`, or `>` as the last token).
+
+    Checked before a consumer is created so that a typo is one sentence, not a protocol error.
+    """
+    tokens = subject.split(".")
+    for i, token in enumerate(tokens):
+        wildcard = token == "*" or (token == ">" and i == len(tokens) - 1)
+        if not wildcard and (
+            not token or "*" in token or ">" in token or not token.isprintable() or " " in token
+        ):
+            raise ConfigError(
+                f"subject filter {subject!r} must be dot-separated tokens without spaces; "
+                "'*' matches one whole token and '>' the rest (evt.akto.>)"
+            )

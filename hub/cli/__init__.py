@@ -8,6 +8,7 @@ import traceback
 
 import click
 
+from hub.cli.common import say
 from hub.errors import GovhubError
 from hub.home import Settings
 from hub.log import configure
@@ -42,29 +43,33 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    """Console-script entry point: errors become one sentence on stderr and a non-zero exit."""
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point: errors become one sentence on stderr and a non-zero exit.
+
+    Error messages quote what people typed and what other departments sent, so they go out
+    through `literal` like every other line govhub prints.
+    """
     configure()
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args, standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("govhub: interrupted", err=True)
+        say("govhub: interrupted")
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except GovhubError as exc:
-        click.echo(f"govhub: {exc}", err=True)
+        say(f"govhub: {exc}")
         if exc.diagnostics():
-            click.echo(f"        {exc.diagnostics()}", err=True)
+            say(f"        {exc.diagnostics()}")
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo("govhub: interrupted", err=True)
+        say("govhub: interrupted")
         sys.exit(130)
     except Exception as exc:  # a bug: say so plainly, keep the traceback for GOVHUB_DEBUG
-        click.echo(f"govhub: internal error ({type(exc).__name__}): {exc}", err=True)
+        say(f"govhub: internal error ({type(exc).__name__}): {exc}")
         if os.environ.get("GOVHUB_DEBUG"):
             traceback.print_exc()
         else:
-            click.echo("        Run again with GOVHUB_DEBUG=1 for the traceback.", err=True)
+            say("        Run again with GOVHUB_DEBUG=1 for the traceback.")
         sys.exit(70)

@@ -15,10 +15,10 @@ import click
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 from hub.cli.bench import bench
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
+from hub.display import console, line, status, styled
 from hub.integration.adapter import known_adapters, load_adapter_file, load_plugin
 from hub.integration.connector import known_connectors
 from hub.integration.host import build, check_adapter, run_adapters
@@ -59,33 +59,43 @@ async def check(ctx: click.Context, config: Path, as_json: bool) -> None:
 
 def _print_checks(result: dict[str, Any]) -> None:
     for report in result["adapters"]:
-        mark = "[green]ok[/]" if report["ok"] else "[red]problem[/]"
+        mark = ("ok", "green") if report["ok"] else ("problem", "red")
+        console.print()
         console.print(
-            f"\n[bold]{report['name']}[/] ({report['adapter']}, {report['direction']}, "
-            f"{report['connector']}, as {report['participant']}): {mark}"
+            line(
+                (report["name"], "bold"),
+                f" ({report['adapter']}, {report['direction']}, "
+                f"{report['connector']}, as {report['participant']}): ",
+                mark,
+            )
         )
         table = Table("side", "", "detail", show_header=False)
         for row in report["checks"]:
-            table.add_row(row["side"], "[green]✓[/]" if row["ok"] else "[red]✗[/]", row["detail"])
+            table.add_row(
+                row["side"],
+                styled("✓", "green") if row["ok"] else styled("✗", "red"),
+                row["detail"],
+            )
         console.print(table)
         sample = report.get("sample")
         if sample is None:
             console.print("no sample record at hand")
             continue
         console.print(f"sample record {sample['key']}:")
-        console.print(Text(dumps(sample["native"]), style="dim"))
+        console.print(dumps(sample["native"]), style="dim")
         if sample.get("fits"):
             where = f" → {sample['kind']}" if sample.get("kind") else ""
             console.print(f"maps to{where}:")
-            console.print(Text(dumps(sample.get("mapped"))))
+            console.print(dumps(sample.get("mapped")))
             if "event_id" in sample:
                 console.print(
                     f"event id {sample['event_id']}, {sample['encoded_bytes']} bytes encoded"
                 )
         else:
-            console.print(f"[red]does not map:[/] {sample['error']}")
-    verdict = "[green]all good[/]" if result["ok"] else "[red]fix the problems above[/]"
-    console.print(f"\n{result['file']}: {verdict}")
+            console.print(line(("does not map:", "red"), f" {sample['error']}"))
+    verdict = ("all good", "green") if result["ok"] else ("fix the problems above", "red")
+    console.print()
+    console.print(line(f"{result['file']}: ", verdict))
 
 
 @adapter.command("run")
@@ -146,7 +156,7 @@ def _table(pipelines: Sequence[Pipeline], rates: dict[str, float] | None = None)
         colour = {"running": "green", "degraded": "yellow", "failed": "red"}.get(s.state, "")
         table.add_row(
             p.name,
-            f"[{colour}]{s.state}[/]" if colour else s.state,
+            styled(s.state, colour),
             str(s.received),
             str(s.delivered),
             str(s.dead_lettered),
@@ -154,7 +164,7 @@ def _table(pipelines: Sequence[Pipeline], rates: dict[str, float] | None = None)
             str(s.retried),
             str(s.inflight),
             f"{(rates or {}).get(p.name, 0.0):,.0f}",
-            s.last_error[-60:],
+            s.last_error,
         )
     return table
 
@@ -163,7 +173,7 @@ async def _progress(pipelines: Sequence[Pipeline], stop: asyncio.Event) -> None:
     """A live table while attached to a terminal; redrawn twice a second until stopped."""
     last = {p.name: (time.monotonic(), p.stats.delivered) for p in pipelines}
     rates: dict[str, float] = {}
-    hint = Text("Ctrl-C stops intake, finishes what is in flight, then exits.", style="dim")
+    hint = styled("Ctrl-C stops intake, finishes what is in flight, then exits.", "dim")
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         while not stop.is_set():
             now = time.monotonic()
@@ -233,8 +243,8 @@ async def adapters_bench(
     from hub.benchmark import print_results, scratch_hub
     from hub.integration.bench import bench_adapters
 
-    status = console.status("measuring…") if not as_json else contextlib.nullcontext()
-    with status:
+    spinner = status("measuring…") if not as_json else contextlib.nullcontext()
+    with spinner:
         async with scratch_hub(settings(ctx)) as hub:
             result = await bench_adapters(
                 hub,
@@ -247,7 +257,7 @@ async def adapters_bench(
 
     def human() -> None:
         o, w, f = result["outbox"], result["webhook"], result["folder"]
-        target = "meets" if o["meets_target"] else "[red]misses[/]"
+        target = "meets" if o["meets_target"] else "MISSES"
         print_results(
             console,
             f"outbox: {rows:,} rows → signed, acknowledged events ({target} the "

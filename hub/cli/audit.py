@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn
 from rich.table import Table
 
 from hub.audit import bundle, fsck, merkle, reader
 from hub.audit.service import AuditLog
 from hub.audit.verify import load_trust
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
+from hub.display import console, line, progress, styled
 from hub.envelope import parse_time
 from hub.errors import ConfigError, InputError, TamperEvidence
 from hub.jsonout import to_jsonable
@@ -148,7 +149,9 @@ async def search(
     def human() -> None:
         table = Table("index", "event time", "source", "type", "verdict", "event id")
         for e in entries:
-            verdict = e["verdict"] if e["verdict"] == "accepted" else f"[red]{e['reason']}[/]"
+            verdict = (
+                styled(e["verdict"]) if e["verdict"] == "accepted" else styled(e["reason"], "red")
+            )
             table.add_row(
                 str(e["leaf_index"]),
                 to_jsonable(e["event_time"])[:19],
@@ -225,8 +228,8 @@ async def verify(ctx: click.Context, full: bool, trust_path: str | None, as_json
     async with _opened(ctx) as log:
         log_keys, witnesses, k = _trusted_keys(log, trust_path)
         size = await reader.tree_size(log.hub.pool)
-        columns = [TextColumn("replaying"), BarColumn(), MofNCompleteColumn()]
-        with Progress(*columns, console=console, transient=True, disable=as_json) as bar:
+        columns = ("replaying", BarColumn(), MofNCompleteColumn())
+        with progress(*columns, transient=True, disable=as_json) as bar:
             task = bar.add_task("leaves", total=size)
             try:
                 report = await fsck.verify_log(
@@ -245,7 +248,9 @@ async def verify(ctx: click.Context, full: bool, trust_path: str | None, as_json
     data = report.to_json()
 
     def human() -> None:
-        console.print(f"[green]OK[/]: {report.checkpoints} checkpoints signed and consistent")
+        console.print(
+            line(("OK", "green"), f": {report.checkpoints} checkpoints signed and consistent")
+        )
         console.print(f"  tree size {report.tree_size}, latest checkpoint {report.latest_size}")
         if full:
             console.print(
@@ -254,8 +259,12 @@ async def verify(ctx: click.Context, full: bool, trust_path: str | None, as_json
             )
         for gap in report.gaps:
             console.print(
-                f"  [yellow]missing[/] {gap['stream']} sequences {gap['first_seq']}.."
-                f"{gap['last_seq']} (detected after leaf {gap['after_leaf']})"
+                line(
+                    "  ",
+                    ("missing", "yellow"),
+                    f" {gap['stream']} sequences {gap['first_seq']}.."
+                    f"{gap['last_seq']} (detected after leaf {gap['after_leaf']})",
+                )
             )
 
     emit(as_json, data, human)

@@ -6,7 +6,8 @@ import click
 
 from hub.audit.bench import dumps, iter_sizes, render, run_bench
 from hub.cli.bench import bench
-from hub.cli.common import console, json_option, run
+from hub.cli.common import json_option, run
+from hub.display import console
 
 
 @bench.command("audit")
@@ -34,7 +35,7 @@ def audit_bench(
     as_json: bool,
 ) -> None:
     """Appends/s, proof time against log size, checkpoint latency, appender memory."""
-    say = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
+    say = (lambda _m: None) if as_json else (lambda m: console.print(m, style="dim"))
     result = run(
         run_bench(
             leaves=leaves,

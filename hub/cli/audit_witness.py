@@ -13,7 +13,8 @@ from hub.audit.logkeys import witness_signer
 from hub.audit.note import ALG_ED25519, KeyFormatError, Verifier
 from hub.audit.witness import Witness, alarm_folder_sink, serve_witness
 from hub.cli.audit import audit
-from hub.cli.common import async_command, console, settings
+from hub.cli.common import async_command, settings
+from hub.display import console
 from hub.errors import ConfigError
 
 

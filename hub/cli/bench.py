@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from hub.benchmark import print_results, scratch_hub
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
+from hub.display import console, status
 
 
 @click.group()
@@ -43,7 +44,7 @@ async def publish_bench(ctx: click.Context, events: int, size: int, as_json: boo
     """Signed, acknowledged publishing vs plain nats-py publish_async (same server, same run)."""
     from hub.bench_bus import bench_publish
 
-    with console.status("publishing…") if not as_json else _null():
+    with status("publishing…") if not as_json else _null():
         async with scratch_hub(settings(ctx)) as hub:
             result = await bench_publish(hub, events, size)
     emit(
@@ -73,7 +74,7 @@ async def consume_bench(
     """Verified consumption (every signature checked) vs plain fetch and ack, one process."""
     from hub.bench_bus import bench_consume
 
-    with console.status("consuming…") if not as_json else _null():
+    with status("consuming…") if not as_json else _null():
         async with scratch_hub(settings(ctx)) as hub:
             result = await bench_consume(hub, events, size, rate)
 

@@ -10,7 +10,8 @@ import click
 
 from hub.benchmark import print_results, scratch_hub
 from hub.cli.bench import bench
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
+from hub.display import console, status
 
 
 def _rates(text: str) -> list[float]:
@@ -57,7 +58,7 @@ async def pipeline_bench(
     from hub.bench_pipeline import bench_pipeline
     from hub.benchplot import write_plot
 
-    with console.status("measuring the pipeline…") if not as_json else _null():
+    with status("measuring the pipeline…") if not as_json else _null():
         async with scratch_hub(settings(ctx)) as hub:
             result = await bench_pipeline(
                 hub, events, size, _rates(rates), seconds, compare_v1=compare_v1
@@ -140,7 +141,7 @@ async def scale_bench(
 
     def say(message: str) -> None:
         if not as_json:
-            console.print(f"[dim]{message}[/]")
+            console.print(message, style="dim")
 
     async with scratch_hub(settings(ctx)) as hub:
         result = await bench_scale(hub, targets, events, samples, say)

@@ -8,15 +8,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 
+from hub.display import literal
 from hub.home import Settings
 from hub.jsonout import dumps
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-console = Console(highlight=False, soft_wrap=True)
 
 
 def settings(ctx: click.Context) -> Settings:
@@ -63,3 +61,8 @@ def async_command(func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[...
         return run(func(*args, **kwargs))
 
     return wrapper
+
+
+def say(message: str) -> None:
+    """One line for a person on stderr, literal like everything govhub prints."""
+    click.echo(literal(message), err=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
 from hub.demo import render, run_demo
+from hub.display import console
 from hub.runtime import open_hub
 
 

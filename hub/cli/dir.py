@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import Progress
 from rich.table import Table
 
 from hub.benchmark import scratch_hub
 from hub.cli.bench import bench
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
 from hub.directory.dcat import default_base, export_catalog
 from hub.directory.mirror import kv_documents
 from hub.directory.model import template
@@ -33,6 +32,7 @@ from hub.directory.store import (
     search_documents,
 )
 from hub.directory.workflow import Directory
+from hub.display import console, line, progress
 from hub.envelope import parse_time
 from hub.errors import InputError
 from hub.jsonout import dumps
@@ -250,7 +250,9 @@ async def show_cmd(ctx: click.Context, code: str, as_json: bool) -> None:
 
     def human() -> None:
         entry = doc["entry"]
-        console.print(f"[bold]{code}[/] {entry['title']} ({doc['status']}, v{doc['version']})")
+        console.print(
+            line((code, "bold"), f" {entry['title']} ({doc['status']}, v{doc['version']})")
+        )
         console.print(f"provider {doc['provider']}; sharing {entry['sharing']['type']}")
         console.print(entry["abstract"])
         items = ", ".join(f"{i['name']} ({i['label_zh']})" for i in entry["data_items"])
@@ -321,7 +323,7 @@ async def requests_cmd(
         for r in rows:
             deadline = r["deadline"].date().isoformat() if r["deadline"] else ""
             table.add_row(
-                r["request_id"][:8] + "…",
+                r["request_id"],
                 r["code"],
                 r["requester"],
                 r["provider"],
@@ -483,13 +485,13 @@ async def directory_bench(
     """Directory at scale: publish, materialize, mirror, and search p50/p99 vs a LIKE scan."""
     from hub.directory.bench import render, run_bench
 
-    with Progress(console=console, disable=as_json, transient=True) as progress:
+    with progress(disable=as_json, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def on_step(name: str, done: int, total: int) -> None:
             if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total)
-            progress.update(tasks[name], completed=done)
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
 
         async with scratch_hub(settings(ctx)) as hub:
             result = await run_bench(hub, entries, query_count, on_step)

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, Progress
+from rich.progress import BarColumn, Progress, TaskProgressColumn
 from rich.table import Table
+from rich.text import Text
 
 import hub.exchange.bench  # noqa: F401  (registers `govhub bench documents`)
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
+from hub.display import console, line, progress
 from hub.envelope import parse_time
 from hub.errors import InputError
 from hub.exchange import receipts
@@ -43,6 +45,11 @@ STATE_STYLE = {
 }
 
 
+def state_text(state: str, reason: str | None = None) -> Text:
+    """A recipient's state in its colour, with the reason it was rejected or recalled."""
+    return line((state, STATE_STYLE.get(state, "")), f": {reason}" if reason else "")
+
+
 def parse_deadline(text: str | None) -> datetime | None:
     """`--deadline`: an RFC 3339 time with a zone, or a duration from now such as 3d or 36h."""
     if text is None:
@@ -63,13 +70,7 @@ def parse_deadline(text: str | None) -> datetime | None:
 def _progress(as_json: bool) -> Progress | None:
     if as_json:
         return None
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        "[progress.percentage]{task.percentage:>3.0f}%",
-        console=console,
-        transient=True,
-    )
+    return progress("{task.description}", BarColumn(), TaskProgressColumn(), transient=True)
 
 
 async def _caught_up(hub: Hub) -> None:
@@ -223,14 +224,13 @@ async def inbox_cmd(
             "doc id", "number", "title", "from", "class", "state", title=f"inbox of {as_id}"
         )
         for row in rows:
-            style = STATE_STYLE.get(row["state"], "")
             table.add_row(
-                row["doc_id"][:13] + "…",
+                row["doc_id"],
                 row["doc_number"],
                 row["title"],
                 row["sender"],
                 row["classification"],
-                f"[{style}]{row['state']}[/]",
+                state_text(row["state"], row["reason"]),
             )
         console.print(table)
         if delivered:
@@ -313,16 +313,22 @@ async def status_cmd(ctx: click.Context, doc_id: str, as_json: bool) -> None:
 
     def human() -> None:
         console.print(
-            f"[bold]{data['title']}[/] {data['doc_number']}  from {data['sender']}, "
-            f"{data['classification']}, {data['urgency']}, sent {data['sent_at']}"
-            + (f", deadline {data['deadline']} (sender's clock)" if data["deadline"] else "")
+            line(
+                (data["title"], "bold"),
+                f" {data['doc_number']}  from {data['sender']}, "
+                f"{data['classification']}, {data['urgency']}, sent {data['sent_at']}"
+                + (f", deadline {data['deadline']} (sender's clock)" if data["deadline"] else ""),
+            )
         )
         table = Table("recipient", "state", "since", "receipts")
         for r in data["recipients"]:
-            style = STATE_STYLE.get(r["state"], "")
             kinds = ", ".join(f"{x['kind']}({x['outcome']})" for x in r["receipts"]) or "-"
-            table.add_row(r["recipient"], f"[{style}]{r['state']}[/]", r["state_at"] or "", kinds)
+            table.add_row(
+                r["recipient"], state_text(r["state"], r["reason"]), r["state_at"] or "", kinds
+            )
         console.print(table)
+        if data["recall_reason"]:
+            console.print(f"recalled: {data['recall_reason']}")
         for n in data["notices"]:
             console.print(f"{n['kind']} at {n['stored_at']}: {', '.join(n.get('recipients', []))}")
 

@@ -11,8 +11,9 @@ import click
 from rich.table import Table
 
 from hub.bus import H_DETAIL, H_ORIG_SUBJECT, H_REASON
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
 from hub.consumer import Delivery
+from hub.display import clip, console, line
 from hub.errors import InputError
 from hub.jsonout import dumps, to_jsonable
 from hub.runtime import Hub, open_hub
@@ -168,9 +169,9 @@ def events_table(rows: list[dict[str, Any]], title: str) -> Table:
             summary = ", ".join(
                 f"{k}={v}" for k, v in (row.get("data") or {}).items() if v not in (None, [], "")
             )
-            verdict = f"[green]verified[/] {summary[:60]}"
+            verdict = line(("verified", "green"), " ", clip(summary, 60))
         else:
-            verdict = f"[red]{row.get('reason', 'rejected')}[/] {row.get('detail', '')[:70]}"
+            verdict = line((row.get("reason") or "rejected", "red"), " ", row.get("detail", ""))
         table.add_row(
             str(row["seq"]),
             row["source"] or "?",

@@ -13,7 +13,8 @@ from rich.table import Table
 
 from hub.benchmark import print_results
 from hub.cli.bench import bench
-from hub.cli.common import async_command, console, emit, json_option, run, settings
+from hub.cli.common import async_command, emit, json_option, run, settings
+from hub.display import console, status
 from hub.embedded import nats_server_binary
 from hub.enrollment import load_participants
 from hub.errors import ConfigError
@@ -219,7 +220,7 @@ def federation_bench(ctx: click.Context, events: int, samples: int, as_json: boo
     """Catch-up after an outage and county→hub latency, on a scratch federated topology."""
     from hub.federation.bench import bench_federation
 
-    with console.status("federation benchmark…") if not as_json else contextlib.nullcontext():
+    with status("federation benchmark…") if not as_json else contextlib.nullcontext():
         result = run(bench_federation(settings(ctx), events, samples))
 
     def human() -> None:

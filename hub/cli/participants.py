@@ -9,7 +9,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
+from hub.display import console, styled
 from hub.enrollment import NewParticipant, load_participants
 from hub.errors import InputError, RegistryError
 from hub.runtime import open_hub
@@ -23,7 +24,7 @@ def participant() -> None:
 def _table(rows: list[dict[str, Any]]) -> Table:
     table = Table("id", "name", "role", "status", "key id")
     for row in rows:
-        status = row["status"] if row["status"] == "active" else f"[red]{row['status']}[/]"
+        status = styled(row["status"], "" if row["status"] == "active" else "red")
         table.add_row(row["id"], row["name"], row["role"], status, row["key_id"] or "")
     return table
 

@@ -13,7 +13,8 @@ import click
 from rich.table import Table
 
 from hub.cli.bench import bench
-from hub.cli.common import console, emit, json_option, run, settings
+from hub.cli.common import emit, json_option, run, say, settings
+from hub.display import Part, console, line, status
 from hub.errors import SchemaError, SchemaIncompatible
 from hub.home import Settings
 from hub.jsonout import dumps
@@ -105,23 +106,25 @@ def check(
 
 
 _MARK = {
-    "compatible": "[green]compatible[/]",
-    "unchanged": "[green]unchanged[/]",
-    "new": "[cyan]new[/]",
-    "skipped": "[dim]skipped[/]",
-    "incompatible": "[red]INCOMPATIBLE[/]",
+    "compatible": ("compatible", "green"),
+    "unchanged": ("unchanged", "green"),
+    "new": ("new", "cyan"),
+    "skipped": ("skipped", "dim"),
+    "incompatible": ("INCOMPATIBLE", "red"),
 }
 
 
 def _print_report(report: GateReport) -> None:
     for f in report.files:
         if f.ok:
-            states = "; ".join(f"{c.against} {_MARK[c.status]}" for c in f.comparisons)
-            console.print(f"[green]✓[/] {f.path} {f.fingerprint or ''}  {states}")
+            states: list[Part] = []
+            for c in f.comparisons:
+                states += ["; " if states else "", f"{c.against} ", _MARK[c.status]]
+            console.print(line(("✓", "green"), f" {f.path} {f.fingerprint or ''}  ", *states))
             continue
-        console.print(f"[red]✗ {f.path}[/] {f.name or ''} {f.fingerprint or ''}")
+        console.print(line((f"✗ {f.path}", "red"), f" {f.name or ''} {f.fingerprint or ''}"))
         for problem in f.problems:
-            console.print(f"    • {problem}", markup=False)
+            console.print(f"    • {problem}")
         for c in f.comparisons:
             _print_comparison(c)
     console.print(
@@ -130,11 +133,11 @@ def _print_report(report: GateReport) -> None:
 
 
 def _print_comparison(c: Comparison) -> None:
-    console.print(f"    {c.against}: {_MARK[c.status]} — {c.detail}")
+    console.print(line(f"    {c.against}: ", _MARK[c.status], f" — {c.detail}"))
     for reason in c.reasons:
-        console.print(f"      - {reason}", markup=False)
+        console.print(f"      - {reason}")
     for advice in c.advice:
-        console.print(f"      → {advice}", markup=False)
+        console.print(f"      → {advice}")
 
 
 @schema.command()
@@ -175,10 +178,10 @@ def register(
     except SchemaIncompatible as exc:
         if as_json:
             click.echo(dumps({"registered": False, "error": str(exc), "reasons": exc.reasons}))
-        click.echo(f"govhub: {exc}", err=True)
+        say(f"govhub: {exc}")
         for reason in exc.reasons:
-            click.echo(f"  - {reason}", err=True)
-        click.echo(f"        {exc.diagnostics()}", err=True)
+            say(f"  - {reason}")
+        say(f"        {exc.diagnostics()}")
         sys.exit(1)
 
     def human() -> None:
@@ -292,7 +295,7 @@ def _print_schema(data: dict[str, Any]) -> None:
         head.add_row("subject", f"{s['subject']} v{s['version']}")
     console.print(head)
     js = data["schema"]
-    console.print(f"[bold]{js.get('label_zh', '')}[/] {js.get('doc', '')}")
+    console.print(line((js.get("label_zh", ""), "bold"), f" {js.get('doc', '')}"))
     if js.get("type") == "record":
         table = Table("field", "中文", "type", "doc")
         for f in js.get("fields", []):
@@ -304,7 +307,7 @@ def _print_schema(data: dict[str, Any]) -> None:
             )
         console.print(table)
     else:
-        console.print(json.dumps(js, ensure_ascii=False, indent=2), markup=False)
+        console.print(json.dumps(js, ensure_ascii=False, indent=2))
 
 
 @bench.command("schema")
@@ -316,7 +319,7 @@ def schema_bench(lookups: int, rounds: int, schemas: int, as_json: bool) -> None
     """Cached fingerprint lookups/s and a 50-field FULL_TRANSITIVE check against 20 versions."""
     from hub.schema.bench import render, run_bench
 
-    with console.status("measuring…") if not as_json else contextlib.nullcontext():
+    with status("measuring…") if not as_json else contextlib.nullcontext():
         result = run_bench(lookups, rounds, schemas)
     emit(as_json, result, lambda: render(console, result))
 

@@ -7,8 +7,9 @@ from typing import Any
 import click
 from rich.table import Table
 
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
 from hub.db import redact
+from hub.display import console
 from hub.embedded import EmbeddedServers
 from hub.federation.servers import FederatedServers
 from hub.runtime import open_hub

@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hub.display import styled
 from hub.runtime import Hub
 
 ORDER = ["events", "schemas", "federation", "adapters", "directory", "documents", "audit"]
@@ -67,10 +68,11 @@ async def run_demo(hub: Hub) -> dict[str, Any]:
 
 def render(console: Console, result: dict[str, Any]) -> None:
     """Print the story for a person: each chapter, then one summary table."""
-    console.rule("[bold]govhub demo: the Kezhou prefecture network (克州政务数据共享)")
+    console.rule(styled("govhub demo: the Kezhou prefecture network (克州政务数据共享)", "bold"))
     told = [c for c in chapters() if c.name in result["chapters"]]
     for number, chapter in enumerate(told, start=1):
-        console.print(f"\n[bold]{number}. {chapter.title}[/]")
+        console.print()
+        console.print(f"{number}. {chapter.title}", style="bold")
         chapter.render(console, result["chapters"][chapter.name])
     table = Table("", "", title="summary", title_justify="left", show_header=False)
     for row in result["summary"]:

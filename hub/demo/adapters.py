@@ -34,6 +34,7 @@ from adapters.civil import SAMPLE as CIVIL_SAMPLE
 from adapters.stats import SAMPLE as STATS_SAMPLE
 from connectors.http import signed_headers
 from hub.demo import Chapter, Story
+from hub.display import line
 from hub.integration.adapter import parse_adapter_file
 from hub.integration.host import build
 from hub.runtime import Hub
@@ -364,7 +365,7 @@ def render(console: Console, facts: dict[str, Any]) -> None:
         )
     console.print(table)
     for row in civil["dead_letters"]:
-        console.print(f"dead-lettered {row['aggregateid']}: [red]{row['govhub_error']}[/]")
+        console.print(line(f"dead-lettered {row['aggregateid']}: ", (row["govhub_error"], "red")))
     office = facts["office"]
     console.print(
         "州政府办公室 drops files into a folder; akto.office's inbox folder receives them:"

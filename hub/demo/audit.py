@@ -14,6 +14,7 @@ from hub.audit import bundle, reader
 from hub.audit.service import AuditLog
 from hub.audit.verify import BUNDLE_FORMAT, load_trust, verify_bundle
 from hub.demo import Chapter, Story
+from hub.display import line
 from hub.runtime import Hub
 
 AUDITOR = "pref.audit"
@@ -68,9 +69,11 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
 def render(console: Console, facts: dict[str, Any]) -> None:
     """The chapter for a person."""
     console.print(
-        f"Every event above, accepted or refused, is a leaf of the audit log "
-        f"[bold]{facts['origin']}[/] ({facts['tree_size']} leaves, RFC 6962 Merkle tree in "
-        "PostgreSQL):"
+        line(
+            "Every event above, accepted or refused, is a leaf of the audit log ",
+            (facts["origin"], "bold"),
+            f" ({facts['tree_size']} leaves, RFC 6962 Merkle tree in PostgreSQL):",
+        )
     )
     table = Table("verdict", "leaves")
     for verdict, count in facts["verdicts"].items():
@@ -80,12 +83,15 @@ def render(console: Console, facts: dict[str, Any]) -> None:
         f"The latest checkpoint, signed by the log and cosigned by county witnesses "
         f"(policy {facts['witness_policy']}):"
     )
-    console.print(facts["checkpoint"], markup=False, highlight=False)
-    verdict = "[green]verified offline[/]" if facts["verified_offline"] else "[red]FAILED[/]"
+    console.print(facts["checkpoint"])
+    verdict = ("verified offline", "green") if facts["verified_offline"] else ("FAILED", "red")
     console.print(
-        f"{facts['auditor']} asks for event {facts['event_id'][:13]}…: leaf "
-        f"{facts['leaf_index']}, inclusion proof of {facts['proof_hashes']} hashes; checked with "
-        f"only the public keys, the sender's signature re-checked from the leaf: {verdict}"
+        line(
+            f"{facts['auditor']} asks for event {facts['event_id']}: leaf "
+            f"{facts['leaf_index']}, inclusion proof of {facts['proof_hashes']} hashes; checked "
+            "with only the public keys, the sender's signature re-checked from the leaf: ",
+            verdict,
+        )
     )
 
 

@@ -19,6 +19,7 @@ from hub.directory.model import template
 from hub.directory.sharing import receive, share
 from hub.directory.store import list_requests, search
 from hub.directory.workflow import Directory
+from hub.display import line
 from hub.errors import NoGrant
 from hub.runtime import Hub
 from hub.schema.registry import SchemaRegistry
@@ -173,18 +174,24 @@ def render(console: Console, facts: dict[str, Any]) -> None:
     console.print(table)
     deadline = facts["deadline"].date().isoformat() if facts["deadline"] else "-"
     console.print(
-        f"{REQUESTER} requests it (用途: {PURPOSE}): [yellow]{facts['request_state']}[/], the "
-        f"provider answers by {deadline} (10 working days)."
+        line(
+            f"{REQUESTER} requests it (用途: {PURPOSE}): ",
+            (facts["request_state"], "yellow"),
+            f", the provider answers by {deadline} (10 working days).",
+        )
     )
     console.print(
         f"October's records are shared before any grant ({facts['shared_before_grant']} "
         f"sealed events: nobody holds a grant). {REQUESTER} tries to read and is refused:"
     )
-    console.print(f"  [red]{facts['refusal']}[/]")
+    console.print(line("  ", (facts["refusal"], "red")))
     console.print(
-        f"{PROVIDER} grants the request, narrowed to {', '.join(facts['granted_fields'])}: "
-        f"[green]{facts['grant_state']}[/]. November's records go out as "
-        f"{facts['shared_after_grant']} event(s) sealed to {REQUESTER} alone; it decrypts:"
+        line(
+            f"{PROVIDER} grants the request, narrowed to {', '.join(facts['granted_fields'])}: ",
+            (facts["grant_state"], "green"),
+            f". November's records go out as {facts['shared_after_grant']} event(s) sealed to "
+            f"{REQUESTER} alone; it decrypts:",
+        )
     )
     received = Table("乡镇 township", "常住人口 residents")
     for row in facts["received"]:

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.demo import Chapter, Story
+from hub.display import line, styled
 from hub.errors import ExchangeError
 from hub.exchange import crypto, receipts
 from hub.exchange.agent import Delivered, RecipientAgent
@@ -311,7 +312,7 @@ def render(console: Console, facts: dict[str, Any]) -> None:
     table = Table("recipient", "state", "signed receipts")
     for recipient, state in c["states"].items():
         style = {"accepted": "green", "rejected": "red"}.get(state, "")
-        table.add_row(recipient, f"[{style}]{state}[/]", ", ".join(c["receipts"][recipient]))
+        table.add_row(recipient, styled(state, style), ", ".join(c["receipts"][recipient]))
     console.print(table)
     console.print(f"{REJECTER} sent it back: {c['rejection']}")
     s = facts["confidential"]
@@ -321,9 +322,10 @@ def render(console: Console, facts: dict[str, Any]) -> None:
         f"({'yes' if s['ciphertext_in_store'] else 'NO'})."
     )
     for reader, ok in s["opened_by"].items():
-        console.print(f"  {reader}: {'[green]opened and verified[/]' if ok else '[red]failed[/]'}")
+        verdict = ("opened and verified", "green") if ok else ("failed", "red")
+        console.print(line(f"  {reader}: ", verdict))
     for how, message in s["refused"].items():
-        console.print(f"  {OUTSIDER} ({how}): [red]refused[/] — {message}")
+        console.print(line(f"  {OUTSIDER} ({how}): ", ("refused", "red"), f" — {message}"))
     console.print(
         f"akto.office reports up to {' and '.join(facts['report_states'])}, akqi.office "
         "writes to wuqia.office. The "
@@ -364,9 +366,12 @@ def _render_federated(console: Console, facts: dict[str, Any], fed: dict[str, An
     )
     d = fed["cut_off"]
     console.print(
-        f"{d['county']}'s uplink cut while {OFFICE} sends it an extra-urgent notice: fetch "
-        f"{d['fetch_while_cut']}, state {d['state_while_cut']}; uplink restored: "
-        f"[bold]{d['state_after_reconnect']}[/] (deadline on the {d['deadline_clock']}'s clock)."
+        line(
+            f"{d['county']}'s uplink cut while {OFFICE} sends it an extra-urgent notice: fetch "
+            f"{d['fetch_while_cut']}, state {d['state_while_cut']}; uplink restored: ",
+            (d["state_after_reconnect"], "bold"),
+            f" (deadline on the {d['deadline_clock']}'s clock).",
+        )
     )
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from hub.consumer import Delivery
 from hub.demo import Chapter, Story
+from hub.display import styled
 from hub.envelope import Envelope, seal
 from hub.runtime import Hub
 from hub.subjects import default_subject
@@ -136,7 +137,7 @@ def render(console: Console, facts: dict[str, Any]) -> None:
     rejected = Table("event id", "claimed sender", "reason", "detail")
     for row in facts["rejected"]:
         rejected.add_row(
-            row["event_id"][:13] + "…", row["source"], f"[red]{row['reason']}[/]", row["detail"]
+            row["event_id"], row["source"], styled(row["reason"], "red"), row["detail"]
         )
     console.print(rejected)
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from hub.consumer import Consumer
 from hub.demo import Chapter, Story
+from hub.display import line, styled
 from hub.envelope import Envelope
 from hub.errors import AccessDenied
 from hub.runtime import Hub
@@ -183,7 +184,7 @@ def render(console: Console, facts: dict[str, Any]) -> None:
             str(row["county_seq"]),
             str(row["hub_seq"]),
             origin,
-            "yes" if row["verified"] else "[red]no[/]",
+            styled("yes") if row["verified"] else styled("no", "red"),
         )
     console.print(
         "Departments publish into their county's stream; the hub sources every county stream "
@@ -201,8 +202,11 @@ def render(console: Console, facts: dict[str, Any]) -> None:
     )
     refused = facts["refused"]
     console.print(
-        f"{refused['by']} publishing on {refused['subject']}: [bold]{refused['verdict']}[/] "
-        f"({refused['error']})"
+        line(
+            f"{refused['by']} publishing on {refused['subject']}: ",
+            (refused["verdict"], "bold"),
+            f" ({refused['error']})",
+        )
     )
 
 

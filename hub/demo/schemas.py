@@ -17,6 +17,7 @@ from rich.table import Table
 
 from hub.codec import Schema, schema_from_json
 from hub.demo import Chapter, Story
+from hub.display import line
 from hub.envelope import seal
 from hub.errors import RegistryError, SchemaIncompatible
 from hub.runtime import Hub
@@ -145,9 +146,9 @@ def render(console: Console, facts: dict[str, Any]) -> None:
     console.print(table)
     console.print("The registry refuses what would break readers, and other units' subjects:")
     for refusal in facts["refused"]:
-        console.print(f"  [red]✗[/] {refusal['who']}: {refusal['error']}", markup=True)
+        console.print(line("  ", ("✗", "red"), f" {refusal['who']}: {refusal['error']}"))
         for reason in refusal["reasons"]:
-            console.print(f"      {reason}", markup=False)
+            console.print(f"      {reason}")
     console.print("Consumers on either version read payments written with both:")
     reads = Table("reader", "reads with", "household", "amount (fen)", "channel (v2 field)")
     for reader, rows in facts["reads"].items():

@@ -24,7 +24,8 @@ from nats.js.api import ObjectStoreConfig, StorageType
 
 from hub.benchmark import machine, print_results, scratch_hub
 from hub.cli.bench import bench
-from hub.cli.common import async_command, console, emit, json_option, settings
+from hub.cli.common import async_command, emit, json_option, settings
+from hub.display import console
 from hub.errors import InputError, ServiceError
 from hub.exchange.agent import RecipientAgent
 from hub.exchange.send import Sender, SendRequest
@@ -316,10 +317,7 @@ def _human(result: dict[str, Any]) -> None:
         )
     console.print(
         "targets: "
-        + ", ".join(
-            f"{name} {'[green]yes[/]' if ok else '[red]no[/]'}"
-            for name, ok in result["targets"].items()
-        )
+        + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in result["targets"].items())
     )
 
 

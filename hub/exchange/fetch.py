@@ -28,7 +28,14 @@ from typing import IO, Any
 
 import structlog
 
-from hub.errors import ContentCorrupted, DocumentClosed, InputError, NotRecipient, RejectedEvent
+from hub.errors import (
+    ContentCorrupted,
+    DocumentClosed,
+    ExchangeError,
+    InputError,
+    NotRecipient,
+    RejectedEvent,
+)
 from hub.exchange import crypto
 from hub.exchange.access import Access, access_for
 from hub.exchange.model import SENT_SCHEMA, Document, Manifest, chunk_list_digest, safe_file_name
@@ -208,6 +215,10 @@ class Fetcher:
         except ContentCorrupted:
             part.unlink(missing_ok=True)
             raise
+        except OSError as exc:  # a full disk, a name too long, a folder that went away
+            raise ExchangeError(
+                f"cannot store document {doc.doc_id} at {out}: {exc.strerror or exc}"
+            ) from exc
         log.debug("exchange.fetch.stored", doc_id=doc.doc_id, participant=as_id)
         event_id = None
         if receipt and as_id in manifest.recipients:

@@ -155,6 +155,11 @@ def chunk_list_digest(digests: Sequence[bytes]) -> bytes:
     return h.digest()
 
 
+# 255 bytes per file name, less `<doc id>-` (37) that the recipient agent puts before it and
+# `.` + `.<doc id>.part` (43) that a fetch in progress puts around it.
+MAX_NAME_BYTES = 160
+
+
 def safe_file_name(name: str) -> str:
     """A file name from a manifest made safe to create on the recipient's disk.
 
@@ -166,8 +171,16 @@ def safe_file_name(name: str) -> str:
     base = base.strip().lstrip(".")
     if not base:
         return "document"
-    encoded = base.encode()[:200]
-    return encoded.decode(errors="ignore") or "document"
+    if len(base.encode()) <= MAX_NAME_BYTES:
+        return base
+    # Too long for a file system once the recipient agent's doc-id prefix and the fetch's
+    # part-file suffix are added (255 bytes per name): cut the stem, keep the extension.
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem or len(ext.encode()) > 16:
+        stem, ext = base, ""
+    room = MAX_NAME_BYTES - len(ext.encode()) - (1 if ext else 0)
+    stem = stem.encode()[:room].decode(errors="ignore").rstrip()
+    return f"{stem}.{ext}" if ext else stem
 
 
 @dataclass(frozen=True)
