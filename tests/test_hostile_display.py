@@ -411,7 +411,15 @@ def test_audit_search_proof_and_verify_print_hostile_senders_and_types_literally
     clean(govhub(capsys, world, "audit", "checkpoint"))
 
 
-def test_hostile_arguments_never_give_an_internal_error(
+def never_internal(ran: Ran, args: tuple[str, ...]) -> None:
+    """Taken (exit 0) or refused with one sentence (1, or 2 for click's usage errors)."""
+    assert ran.code in (0, 1, 2), (args, ran.code, ran.err)
+    assert "internal error" not in ran.err and "Traceback" not in ran.err, (args, ran.err)
+    leaked = {hex(ord(c)) for c in ran.err + ran.out if ord(c) in INVISIBLE}
+    assert not leaked, (args, leaked)
+
+
+def test_hostile_arguments_to_reading_commands_never_give_an_internal_error(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for value in [*HOSTILE, "", " ", "\t"]:
@@ -424,12 +432,70 @@ def test_hostile_arguments_never_give_an_internal_error(
             ("dir", "show", value),
             ("dir", "requests", "--as", value),
             ("dir", "search", value, "--provider", value),
-            ("audit", "search", "--participant", value, "--type", value),
+            ("audit", "search", "--participant", value, "--type", value, "--since", value),
             ("audit", "proof", value),
             ("tail", "--as", "akto.civil", "--subject", value, "--limit", "1"),
         ):
-            ran = govhub(capsys, world, *args)
-            assert ran.code in (0, 1, 2), (args, ran.code, ran.err)
-            assert "internal error" not in ran.err and "Traceback" not in ran.err, (args, ran.err)
-            leaked = {hex(ord(c)) for c in ran.err + ran.out if ord(c) in INVISIBLE - {9, 10}}
-            assert not leaked, (args, leaked)
+            never_internal(govhub(capsys, world, *args), args)
+
+
+def test_hostile_input_to_commands_that_take_data_is_refused_or_taken_never_internal(
+    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"content")
+    record = json.dumps({"title": "t", "body": "b"})
+    for value in [*HOSTILE, "", " "]:
+        for args in (
+            ("publish", "--as", value, "--schema", "gov.common.v1.Notice", "--data", record),
+            ("publish", "--as", "akto.civil", "--schema", value, "--data", record),
+            ("publish", "--as", "akto.civil", "--schema", "gov.common.v1.Notice", "--data", value),
+            ("publish", "--as", "akto.civil", "--schema", "gov.common.v1.Notice", "--data",
+             record, "--subject", value),
+            ("doc", "send", "--as", "pref.office", "--to", value, "--file", str(small),
+             "--title", "t"),
+            ("doc", "send", "--as", "pref.office", "--to", "akto.office", "--file", str(small),
+             "--title", "t", "--deadline", value),
+            ("doc", "receipt", value, "--as", "akto.office", "--accept"),
+            ("doc", "recall", value, "--as", "pref.office", "--reason", value),
+            ("doc", "fetch", value, "--as", "akto.office", "--out", str(tmp_path)),
+            ("dir", "request", value, "--as", "artux.civil", "--purpose", value),
+            ("dir", "request", world.codes[2], "--as", "artux.civil", "--purpose", "p",
+             "--until", value, "--fields", value),
+            ("dir", "grant", value, "--as", "akto.stats", "--until", value),
+            ("dir", "deny", value, "--as", "akto.stats", "--reason", value),
+            ("dir", "share", world.codes[2], "--as", "akto.stats", "--data", value),
+            ("participant", "add", value, "--name", value),
+            ("audit", "export", "--participant", value, "--since", value,
+             "--out", str(tmp_path / "bundle.json")),
+        ):  # fmt: skip
+            never_internal(govhub(capsys, world, *args), args)
+
+
+def test_hostile_files_given_to_commands_are_refused_in_one_sentence(
+    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"title": "通知", "body": "é"}'.encode("gb18030"))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"title": "t", "body": "长" * 4_000_000}), encoding="utf-8")
+    toml = tmp_path / "adapters.toml"
+    toml.write_bytes(b'[[adapters]]\nname = "\xff\xfe"\n')
+    schema = tmp_path / "akto.stats.v1.Bad.avsc"
+    schema.write_bytes(b'{"type": "record", "name": "Bad", "doc": "\xc3\x28", "fields": []}')
+    notice = ("publish", "--as", "akto.civil", "--schema", "gov.common.v1.Notice", "--data")
+    for args in (
+        (*notice, f"@{latin1}"),
+        (*notice, f"@{deep}"),
+        (*notice, f"@{huge}"),
+        ("dir", "publish", "--as", "akto.stats", "--file", str(latin1)),
+        ("dir", "publish", "--as", "akto.stats", "--file", str(deep)),
+        ("schema", "register", str(schema), "--as", "akto.stats"),
+        ("schema", "check", "--offline", str(schema)),
+        ("adapter", "check", str(toml)),
+    ):
+        ran = govhub(capsys, world, *args)
+        never_internal(ran, args)
+        assert ran.code != 0 and ran.err.startswith("govhub: "), (args, ran.err)
