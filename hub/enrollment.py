@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import structlog
@@ -242,11 +243,7 @@ class Enrollment:
 
     async def sync(self) -> int:
         """Rewrite the KV copy from the PostgreSQL record (after a restore, for example)."""
-        everyone = await load_participants(self._pool)
-        kv = await self._js.key_value(PARTICIPANTS_BUCKET)
-        for p in everyone:
-            await kv.put(p.id, json.dumps(p.to_json()).encode())
-        return len(everyone)
+        return await rewrite_bucket(self._pool, self._js)
 
     async def _get(self, participant: str) -> Participant:
         found = await load_participants(self._pool, participant)
@@ -317,3 +314,12 @@ async def _insert_encryption_keys(
             key.signing_key_id,
             key.signature,
         )
+
+
+async def rewrite_bucket(pool: asyncpg.Pool, js: Any) -> int:
+    """Put every participant of the PostgreSQL record into the KV copy receivers watch."""
+    everyone = await load_participants(pool)
+    kv = await js.key_value(PARTICIPANTS_BUCKET)
+    for p in everyone:
+        await kv.put(p.id, json.dumps(p.to_json()).encode())
+    return len(everyone)

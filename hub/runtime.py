@@ -26,7 +26,7 @@ from hub.codec import SchemaCache
 from hub.consumer import Consumer
 from hub.db import create_pool, migrate
 from hub.embedded import EmbeddedServers
-from hub.enrollment import Enrollment, NewParticipant, load_participants
+from hub.enrollment import Enrollment, NewParticipant, load_participants, rewrite_bucket
 from hub.envelope import Envelope, format_time, seal
 from hub.errors import RegistryError
 from hub.federation.links import Link
@@ -270,6 +270,13 @@ async def open_hub(
         participants = ParticipantCache()
         await participants.watch(jetstream(nc))
         stack.push_async_callback(participants.stop)
+        recorded = await pool.fetchval("SELECT count(*) FROM participants")
+        if len(participants) < recorded:
+            # The bucket lost entries the record has (a NATS store restored from an older
+            # backup, or a new one beside an existing database): rewrite it, or receivers
+            # would refuse every event of the participants it misses.
+            await rewrite_bucket(pool, jetstream(nc))
+            await participants.wait_until(lambda cache: len(cache) >= recorded)
         schema_watch = await open_schema_registry(
             settings, pool, nc, publisher, schemas, chosen.operator
         )

@@ -14,7 +14,9 @@ import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -95,9 +97,16 @@ async def pg_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A real nats-server with JetStream (domain pref, sync_interval always) on free ports."""
+def nats_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NatsServer]:
+    """A real nats-server with JetStream (domain pref, sync_interval always) on free ports.
+
+    For a test on an enrolled hub (`hub_settings`) it starts from the enrolled copy's store:
+    the stream holds the enrollment's signed events and the buckets the registry.
+    """
     server = NatsServer(tmp_path / "nats")
+    if "hub_settings" in request.fixturenames:
+        enrolled: Enrolled = request.getfixturevalue("enrolled")
+        shutil.copytree(enrolled.nats_store, server.store_dir)
     server.start()
     try:
         yield server
@@ -105,10 +114,77 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
+@dataclass(frozen=True)
+class Enrolled:
+    """A database and a key home with the Kezhou scenario enrolled, to copy for each test."""
+
+    template: str
+    home: Path
+    nats_store: Path
+
+
+@pytest.fixture(scope="session")
+def enrolled(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str) -> Iterator[Enrolled]:
+    """Enroll once per session (56 participants with keys and certificates, every shipped
+    schema registered): about a second that every test using `hub` would otherwise pay."""
+    root = tmp_path_factory.mktemp("enrolled")
+    template = f"govhub_tpl_{secrets.token_hex(6)}"
+    asyncio.run(_admin(pg_admin_dsn, f'CREATE DATABASE "{template}"'))
+    nats = NatsServer(root / "nats")
+    nats.start()
+    try:
+        settings = Settings(
+            home=Home(root / "home"), nats_url=nats.url, pg_dsn=_dsn(pg_admin_dsn, template)
+        )
+
+        async def enroll() -> None:
+            async with open_hub(settings):
+                pass
+
+        asyncio.run(enroll())
+    finally:
+        nats.stop()
+    yield Enrolled(template, root / "home", nats.store_dir)
+    asyncio.run(_admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+
+
 @pytest.fixture
-def hub_settings(tmp_path: Path, nats_server: NatsServer, pg_dsn: str) -> Settings:
-    """Settings pointing at this test's servers, with a fresh home for keys."""
-    return Settings(home=Home(tmp_path / "home"), nats_url=nats_server.url, pg_dsn=pg_dsn)
+async def enrolled_dsn(pg_admin_dsn: str, enrolled: Enrolled) -> AsyncIterator[str]:
+    """A database of its own for one test, copied from the enrolled template."""
+    name = f"govhub_t_{secrets.token_hex(6)}"
+    await _admin_async(pg_admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{enrolled.template}"')
+    yield _dsn(pg_admin_dsn, name)
+    await _admin_async(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def hub_settings(
+    tmp_path: Path, nats_server: NatsServer, enrolled: Enrolled, enrolled_dsn: str
+) -> Settings:
+    """Settings pointing at this test's servers and an enrolled copy of the scenario.
+
+    The copy holds the registry, the keys, and (in the test's own nats-server) the stream
+    and buckets as enrollment left them.
+    """
+    home = tmp_path / "home"
+    shutil.copytree(enrolled.home, home)
+    return Settings(home=Home(home), nats_url=nats_server.url, pg_dsn=enrolled_dsn)
+
+
+def _dsn(admin_dsn: str, database: str) -> str:
+    return admin_dsn.rsplit("/", 1)[0] + f"/{database}"
+
+
+async def _admin_async(admin_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _admin(admin_dsn: str, sql: str) -> Any:
+    return _admin_async(admin_dsn, sql)
 
 
 @pytest.fixture

@@ -20,6 +20,11 @@ class NatsServer:
         self._monitor = 0
 
     @property
+    def store_dir(self) -> Path:
+        """The JetStream store (copy one in before `start` to begin from its streams)."""
+        return self._embedded.dir / "jetstream"
+
+    @property
     def url(self) -> str:
         """The client URL (stable across restarts)."""
         return f"nats://127.0.0.1:{self._port}"

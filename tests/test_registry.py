@@ -9,8 +9,9 @@ import pytest
 from hub.enrollment import NewParticipant, load_participants
 from hub.envelope import format_time, seal
 from hub.errors import Reason, RegistryError
+from hub.home import Settings
 from hub.participants import PARTICIPANTS_BUCKET, ParticipantCache
-from hub.runtime import Hub
+from hub.runtime import Hub, open_hub
 from hub.topology import HUB_STREAM
 
 NOTICE = "gov.common.v1.Notice"
@@ -130,3 +131,17 @@ async def test_sync_rewrites_the_kv_copy_from_postgresql(hub: Hub) -> None:
     assert await hub.enrollment().sync() == 56
     entry = await kv.get("akto.stats")
     assert json.loads(entry.value)["id"] == "akto.stats"
+
+
+async def test_a_hub_opened_on_a_nats_store_that_lost_the_registry_rewrites_it(
+    hub: Hub, hub_settings: Settings
+) -> None:
+    # A NATS store restored from an older backup, or a new one beside an existing database:
+    # without the rewrite every receiver would refuse every participant's events.
+    kv = await hub.nc.jetstream().key_value(PARTICIPANTS_BUCKET)
+    for key in await kv.keys():
+        await kv.purge(key)
+    async with open_hub(hub_settings) as reopened:
+        assert len(reopened.participants) == 56
+        env = reopened.seal("akto.civil", "gov.common.v1.Notice", {"title": "t", "body": "b"})
+        assert reopened.verifier.verify(env).record["title"] == "t"
