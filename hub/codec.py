@@ -9,6 +9,7 @@ rebuilds its table on every call and costs ~1 ms, far too slow for a per-event p
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,8 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 
 from hub.errors import InputError, Reason, RejectedEvent, SchemaError
+from hub.schema.compat import Rule, can_read
+from hub.schema.identity import normalized_form, wire_differences
 
 SOE_MAGIC = b"\xc3\x01"
 SOE_HEADER_LEN = 10
@@ -57,18 +60,27 @@ def fingerprint(canonical_form: str) -> bytes:
 
 @dataclass(frozen=True)
 class Schema:
-    """One named Avro schema: its full name, canonical form, fingerprint and parsed form."""
+    """One named Avro schema: its full name, canonical form, fingerprint and parsed form.
+
+    Equal schemas have the same normalized form: the same fingerprint is not enough.
+    """
 
     name: str
     canonical: str
     fingerprint: bytes
     parsed: Any = field(repr=False, compare=False)
     source: Any = field(repr=False, compare=False)
+    normalized: str = field(repr=False)
 
     @property
     def fingerprint_hex(self) -> str:
         """The fingerprint as 16 lowercase hex digits, in wire (little-endian) byte order."""
         return self.fingerprint.hex()
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 of the normalized form: what identifies a registered version."""
+        return hashlib.sha256(self.normalized.encode()).hexdigest()
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         """Encode a record as a single-object-encoded body; raises InputError if it does not fit."""
@@ -105,8 +117,16 @@ class Schema:
         event in its own shape: defaults fill fields the writer lacked, writer-only fields
         are skipped, promotions apply. Raises SchemaError if `reader` cannot read this schema.
         """
-        if reader.fingerprint == self.fingerprint:
+        if reader.normalized == self.normalized:
             return self.decode(body)
+        refusal = reader._refusal_of(self)
+        if refusal:
+            raise SchemaError(
+                f"{reader.name} ({reader.fingerprint_hex}) cannot read data written with "
+                f"{self.name} ({self.fingerprint_hex}): {refusal}"
+            )
+        if reader.fingerprint == self.fingerprint:
+            return self.decode(body)  # the same fields and types: nothing to resolve
         stream = io.BytesIO(body)
         stream.seek(SOE_HEADER_LEN)
         try:
@@ -134,6 +154,24 @@ class Schema:
         # (not per fingerprint: two schemas with one fingerprint may differ in defaults).
         return parse_schema(self.parsed, named_schemas={})
 
+    @functools.cached_property
+    def _refusals(self) -> dict[str, str]:
+        return {}
+
+    def _refusal_of(self, writer: Schema) -> str:
+        """Why this schema, as reader, may not read `writer` where fastavro would (memoized).
+
+        The specification: "two schemas that are decimal logical types match if their scales
+        and precisions match". fastavro reads across such a change and hands the writer's
+        value over; the reader, whose schema says another scale, is told instead.
+        """
+        known = self._refusals.get(writer.normalized)
+        if known is None:
+            findings = can_read(self.parsed, writer.parsed)
+            known = next((str(f) for f in findings if f.rule is Rule.DECIMAL), "")
+            self._refusals[writer.normalized] = known
+        return known
+
 
 def schema_from_json(source: Any, named: dict[str, Any] | None = None) -> Schema:
     """Parse an Avro schema given as JSON (already loaded) into a Schema."""
@@ -154,6 +192,7 @@ def _from_parsed(parsed: Any, source: Any) -> Schema:
         fingerprint=fingerprint(canonical),
         parsed=parsed,
         source=source,
+        normalized=normalized_form(parsed),
     )
 
 
@@ -190,10 +229,12 @@ class SchemaCache:
         return cls(load_schema_file(p) for p in sorted(directory.glob("*.avsc")))
 
     def add(self, schema: Schema, *, current: bool = True) -> None:
-        """Add a schema; refuse a fingerprint collision between different canonical forms.
+        """Add a schema; refuse one its fingerprint cannot tell from the schema cached for it.
 
-        `current` makes it what `by_name` returns (what publishers write with); an older
-        version added for reading only passes False, unless its name has no current schema.
+        The first schema of a fingerprint stays what bodies of that fingerprint decode with
+        (the writer; later ones differ only in what readers use). `current` makes `schema`
+        itself, with its own defaults, what `by_name` returns (what publishers write with); an
+        older version added for reading only passes False, unless its name has no current one.
         """
         known = self._by_fp.get(schema.fingerprint)
         if known is not None and known.canonical != schema.canonical:
@@ -201,16 +242,29 @@ class SchemaCache:
                 f"fingerprint {schema.fingerprint_hex} of {schema.name} collides with "
                 f"{known.name}; refusing to overwrite"
             )
+        if known is not None and known.normalized != schema.normalized:
+            # Publishing with it would write bodies every receiver reads with `known`'s
+            # logical types (another decimal scale, another timestamp unit).
+            differences = wire_differences(schema.parsed, known.parsed)
+            if differences:
+                raise SchemaError(
+                    f"{schema.name} has the fingerprint {schema.fingerprint_hex} of a cached "
+                    f"schema but other logical types ({differences[0]}); refusing it"
+                )
         if known is None:
             self._by_fp[schema.fingerprint] = schema
         if current or schema.name not in self._by_name:
-            self._by_name[schema.name] = self._by_fp[schema.fingerprint]
+            same = known is not None and known.normalized == schema.normalized
+            self._by_name[schema.name] = known if same and known is not None else schema
 
     def remove(self, fp: bytes) -> None:
         """Forget a schema (a registration that was rolled back); its name falls back to
         another version of the same name if one is known."""
         schema = self._by_fp.pop(fp, None)
-        if schema is None or self._by_name.get(schema.name) is not schema:
+        if schema is None:
+            return
+        current = self._by_name.get(schema.name)
+        if current is None or current.fingerprint != fp:
             return
         del self._by_name[schema.name]
         for other in self._by_fp.values():

@@ -8,6 +8,7 @@ GovhubError                     one clear sentence in str(), next step in diagno
 ├── RegistryError               unknown, duplicate or revoked participant           (permanent)
 ├── SchemaError                 unknown schema, unparsable schema, name mismatch     (permanent)
 │   └── SchemaIncompatible      breaks its subject's compatibility mode; `reasons`   (permanent)
+│       └── SchemaIndistinguishable a registered fingerprint, other logical types    (permanent)
 ├── RejectedEvent               an event failed a receiver check; carries a Reason  (permanent)
 ├── PublishError                the bus did not accept a publish                    (see subclasses)
 │   ├── PublishTimeout          no acknowledgement in time after retries            (retryable)
@@ -92,6 +93,12 @@ class SchemaIncompatible(SchemaError):
     def __init__(self, message: str, reasons: Sequence[str], *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.reasons = tuple(reasons)
+
+
+class SchemaIndistinguishable(SchemaIncompatible):
+    """A schema has the fingerprint of a registered one but other logical types (a decimal's
+    scale, a timestamp's unit): bodies of the two could not be told apart, so it is refused in
+    every mode; `reasons` name each attribute."""
 
 
 class Reason(enum.StrEnum):

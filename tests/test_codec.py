@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,55 @@ def test_a_fingerprint_collision_between_different_schemas_is_refused() -> None:
 def test_unknown_schema_names_list_known_ones() -> None:
     with pytest.raises(SchemaError, match=r"gov\.common\.v1\.Notice"):
         SchemaCache.from_directory(SCHEMA_DIR).by_name("gov.common.v1.Nope")
+
+
+# --- one fingerprint, several schemas -----------------------------------------------------------
+
+
+def payment(amount: object, note: dict[str, object] | None = None) -> dict[str, object]:
+    fields: list[object] = [{"name": "id", "type": "long"}, {"name": "amount", "type": amount}]
+    return {
+        "type": "record",
+        "name": "Payment",
+        "namespace": "akto.civil.v1",
+        "fields": fields + ([note] if note else []),
+    }
+
+
+def decimal(scale: int) -> dict[str, object]:
+    return {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": scale}
+
+
+def test_schemas_that_differ_only_in_defaults_share_a_fingerprint_but_are_not_equal() -> None:
+    plain = schema_from_json(payment("long", {"name": "note", "type": "string"}))
+    defaulted = schema_from_json(payment("long", {"name": "note", "type": "string", "default": ""}))
+    assert plain.fingerprint == defaulted.fingerprint
+    assert plain != defaulted and plain.digest != defaulted.digest
+
+
+def test_a_reader_whose_decimal_scale_differs_from_the_writers_cannot_read_it() -> None:
+    # fastavro would hand over the writer's 12.34; the specification says the two do not match
+    writer, reader = schema_from_json(payment(decimal(2))), schema_from_json(payment(decimal(3)))
+    body = writer.encode({"id": 1, "amount": Decimal("12.34")})
+    with pytest.raises(SchemaError, match=r"cannot read data written with .*decimal\(12,2\)"):
+        writer.decode_as(body, reader)
+    assert writer.decode_as(body, writer) == {"id": 1, "amount": Decimal("12.34")}
+
+
+def test_the_cache_refuses_a_schema_its_fingerprint_cannot_tell_from_a_cached_one() -> None:
+    cache = SchemaCache([schema_from_json(payment(decimal(2)))])
+    rescaled = schema_from_json(payment(decimal(3)))
+    with pytest.raises(SchemaError, match="other logical types .*decimal scale 3"):
+        cache.add(rescaled)
+    assert cache.by_name(rescaled.name).digest != rescaled.digest
+
+
+def test_a_names_current_schema_is_the_version_added_not_the_first_of_its_fingerprint() -> None:
+    first = schema_from_json(payment("long", {"name": "note", "type": "string", "default": "a"}))
+    later = schema_from_json(payment("long", {"name": "note", "type": "string", "default": "b"}))
+    cache = SchemaCache([first])
+    cache.add(later)
+    assert cache.by_fingerprint(first.fingerprint) is first  # what bodies decode with
+    assert cache.by_name(first.name) is later  # what publishers write with: default "b"
+    _, value = cache.decode(cache.by_name(first.name).encode({"id": 1, "amount": 2}))
+    assert value == {"id": 1, "amount": 2, "note": "b"}

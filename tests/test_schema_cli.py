@@ -119,8 +119,8 @@ async def test_check_fails_ci_on_a_change_incompatible_with_the_last_commit(
     assert "govhub: schema check failed: 1 of 1 file would break the contract" in result.err
     assert "git HEAD: INCOMPATIBLE" in result.out
     assert (
-        "fields[1].type (field amount): reader (new schema) expects string, writer (latest "
-        "version) has long; BACKWARD requires the writer's type to be the reader's type or "
+        "fields[1].type (field amount): reader (new schema) expects string, writer (the version "
+        "at HEAD) has long; BACKWARD requires the writer's type to be the reader's type or "
         "promotable to it" in result.out
     )
     assert "do not change a field's type in place" in result.out
@@ -288,6 +288,90 @@ async def test_register_refuses_a_bad_file_before_touching_the_hub(
     assert result.code == 1
     assert message in result.err and str(path) in result.err
     assert not (home / "run" / "servers.json").exists()  # no server was started for it
+
+
+def amount_in(scale: int) -> tuple[dict[str, Any], ...]:
+    decimal = {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": scale}
+    return (fld("person_id", "string"), fld("amount", decimal))
+
+
+async def test_register_refuses_a_decimal_scale_change_the_fingerprint_cannot_see(
+    hub_settings: Settings, tmp_path: Path
+) -> None:
+    # Before, the second registration answered created: false, version 1, exit 0, and events
+    # written with scale 3 were read by everyone with scale 2.
+    def register(path: Path) -> Any:
+        return govhub(
+            hub_settings,
+            "schema",
+            "register",
+            str(path),
+            "--subject",
+            "akto.civil.payments",
+            "--compatibility",
+            "NONE",
+            "--as",
+            "akto.civil",
+            "--json",
+        )
+
+    first = await register(benefit(tmp_path / "a", *amount_in(2)))
+    assert first.code == 0, first.err
+    rescaled = benefit(tmp_path / "b", *amount_in(3))
+    refused = await register(rescaled)
+    assert refused.code == 1
+    data = refused.json()
+    assert (data["registered"], data["refusal"]) == (False, "indistinguishable")
+    assert data["reasons"] == [
+        "fields[1].type (field amount): decimal scale 3 in the new schema, scale 2 in the "
+        "registered one"
+    ]
+    fingerprint = first.json()["fingerprint"]
+    assert (
+        "cannot be told apart from version 1 of akto.civil.payments: both have fingerprint "
+        f"{fingerprint}" in refused.err
+    )
+    assert (
+        "add a new field with the new decimal instead, or publish the type as "
+        "akto.civil.v2.BenefitPaid" in refused.err
+    )
+
+    # the CI gate finds it too, although the file's own subject is not the one that holds it
+    checked = await govhub(hub_settings, "schema", "check", str(rescaled), "--json")
+    assert checked.code == 1
+    [registry, _] = checked.json()["files"][0]["comparisons"]
+    assert registry["status"] == "incompatible"
+    assert registry["reasons"] == data["reasons"]
+    assert registry["advice"][0].startswith("add a new field with the new decimal")
+
+
+async def test_show_gives_each_version_its_own_schema_and_every_version_of_a_fingerprint(
+    hub_settings: Settings, tmp_path: Path
+) -> None:
+    no_default = (*V1, fld("note", "string"))
+    with_default = (*V1, fld("note", "string", default=""))
+    for folder, fields in (("a", no_default), ("b", with_default)):
+        done = await govhub(
+            hub_settings,
+            "schema",
+            "register",
+            str(benefit(tmp_path / folder, *fields)),
+            "--as",
+            "akto.civil",
+            "--json",
+        )
+        assert done.code == 0 and done.json()["created"], done.err
+    shown = [
+        (await govhub(hub_settings, "schema", "show", NAME, "--version", v, "--json")).json()
+        for v in ("1", "2")
+    ]
+    assert shown[0]["fingerprint"] == shown[1]["fingerprint"]
+    assert ["default" in js["schema"]["fields"][2] for js in shown] == [False, True]
+    by_fp = await govhub(hub_settings, "schema", "show", shown[0]["fingerprint"], "--json")
+    assert [(v["version"], v["digest"]) for v in by_fp.json()["versions"]] == [
+        (1, shown[0]["digest"]),
+        (2, shown[1]["digest"]),
+    ]
 
 
 # --- list and show -----------------------------------------------------------------------------

@@ -803,8 +803,9 @@ def test_converting_reader_gets_decimal_scale_change_wrong() -> None:
 def test_error_names_path_field_both_views_and_rule() -> None:
     [found] = check(one("long"), [one("string")], Mode.BACKWARD)
     assert str(found) == (
-        "fields[1].type (field x): reader (new schema) expects long, writer (latest version) has"
-        " string; BACKWARD requires the writer's type to be the reader's type or promotable to it"
+        "fields[1].type (field x): reader (new schema) expects long, writer (version 1, the "
+        "latest) has string; BACKWARD requires the writer's type to be the reader's type or "
+        "promotable to it"
     )
     assert (found.reader, found.writer, found.version) == ("long", "string", 0)
 
@@ -816,7 +817,7 @@ def test_error_for_enum_symbol_added_in_array_items() -> None:
     )
     [found] = check(rec(ID, fld("name", "string"), fld("tags", tags)), [old], Mode.FORWARD)
     assert str(found) == (
-        "fields[2].type.items.symbols (field tags): reader (latest version) expects enum"
+        "fields[2].type.items.symbols (field tags): reader (version 1, the latest) expects enum"
         " gov.Status with symbols [OPEN, CLOSED] and no default, writer (new schema) has symbol"
         " ARCHIVED; FORWARD requires every writer enum symbol to be in the reader's enum unless"
         " that has a default"
@@ -828,16 +829,17 @@ def test_error_for_missing_default_names_the_field_and_its_aliases() -> None:
     [found] = check(new, [rec(ID)], Mode.BACKWARD)
     assert str(found) == (
         "fields[1] (field postcode): reader (new schema) expects field postcode (string) with no"
-        " default, writer (latest version) has no field postcode or zip_code; BACKWARD requires a"
-        " default for every reader field the writer lacks"
+        " default, writer (version 1, the latest) has no field postcode or zip_code; BACKWARD"
+        " requires a default for every reader field the writer lacks"
     )
 
 
 def test_error_for_null_added_to_union_points_at_the_new_branch() -> None:
     [found] = check(one(["null", "string"]), [one("string")], Mode.FORWARD)
     assert str(found).startswith(
-        "fields[1].type[0] (field x): reader (latest version) expects string, writer (new schema)"
-        " has null; FORWARD requires every branch of a writer union to be readable by the reader"
+        "fields[1].type[0] (field x): reader (version 1, the latest) expects string, writer (new"
+        " schema) has null; FORWARD requires every branch of a writer union to be readable by the"
+        " reader"
     )
 
 

@@ -15,7 +15,7 @@ from hub.codec import SchemaCache, load_schema_file, schema_from_json
 from hub.errors import Reason, RejectedEvent, SchemaError
 from hub.schema.compat import Mode
 from hub.schema.files import conventions, defined_names, git_previous, load_schema_path
-from hub.schema.gate import RegisteredSubject, check_files
+from hub.schema.gate import RegisteredSubject, RegisteredWriter, check_files
 from schemas import SCHEMA_DIR
 
 SHIPPED = sorted(SCHEMA_DIR.glob("*.avsc"))
@@ -246,7 +246,7 @@ def test_the_gate_refuses_an_incompatible_change_since_head_with_reasons_and_adv
     assert against_git.status == "incompatible"
     assert against_git.reasons == [
         "fields[1] (field b): reader (new schema) expects field b (string) with no default, "
-        "writer (latest version) has no field b; BACKWARD requires a default for every reader "
+        "writer (the version at HEAD) has no field b; BACKWARD requires a default for every reader "
         "field the writer lacks"
     ]
     assert against_git.advice[0].startswith('fields[1]: give the new field a "default"')
@@ -288,3 +288,72 @@ def test_the_gate_reports_a_type_defined_in_two_files(tmp_path: Path) -> None:
     assert [f.ok for f in report.files] == [False, False]
     assert "akto.civil.v1.Status" in report.files[0].problems[0]
     assert "belongs in its own file akto.civil.v1.Status.avsc" in report.files[0].problems[0]
+
+
+DECIMAL_2 = {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}
+DECIMAL_3 = {**DECIMAL_2, "scale": 3}
+
+
+def test_the_gate_refuses_a_logical_type_change_the_fingerprint_cannot_see(tmp_path: Path) -> None:
+    # Before, both comparisons said "unchanged": the fingerprint is the same.
+    name = "akto.civil.v1.X"
+    git(tmp_path, "init", "-q")
+    path = write(tmp_path, name, record(name, fld("a", DECIMAL_2)))
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "v1")
+    registered_json = record(name, fld("a", DECIMAL_2))
+    fp = schema_from_json(registered_json).fingerprint_hex
+    write(tmp_path, name, record(name, fld("a", DECIMAL_3)))
+    registered = {name: RegisteredSubject(name, Mode.NONE, ((1, fp, registered_json),))}
+    report = check_files([path], registered)
+    [against_registry, against_git] = report.files[0].comparisons
+    for comparison, where in (
+        (against_registry, f"version 1 of {name}"),
+        (against_git, "the version committed at HEAD (akto.civil.v1.X.avsc)"),
+    ):
+        assert comparison.status == "incompatible"
+        assert comparison.detail.startswith(f"{name} cannot be told apart from {where}")
+        assert comparison.reasons == [
+            "fields[0].type (field a): decimal scale 3 in the new schema, scale 2 in the "
+            "registered one"
+        ]
+        assert "akto.civil.v2.X" in comparison.advice[0]
+
+
+def test_the_gate_refuses_a_fingerprint_another_subject_holds_with_other_logical_types(
+    tmp_path: Path,
+) -> None:
+    name = "akto.civil.v1.X"
+    path = write(tmp_path, name, record(name, fld("a", DECIMAL_3)))
+    writer = RegisteredWriter("version 4 of akto.civil.payments", record(name, fld("a", DECIMAL_2)))
+    fp = schema_from_json(writer.schema).fingerprint_hex
+    report = check_files([path], {}, use_git=False, writers={fp: writer})
+    [comparison] = report.files[0].comparisons
+    assert comparison.status == "incompatible"
+    assert "cannot be told apart from version 4 of akto.civil.payments" in comparison.detail
+
+
+def test_a_change_of_defaults_alone_is_checked_against_the_real_history(tmp_path: Path) -> None:
+    # Before, the file was "unchanged" (its fingerprint is registered) and passed the gate.
+    name = "akto.civil.v1.X"
+    v1 = record(name, fld("a", "int"), fld("b", "string", default=""))
+    without_default = record(name, fld("a", "int"), fld("b", "string"))
+    path = write(tmp_path, name, without_default)
+    fp = schema_from_json(v1).fingerprint_hex
+    assert schema_from_json(without_default).fingerprint_hex == fp
+    registered = {name: RegisteredSubject(name, Mode.FORWARD, ((1, fp, v1),))}
+    [comparison] = check_files([path], registered, use_git=False).files[0].comparisons
+    assert (comparison.status, comparison.detail) == (
+        "compatible",
+        f"FORWARD compatible with registered version 1 of {name}",
+    )
+    removed = write(tmp_path, name, record(name, fld("a", "int")))
+    registered = {
+        name: RegisteredSubject(name, Mode.FORWARD, ((1, fp, v1), (2, fp, without_default)))
+    }
+    [comparison] = check_files([removed], registered, use_git=False).files[0].comparisons
+    assert comparison.status == "incompatible"
+    assert comparison.reasons[0].startswith(
+        "fields[1] (field b): reader (version 2, the latest) expects field b (string) with no "
+        "default"
+    )

@@ -190,8 +190,8 @@ async def test_backward_is_the_default_and_a_refused_schema_changes_nothing(hub:
         caught.value
     )
     assert caught.value.reasons == (
-        "fields[1].type (field amount): reader (new schema) expects string, writer (latest "
-        "version) has long; BACKWARD requires the writer's type to be the reader's type or "
+        "fields[1].type (field amount): reader (new schema) expects string, writer (version 1, "
+        "the latest) has long; BACKWARD requires the writer's type to be the reader's type or "
         "promotable to it",
     )
     assert await versions_in_record(hub, NAME) == [1]

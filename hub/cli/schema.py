@@ -15,13 +15,19 @@ from rich.table import Table
 from hub.cli.bench import bench
 from hub.cli.common import emit, json_option, run, say, settings
 from hub.display import Part, console, line, status
-from hub.errors import SchemaError, SchemaIncompatible
+from hub.errors import SchemaError, SchemaIncompatible, SchemaIndistinguishable
 from hub.home import Settings
 from hub.jsonout import dumps
 from hub.runtime import open_hub
 from hub.schema.compat import Mode
 from hub.schema.files import collect, load_schema_path
-from hub.schema.gate import Comparison, GateReport, RegisteredSubject, check_files
+from hub.schema.gate import (
+    Comparison,
+    GateReport,
+    RegisteredSubject,
+    RegisteredWriter,
+    check_files,
+)
 from hub.schema.registry import SchemaRegistry
 from hub.schema.watch import Subject
 
@@ -39,7 +45,10 @@ def _hub_configured(s: Settings) -> bool:
     return bool(s.nats_url or s.pg_dsn) or s.home.initialized_marker.exists()
 
 
-async def _registered(s: Settings, names: list[str]) -> dict[str, RegisteredSubject]:
+async def _registered(
+    s: Settings, names: list[str], fingerprints: list[bytes]
+) -> tuple[dict[str, RegisteredSubject], dict[str, RegisteredWriter]]:
+    """What the registry holds for these subjects, and the writers of these fingerprints."""
     async with open_hub(s) as hub:
         registry = SchemaRegistry.for_hub(hub)
         found: dict[str, RegisteredSubject] = {}
@@ -53,7 +62,25 @@ async def _registered(s: Settings, names: list[str]) -> dict[str, RegisteredSubj
                 Mode(doc.compatibility),
                 tuple((v.version, v.fingerprint, js) for v, js in history),
             )
-        return found
+        writers: dict[str, RegisteredWriter] = {}
+        for fp in dict.fromkeys(fingerprints):
+            stored = await registry.schema(fp)
+            holders = await registry.subjects_of(fp)
+            if stored is not None and holders:
+                subject, version = holders[0]
+                writers[fp.hex()] = RegisteredWriter(
+                    f"version {version} of {subject}", stored.schema
+                )
+        return found, writers
+
+
+def _fingerprints(files: list[Path]) -> list[bytes]:
+    """The fingerprints of the files that load (check_files reports the others)."""
+    found = []
+    for path in files:
+        with contextlib.suppress(SchemaError):
+            found.append(load_schema_path(path).schema.fingerprint)
+    return found
 
 
 @schema.command("check")
@@ -89,13 +116,15 @@ def check(
         raise SchemaError(f"no .avsc files in {', '.join(str(p) for p in paths)}")
     s = settings(ctx)
     registered: dict[str, RegisteredSubject] | None = None
+    writers: dict[str, RegisteredWriter] = {}
     note = "not checked (--offline)"
     if not offline and _hub_configured(s):
-        registered = run(_registered(s, [p.name.removesuffix(".avsc") for p in files]))
+        names = [p.name.removesuffix(".avsc") for p in files]
+        registered, writers = run(_registered(s, names, _fingerprints(files)))
     elif not offline:
         note = "not checked: no hub here (set GOVHUB_NATS_URL and GOVHUB_PG_DSN, or --home)"
     mode = Mode(compatibility.upper()) if compatibility else None
-    report = check_files(files, registered, registry_note=note, mode=mode)
+    report = check_files(files, registered, registry_note=note, mode=mode, writers=writers)
     emit(as_json, report.to_json(), lambda: _print_report(report))
     if not report.ok:
         failed = len(report.failed)
@@ -177,7 +206,19 @@ def register(
         data = run(go())
     except SchemaIncompatible as exc:
         if as_json:
-            click.echo(dumps({"registered": False, "error": str(exc), "reasons": exc.reasons}))
+            refusal = (
+                "indistinguishable" if isinstance(exc, SchemaIndistinguishable) else "incompatible"
+            )
+            click.echo(
+                dumps(
+                    {
+                        "registered": False,
+                        "refusal": refusal,
+                        "error": str(exc),
+                        "reasons": exc.reasons,
+                    }
+                )
+            )
         say(f"govhub: {exc}")
         for reason in exc.reasons:
             say(f"  - {reason}")
@@ -255,9 +296,11 @@ def show(ctx: click.Context, name: str, version: int | None, as_json: bool) -> N
                 stored = await registry.schema(fp)
                 if stored is not None:
                     subjects = await registry.subjects_of(fp)
+                    versions = await registry.versions_of(fp)
                     return {
                         **stored.to_json(),
                         "subjects": [{"subject": s, "version": v} for s, v in subjects],
+                        "versions": [v.to_json() for v in versions],
                     }
             doc = await registry.subject(name)
             if doc is None or not doc.versions:
@@ -272,14 +315,16 @@ def show(ctx: click.Context, name: str, version: int | None, as_json: bool) -> N
             if chosen is None:
                 raise SchemaError(f"subject {name} has no version {version}")
             stored = await registry.schema(bytes.fromhex(chosen.fingerprint))
-            assert stored is not None
+            own = await registry.version(name, chosen.version)
+            assert stored is not None and own is not None
             return {
                 **doc.to_json(),
                 "version": chosen.version,
                 "fingerprint": chosen.fingerprint,
+                "digest": own.digest,
                 "name": stored.name,
                 "canonical": stored.canonical,
-                "schema": stored.schema,
+                "schema": own.schema,
             }
 
     data = run(go())

@@ -140,11 +140,13 @@ def check(
     mode: Mode = Mode.BACKWARD,
     *,
     named_types: Mapping[str, SchemaJSON] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> list[Incompatibility]:
     """Return why ``new`` may not follow ``previous`` (oldest first) under ``mode``; [] if it may.
 
     Findings against the latest version come first. ``named_types`` maps full names to
-    definitions that any of the schemas may reference.
+    definitions that any of the schemas may reference. Each finding names the version that
+    breaks: "version 2, the latest", "version 1 of 3", or ``labels[i]`` when given.
     """
     if mode is Mode.NONE or not previous:
         return []
@@ -153,7 +155,12 @@ def check(
     found: list[Incompatibility] = []
     for index in range(count - 1, -1 if mode.transitive else count - 2, -1):
         old_node = parse(previous[index], named_types)
-        old_role = "latest version" if index == count - 1 else f"version {index + 1} of {count}"
+        if labels is not None:
+            old_role = labels[index]
+        elif index == count - 1:
+            old_role = f"version {count}, the latest"
+        else:
+            old_role = f"version {index + 1} of {count}"
         if mode.backward:
             roles = ("reader (new schema)", f"writer ({old_role})")
             found += [_public(f, mode, index, roles, False) for f in _resolve(new_node, old_node)]

@@ -3,7 +3,12 @@ registered and what is committed in git, with reasons and advice a department de
 
 A file fails when it does not parse, breaks the conventions of `schemas/README.md`, defines a
 type another file also defines, or is incompatible, under its subject's mode, with the
-registered versions or with the version committed at git `HEAD`.
+registered versions or with the version committed at git `HEAD`. It fails in every mode when
+it has the fingerprint of a registered (or committed) schema but other logical types, which the
+registry refuses: readers could not tell the two apart.
+
+A file is "unchanged" only when it is the same schema as a version (hub/schema/identity.py);
+one that differs only in defaults, aliases or docs is checked like any other change.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from hub.schema.files import (
     load_schema_path,
     read_json,
 )
+from hub.schema.identity import Indistinguishable, digest, indistinguishable
 from schemas import SCHEMA_DIR
 
 # What to do about each broken rule; the key's bool is True when the new schema is the reader
@@ -83,7 +89,15 @@ class RegisteredSubject:
 
     subject: str
     mode: Mode
-    versions: tuple[tuple[int, str, Any], ...]  # (version, fingerprint hex, schema JSON)
+    versions: tuple[tuple[int, str, Any], ...]  # (version, fingerprint hex, its own schema JSON)
+
+
+@dataclass(frozen=True)
+class RegisteredWriter:
+    """The schema the registry decodes a fingerprint's bodies with, and where it is registered."""
+
+    where: str  # "version 1 of akto.civil.v1.X"
+    schema: Any
 
 
 @dataclass
@@ -171,8 +185,13 @@ def check_files(
     registry_note: str = "not checked",
     use_git: bool = True,
     mode: Mode | None = None,
+    writers: Mapping[str, RegisteredWriter] | None = None,
 ) -> GateReport:
-    """Check schema files; `registered` maps subjects to what the registry holds (None: skip)."""
+    """Check schema files; `registered` maps subjects to what the registry holds (None: skip).
+
+    `writers` maps fingerprints (hex) registered in any subject to their writer schema, so a
+    file whose fingerprint another subject registered with other logical types fails too.
+    """
     reports: list[FileReport] = []
     loaded: dict[Path, SchemaFile] = {}
     for path in paths:
@@ -194,7 +213,8 @@ def check_files(
         if registered is None:
             report.comparisons.append(Comparison("registry", "skipped", registry_note))
         else:
-            report.comparisons.append(_against_registry(schema_file, subject, mode))
+            writer = (writers or {}).get(schema_file.schema.fingerprint_hex)
+            report.comparisons.append(_against_registry(schema_file, subject, mode, writer))
         if use_git:
             report.comparisons.append(_against_git(schema_file, subject, mode))
     return GateReport(reports, registry_note if registered is None else "checked")
@@ -215,16 +235,26 @@ def _duplicates(reports: list[FileReport], loaded: Mapping[Path, SchemaFile]) ->
 
 
 def _against_registry(
-    schema_file: SchemaFile, subject: RegisteredSubject | None, mode: Mode | None
+    schema_file: SchemaFile,
+    subject: RegisteredSubject | None,
+    mode: Mode | None,
+    writer: RegisteredWriter | None,
 ) -> Comparison:
     schema = schema_file.schema
+    name = subject.subject if subject is not None else schema.name
+    for version, fp, js in subject.versions if subject is not None else ():
+        if digest(js) == schema.digest:
+            return Comparison("registry", "unchanged", f"registered as version {version} of {name}")
+        if writer is None and fp == schema.fingerprint_hex:
+            writer = RegisteredWriter(f"version {version} of {name}", js)
+    if writer is not None:
+        refusal = indistinguishable(
+            schema.name, schema.fingerprint_hex, schema_file.expanded, writer.schema, writer.where
+        )
+        if refusal is not None:
+            return _refused("registry", refusal)
     if subject is None or not subject.versions:
         return Comparison("registry", "new", f"subject {schema.name} has no registered version yet")
-    for version, fp, _ in subject.versions:
-        if fp == schema.fingerprint_hex:
-            return Comparison(
-                "registry", "unchanged", f"registered as version {version} of {subject.subject}"
-            )
     chosen = mode or subject.mode
     latest = subject.versions[-1][0]
     scope = "every registered version" if chosen.transitive else f"registered version {latest}"
@@ -246,18 +276,32 @@ def _against_git(
         old = build(raw, schema_file.path, previous.lookup(fallback))
     except SchemaError as exc:
         return Comparison("git HEAD", "skipped", f"the version in HEAD does not parse: {exc}")
-    if old.schema.fingerprint == schema_file.schema.fingerprint:
-        return Comparison("git HEAD", "unchanged", "same fingerprint as in HEAD")
+    new = schema_file.schema
+    if old.schema.digest == new.digest:
+        return Comparison("git HEAD", "unchanged", "the same schema as in HEAD")
+    if old.schema.fingerprint == new.fingerprint:
+        where = f"the version committed at HEAD ({previous.relative})"
+        refusal = indistinguishable(
+            new.name, new.fingerprint_hex, schema_file.expanded, old.expanded, where
+        )
+        if refusal is not None:
+            return _refused("git HEAD", refusal)
     if subject is not None and any(
-        fp == old.schema.fingerprint_hex for _, fp, _ in subject.versions
+        digest(js) == old.schema.digest for _, _, js in subject.versions
     ):
         return Comparison(
             "git HEAD", "skipped", "HEAD's version is registered: compared with the registry"
         )
     chosen = mode or (subject.mode if subject is not None else Mode.BACKWARD)
-    findings = check(schema_file.expanded, [old.expanded], chosen)
+    findings = check(schema_file.expanded, [old.expanded], chosen, labels=["the version at HEAD"])
     return _verdict(
         "git HEAD", f"the version committed at HEAD ({previous.relative})", chosen, findings
+    )
+
+
+def _refused(against: str, refusal: Indistinguishable) -> Comparison:
+    return Comparison(
+        against, "incompatible", refusal.message, None, refusal.reasons, [refusal.advice]
     )
 
 

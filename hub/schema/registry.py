@@ -6,6 +6,12 @@ A registration is one PostgreSQL transaction (the record) that also writes the K
 transaction commits only after both succeeded, and KV writes are undone if anything fails,
 so nothing is ever half-registered.
 
+A version is its whole schema (hub/schema/identity.py), not its fingerprint: a schema that
+differs from the subject's versions only in defaults, aliases or docs is a new version, and
+compatibility is checked against every version's own schema. A schema with the fingerprint of
+a registered one but other logical types is refused in every mode, whatever its subject:
+receivers find the writer of a body by fingerprint alone, so they could not tell the two apart.
+
 Who may register what ("own subjects"): a subject belongs to the participant whose id is its
 first two dot-separated tokens, so `akto.civil` owns `akto.civil.v1.BirthRegistered` (a `-` in
 an id is written `_`, as Avro names require). The `gov.` namespace holds the shared contracts of
@@ -33,11 +39,18 @@ from nats.aio.client import Client as NatsClient
 from hub.bus import Publisher, jetstream
 from hub.codec import Schema, SchemaCache
 from hub.envelope import Envelope, SigningKey, format_time, seal
-from hub.errors import KeyStoreError, RegistryError, SchemaError, SchemaIncompatible
+from hub.errors import (
+    KeyStoreError,
+    RegistryError,
+    SchemaError,
+    SchemaIncompatible,
+    SchemaIndistinguishable,
+)
 from hub.home import Settings
 from hub.keys import KeyStore, resolve_passphrase
 from hub.schema.compat import Mode, check
 from hub.schema.files import check_resolvable, load_schema_path
+from hub.schema.identity import digest, indistinguishable
 from hub.schema.watch import (
     DEFAULT_MODE,
     SCHEMAS_BUCKET,
@@ -45,7 +58,9 @@ from hub.schema.watch import (
     SchemaWatch,
     Subject,
     SubjectVersion,
+    VersionSchema,
     fp_key,
+    schema_key,
     subject_key,
 )
 from hub.subjects import subject_for
@@ -88,6 +103,32 @@ def may_register(participant: str, subject: str, operator: str) -> bool:
 
 
 @dataclass(frozen=True)
+class RegisteredVersion:
+    """One version of a subject with its own schema, as the PostgreSQL record holds it."""
+
+    subject: str
+    version: int
+    name: str
+    fingerprint: str
+    digest: str
+    schema: Any
+    registered_by: str
+    registered_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """As `schema show FINGERPRINT --json` lists it."""
+        return {
+            "subject": self.subject,
+            "version": self.version,
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "digest": self.digest,
+            "registered_by": self.registered_by,
+            "registered_at": self.registered_at,
+        }
+
+
+@dataclass(frozen=True)
 class Registration:
     """The outcome of `register`: the version that holds the schema, new or already there."""
 
@@ -95,6 +136,7 @@ class Registration:
     version: int
     name: str
     fingerprint: str
+    digest: str
     compatibility: str
     registered_by: str
     registered_at: str
@@ -108,6 +150,7 @@ class Registration:
             "version": self.version,
             "name": self.name,
             "fingerprint": self.fingerprint,
+            "digest": self.digest,
             "compatibility": self.compatibility,
             "registered_by": self.registered_by,
             "registered_at": self.registered_at,
@@ -157,10 +200,12 @@ class SchemaRegistry:
     ) -> Registration:
         """Register `schema` (its `source` self-contained) as the next version of `subject`.
 
-        Idempotent: a fingerprint already in the subject returns its version and adds none.
-        `compatibility` sets the subject's mode before the check; a refused schema changes
-        nothing. Raises SchemaIncompatible with every reason, RegistryError when the
-        registrant may not, SchemaError on a fingerprint collision or an unusable schema.
+        Idempotent: a schema already in the subject (the same normalized form, not merely the
+        same fingerprint) returns its version and adds none. `compatibility` sets the
+        subject's mode before the check; a refused schema changes nothing. Raises
+        SchemaIncompatible with every reason, SchemaIndistinguishable when a registered schema
+        has its fingerprint but other logical types, RegistryError when the registrant may
+        not, SchemaError on a fingerprint collision or an unusable schema.
         """
         registrant = as_id or self.operator
         subject = subject or schema.name
@@ -216,7 +261,8 @@ class SchemaRegistry:
             state = "revoked" if status else "not a registered participant"
             raise RegistryError(f"{registrant} is {state} and cannot register schemas")
         known = await conn.fetchrow(
-            "SELECT name, canonical FROM schemas WHERE fingerprint = $1", schema.fingerprint
+            "SELECT name, canonical, schema_json FROM schemas WHERE fingerprint = $1",
+            schema.fingerprint,
         )
         if known is not None and known["canonical"] != schema.canonical:
             raise SchemaError(_collision(schema, known["name"]))
@@ -224,16 +270,19 @@ class SchemaRegistry:
         previous_mode = Mode(row["compatibility"]) if row else None
         mode = compatibility or previous_mode or Mode(DEFAULT_MODE)
         versions = await conn.fetch(
-            "SELECT v.version, v.fingerprint, v.registered_by, v.registered_at, s.schema_json"
-            " FROM schema_versions v JOIN schemas s USING (fingerprint)"
-            " WHERE v.subject = $1 ORDER BY v.version",
+            "SELECT version, fingerprint, schema_json, registered_by, registered_at"
+            " FROM schema_versions WHERE subject = $1 ORDER BY version",
             subject,
         )
+        history = [json.loads(v["schema_json"]) for v in versions]
         existing = next(
-            (v for v in versions if bytes(v["fingerprint"]) == schema.fingerprint), None
+            (v for v, js in zip(versions, history, strict=True) if digest(js) == schema.digest),
+            None,
         )
         if existing is None:
-            findings = check(schema.source, [json.loads(v["schema_json"]) for v in versions], mode)
+            if known is not None:
+                await _refuse_indistinguishable(conn, schema, json.loads(known["schema_json"]))
+            findings = check(schema.source, history, mode)
             if findings:
                 raise _incompatible(
                     schema, subject, mode, len(versions), [str(f) for f in findings]
@@ -274,6 +323,7 @@ class SchemaRegistry:
                 version=existing["version"],
                 name=schema.name,
                 fingerprint=schema.fingerprint_hex,
+                digest=schema.digest,
                 compatibility=mode.value,
                 registered_by=existing["registered_by"],
                 registered_at=format_time(existing["registered_at"]),
@@ -310,11 +360,12 @@ class SchemaRegistry:
             )
         await conn.execute(
             "INSERT INTO schema_versions"
-            " (subject, version, fingerprint, registered_by, registered_at, event_id)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            " (subject, version, fingerprint, schema_json, registered_by, registered_at, event_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             subject,
             version,
             schema.fingerprint,
+            text,
             registrant,
             now,
             envs[-1].event_id,
@@ -324,6 +375,7 @@ class SchemaRegistry:
             version=version,
             name=schema.name,
             fingerprint=schema.fingerprint_hex,
+            digest=schema.digest,
             compatibility=mode.value,
             registered_by=registrant,
             registered_at=format_time(now),
@@ -339,7 +391,8 @@ class SchemaRegistry:
         subject: str,
         undo: list[tuple[str, bytes | None]],
     ) -> None:
-        """Copy the registration to KV: the schema (write-once) first, then its subject."""
+        """Copy the registration to KV: the writer of its fingerprint and the version's own
+        schema (both write-once) first, then its subject."""
         kv = await self._js.key_value(SCHEMAS_BUCKET)
         stored = await _schema_doc(conn, schema.fingerprint)
         assert stored is not None
@@ -356,6 +409,19 @@ class SchemaRegistry:
                 # The bucket holds another schema under this fingerprint (tampering or a
                 # collision PostgreSQL did not know of): refuse rather than overwrite it.
                 raise SchemaError(_collision(schema, "an entry in the KV bucket")) from None
+        key = schema_key(schema.digest)
+        own = json.dumps(
+            VersionSchema(schema.digest, schema.fingerprint_hex, schema.source).to_json(),
+            ensure_ascii=False,
+        ).encode()
+        try:
+            await kv.create(key, own)
+            undo.append((key, None))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            entry = await kv.get(key)
+            if digest(json.loads(entry.value or b"{}").get("schema")) != schema.digest:
+                # The key names its content, so the genuine entry is known: put it back.
+                await kv.put(key, own)
         doc = await _subject_doc(conn, subject)
         assert doc is not None
         key = subject_key(subject)
@@ -397,10 +463,9 @@ class SchemaRegistry:
             return await _schema_doc(conn, fingerprint)
 
     async def history(self, subject: str) -> list[tuple[SubjectVersion, Any]]:
-        """Every version of a subject with its schema JSON, oldest first."""
+        """Every version of a subject with its own schema JSON, oldest first."""
         rows = await self._pool.fetch(
-            "SELECT v.version, s.schema_json FROM schema_versions v JOIN schemas s"
-            " USING (fingerprint) WHERE v.subject = $1 ORDER BY v.version",
+            "SELECT version, schema_json FROM schema_versions WHERE subject = $1 ORDER BY version",
             subject,
         )
         doc = await self.subject(subject)
@@ -408,6 +473,27 @@ class SchemaRegistry:
             return []
         by_version = {r["version"]: json.loads(r["schema_json"]) for r in rows}
         return [(v, by_version[v.version]) for v in doc.versions]
+
+    async def version(self, subject: str, number: int) -> RegisteredVersion | None:
+        """One version of a subject with its own schema, or None."""
+        rows = await self._pool.fetch(
+            _VERSIONS + " WHERE v.subject = $1 AND v.version = $2", subject, number
+        )
+        return _registered_version(rows[0]) if rows else None
+
+    async def versions_of(self, fingerprint: bytes) -> list[RegisteredVersion]:
+        """Every version of every subject that holds `fingerprint`, each with its own schema.
+
+        A reader that finds a body's fingerprint here sees the whole evolution of its type,
+        including the versions that share the fingerprint and differ in defaults or aliases.
+        """
+        rows = await self._pool.fetch(
+            _VERSIONS + " WHERE v.subject IN"
+            " (SELECT subject FROM schema_versions WHERE fingerprint = $1)"
+            " ORDER BY v.subject, v.version",
+            fingerprint,
+        )
+        return [_registered_version(r) for r in rows]
 
     async def subjects_of(self, fingerprint: bytes) -> list[tuple[str, int]]:
         """(subject, version) pairs holding a fingerprint."""
@@ -424,17 +510,17 @@ class SchemaRegistry:
         A shipped schema the registry refuses (an incompatible edit) is logged and skipped:
         receivers still read it from the shipped files, publishers keep the registered one.
         """
-        rows = await self._pool.fetch("SELECT subject, fingerprint FROM schema_versions")
-        registered = {(r["subject"], bytes(r["fingerprint"])) for r in rows}
+        rows = await self._pool.fetch("SELECT subject, schema_json FROM schema_versions")
+        registered = {(r["subject"], digest(json.loads(r["schema_json"]))) for r in rows}
         missing = [
             path
             for name, path in _schema_files(directory)
-            if (name, self._cache.by_name(name).fingerprint) not in registered
+            if (name, self._cache.by_name(name).digest) not in registered
         ]
         count = 0
         for path in missing:
             schema = load_schema_path(path).schema
-            if (schema.name, schema.fingerprint) in registered:
+            if (schema.name, schema.digest) in registered:
                 continue
             try:
                 await self.register(schema)
@@ -458,6 +544,12 @@ class SchemaRegistry:
                 stored = await _schema_doc(conn, bytes(row["fingerprint"]))
                 assert stored is not None
                 await kv.put(fp_key(stored.fingerprint), json.dumps(stored.to_json()).encode())
+            for row in await conn.fetch(
+                "SELECT DISTINCT fingerprint, schema_json FROM schema_versions"
+            ):
+                own = json.loads(row["schema_json"])
+                entry = VersionSchema(digest(own), bytes(row["fingerprint"]).hex(), own)
+                await kv.put(schema_key(entry.digest), json.dumps(entry.to_json()).encode())
         for doc in subjects:
             await kv.put(subject_key(doc.subject), json.dumps(doc.to_json()).encode())
         log.info("schemas.synced", subjects=len(subjects))
@@ -492,11 +584,13 @@ async def open_schema_registry(
     await watch.watch(jetstream(nc))
     try:
         count = await registry.subject_count()
-        if len(watch.subjects) < count:
+        if len(watch.subjects) < count or not watch.complete():
             # The bucket lost entries the record has (a NATS store restored from an older
-            # backup): rewrite it, or receivers would refuse events of registered schemas.
+            # backup), or was written by a release that kept no schema per version: rewrite
+            # it, or receivers would refuse events of registered schemas, or publish with
+            # another version's defaults.
             await registry.sync()
-            await watch.wait_for(lambda: len(watch.subjects) >= count)
+            await watch.wait_for(lambda: len(watch.subjects) >= count and watch.complete(seen=True))
     except BaseException:
         await watch.stop()
         raise
@@ -522,7 +616,8 @@ async def _subject_doc(conn: asyncpg.Connection, subject: str) -> Subject | None
     if row is None:
         return None
     versions = await conn.fetch(
-        "SELECT v.*, s.name FROM schema_versions v JOIN schemas s USING (fingerprint)"
+        "SELECT v.version, v.fingerprint, v.schema_json, v.registered_by, v.registered_at,"
+        " s.name FROM schema_versions v JOIN schemas s USING (fingerprint)"
         " WHERE v.subject = $1 ORDER BY v.version",
         subject,
     )
@@ -537,10 +632,53 @@ async def _subject_doc(conn: asyncpg.Connection, subject: str) -> Subject | None
                 name=v["name"],
                 registered_by=v["registered_by"],
                 registered_at=format_time(v["registered_at"]),
+                digest=digest(json.loads(v["schema_json"])),
             )
             for v in versions
         ),
     )
+
+
+_VERSIONS = (
+    "SELECT v.subject, v.version, v.fingerprint, v.schema_json, v.registered_by,"
+    " v.registered_at, s.name FROM schema_versions v JOIN schemas s USING (fingerprint)"
+)
+
+
+def _registered_version(row: asyncpg.Record) -> RegisteredVersion:
+    own = json.loads(row["schema_json"])
+    return RegisteredVersion(
+        subject=row["subject"],
+        version=row["version"],
+        name=row["name"],
+        fingerprint=bytes(row["fingerprint"]).hex(),
+        digest=digest(own),
+        schema=own,
+        registered_by=row["registered_by"],
+        registered_at=format_time(row["registered_at"]),
+    )
+
+
+async def _refuse_indistinguishable(
+    conn: asyncpg.Connection, schema: Schema, registered: Any
+) -> None:
+    """Refuse a schema whose fingerprint stands for another logical type already.
+
+    Receivers find the writer of a body by its fingerprint alone, in every subject: if the
+    registry let one fingerprint stand for decimal(12,2) and for decimal(12,3), every event of
+    one of them would be read with the other's scale (1234 fen read as 12.34, not 1.234).
+    """
+    holder = await conn.fetchrow(
+        "SELECT subject, version FROM schema_versions WHERE fingerprint = $1"
+        " ORDER BY registered_at, subject, version LIMIT 1",
+        schema.fingerprint,
+    )
+    where = f"version {holder['version']} of {holder['subject']}" if holder else None
+    refusal = indistinguishable(
+        schema.name, schema.fingerprint_hex, schema.source, registered, where
+    )
+    if refusal is not None:
+        raise SchemaIndistinguishable(refusal.message, refusal.reasons, hint=refusal.hint)
 
 
 def _schema_files(directory: Path) -> list[tuple[str, Path]]:

@@ -4,9 +4,17 @@ The registry (hub/schema/registry.py) writes two kinds of entries to the JetStre
 `govhub_schemas`, besides its PostgreSQL record:
 
 ```
-fp.<16 hex>        one registered schema, write-once: name, canonical form, full JSON, who, when
+fp.<16 hex>        the writer schema of a fingerprint, write-once: what bodies carrying it decode
+                   with (name, canonical form, JSON of the first schema registered with it)
+schema.<64 hex>    one version's own schema, write-once, keyed by its digest (SHA-256 of its
+                   normalized form, hub/schema/identity.py): with its defaults, aliases and docs
 subject.<subject>  one subject: owner, compatibility mode, every version with its fingerprint
+                   and digest
 ```
+
+Versions of one fingerprint differ only in what readers use (the registry refuses any that
+differ in logical types), so one writer entry per fingerprint decodes them all, while
+publishers write with the latest version's own `schema.` entry, defaults included.
 
 Every receiver keeps a `SchemaCache` (preloaded with the shipped `schemas/`) current with a
 `SchemaWatch` on that bucket, so resolving a body's fingerprint stays a dict lookup with no
@@ -32,6 +40,7 @@ SCHEMAS_BUCKET = "govhub_schemas"
 """The KV bucket of the registry; a county mirrors it under the same name in its own domain."""
 
 FP_PREFIX = "fp."
+SCHEMA_PREFIX = "schema."
 SUBJECT_PREFIX = "subject."
 DEFAULT_MODE = "BACKWARD"
 
@@ -41,6 +50,11 @@ log = structlog.get_logger("hub.schema.watch")
 def fp_key(fingerprint_hex: str) -> str:
     """The KV key of a registered schema."""
     return FP_PREFIX + fingerprint_hex
+
+
+def schema_key(digest: str) -> str:
+    """The KV key of a version's own schema."""
+    return SCHEMA_PREFIX + digest
 
 
 def subject_key(subject: str) -> str:
@@ -99,20 +113,54 @@ class RegisteredSchema:
 
 
 @dataclass(frozen=True)
+class VersionSchema:
+    """What `schema.<digest>` holds: one version's own schema, with its fingerprint."""
+
+    digest: str
+    fingerprint: str
+    schema: Any
+
+    def to_json(self) -> dict[str, Any]:
+        """The KV document."""
+        return {"digest": self.digest, "fingerprint": self.fingerprint, "schema": self.schema}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VersionSchema:
+        """Inverse of to_json."""
+        return cls(str(data["digest"]), str(data["fingerprint"]), data["schema"])
+
+    def parse(self) -> Schema:
+        """The codec's Schema, refusing a document whose schema does not hash to its digest.
+
+        Publishers write with this schema and fill its defaults: a forged entry could make
+        them write another default, or bodies every receiver misreads.
+        """
+        schema = schema_from_json(self.schema)
+        if schema.digest != self.digest or schema.fingerprint_hex != self.fingerprint:
+            raise GovhubError(
+                f"registry entry {self.digest} holds a schema whose digest is {schema.digest}; "
+                "ignoring it"
+            )
+        return schema
+
+
+@dataclass(frozen=True)
 class SubjectVersion:
-    """One version of a subject."""
+    """One version of a subject: its fingerprint, and the digest of its own schema."""
 
     version: int
     fingerprint: str
     name: str
     registered_by: str
     registered_at: str
+    digest: str = ""  # empty in documents written before versions had their own schema
 
     def to_json(self) -> dict[str, Any]:
         """As stored in the subject document."""
         return {
             "version": self.version,
             "fingerprint": self.fingerprint,
+            "digest": self.digest,
             "name": self.name,
             "registered_by": self.registered_by,
             "registered_at": self.registered_at,
@@ -156,6 +204,7 @@ class Subject:
                     name=str(v["name"]),
                     registered_by=str(v["registered_by"]),
                     registered_at=str(v["registered_at"]),
+                    digest=str(v.get("digest", "")),
                 )
                 for v in data.get("versions", [])
             ),
@@ -176,7 +225,9 @@ class SchemaWatch:
         self.subjects: dict[str, Subject] = {}
         self._shipped = set(cache.fingerprints())
         self._loaded: dict[bytes, Schema] = {}
-        self._current: dict[str, bytes] = {}
+        self._versions: dict[str, Schema] = {}  # digest -> a version's own schema
+        self._seen: set[str] = set()  # digests of every version entry seen, applied or refused
+        self._current: dict[str, tuple[bytes, str]] = {}  # name -> latest (fingerprint, digest)
         self._watcher: Any = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
@@ -209,6 +260,9 @@ class SchemaWatch:
         try:
             if key.startswith(FP_PREFIX):
                 self._apply_schema(key[len(FP_PREFIX) :], None if deleted else value)
+            elif key.startswith(SCHEMA_PREFIX):
+                self._seen.add(key[len(SCHEMA_PREFIX) :])
+                self._apply_version(key[len(SCHEMA_PREFIX) :], None if deleted else value)
             elif key.startswith(SUBJECT_PREFIX):
                 self._apply_subject(key[len(SUBJECT_PREFIX) :], None if deleted else value)
         except (GovhubError, ValueError, KeyError, TypeError) as exc:
@@ -228,9 +282,23 @@ class SchemaWatch:
             schema = known  # the shipped copy: nothing to parse, nothing that could differ
         else:
             schema = doc.parse()
-        current = self._current.get(schema.name) == fp
+        latest = self._current.get(schema.name)
+        # the writer stands in for the latest version until that version's own entry arrives
+        current = latest is not None and latest[0] == fp and latest[1] not in self._versions
         self.cache.add(schema, current=current)  # raises SchemaError on a collision
         self._loaded[fp] = schema
+
+    def _apply_version(self, digest: str, value: bytes | None) -> None:
+        if value is None:
+            return  # write-once entries are only deleted by a rolled-back registration
+        doc = VersionSchema.from_json(json.loads(value))
+        if doc.digest != digest:
+            raise GovhubError(f"registry entry {digest} names another digest; ignoring it")
+        schema = doc.parse()
+        latest = self._current.get(schema.name)
+        if latest is not None and latest[1] == digest:
+            self.cache.add(schema, current=True)  # refuses other logical types under its fp
+        self._versions[digest] = schema
 
     def _apply_subject(self, name: str, value: bytes | None) -> None:
         if value is None:
@@ -240,13 +308,21 @@ class SchemaWatch:
         self.subjects[name] = subject
         latest = subject.latest
         # What publishers write with is the latest version of the subject named after the
-        # type; the schema itself may arrive after its subject in a mirror's catch-up.
+        # type, its own schema with its own defaults; in a mirror's catch-up that schema may
+        # arrive after its subject, and the fingerprint's writer stands in until it does.
         if latest is not None and latest.name == name:
             fp = bytes.fromhex(latest.fingerprint)
-            self._current[name] = fp
-            known = self.cache.by_fingerprint(fp)
+            self._current[name] = (fp, latest.digest)
+            known = self._versions.get(latest.digest) or self.cache.by_fingerprint(fp)
             if known is not None:
                 self.cache.add(known, current=True)
+
+    def complete(self, *, seen: bool = False) -> bool:
+        """Whether every version of every subject has its own schema entry applied (a bucket
+        written by an earlier release has none; `SchemaRegistry.sync` adds them). `seen`
+        counts entries that were refused too: what waiting for a rewrite may expect."""
+        known = self._seen if seen else self._versions
+        return all(v.digest in known for s in self.subjects.values() for v in s.versions)
 
     def known(self, fingerprints: Iterable[bytes]) -> bool:
         """Whether every fingerprint resolves from the cache."""
