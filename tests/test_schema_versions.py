@@ -16,6 +16,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,7 +27,7 @@ from hub.codec import SchemaCache, schema_from_json
 from hub.db import migrations
 from hub.envelope import Envelope, seal
 from hub.errors import SchemaError, SchemaIncompatible, SchemaIndistinguishable
-from hub.home import Settings
+from hub.home import Home, Settings
 from hub.runtime import Hub, open_hub
 from hub.schema.compat import Mode
 from hub.schema.identity import normalized_form, wire_differences
@@ -34,6 +35,7 @@ from hub.schema.registry import SchemaRegistry
 from hub.schema.watch import SCHEMAS_BUCKET, SchemaWatch, schema_key, subject_key
 from hub.topology import HUB_STREAM
 from schemas import SCHEMA_DIR
+from tests.servers import NatsServer
 
 DEPT = "akto.civil"
 SUBJECT = "evt.akto.civil.versions"
@@ -526,8 +528,9 @@ async def test_a_forged_version_entry_in_the_bucket_is_ignored(hub: Hub) -> None
 
 
 async def test_an_existing_registry_is_migrated_and_its_next_version_is_checked_against_it(
-    hub_settings: Settings, pg_dsn: str
+    nats_server: NatsServer, pg_dsn: str, tmp_path: Path
 ) -> None:
+    hub_settings = Settings(home=Home(tmp_path / "home"), nats_url=nats_server.url, pg_dsn=pg_dsn)
     # A database as the previous release left it: migrations up to 005, one version stored.
     v1 = schema_from_json(record_schema("Payment", (ID, NOTE_D)))
     conn = await asyncpg.connect(pg_dsn)
