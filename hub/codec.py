@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,8 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 
 from hub.errors import InputError, Reason, RejectedEvent, SchemaError
+from hub.schema.misfit import misfit
+from hub.userfiles import parse_json, read_text
 
 SOE_MAGIC = b"\xc3\x01"
 SOE_HEADER_LEN = 10
@@ -78,7 +79,8 @@ class Schema:
         try:
             fastavro.schemaless_writer(out, self.parsed, record, strict_allow_default=True)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise InputError(f"the data does not fit schema {self.name}: {exc}") from exc
+            problem = misfit(self.parsed, record, exc)
+            raise InputError(f"the data does not fit schema {self.name}: {problem}") from exc
         return out.getvalue()
 
     def decode(self, body: bytes) -> Any:
@@ -159,10 +161,9 @@ def _from_parsed(parsed: Any, source: Any) -> Schema:
 
 def load_schema_file(path: Path) -> Schema:
     """Load `<full.name>.avsc`, resolving named types from sibling files, and check its name."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SchemaError(f"{path}: not a readable JSON file: {exc}") from exc
+    raw = parse_json(
+        read_text(path, "the schema file", error=SchemaError), str(path), error=SchemaError
+    )
     try:
         parsed = load_schema(str(path), _write_hint=False)
     except Exception as exc:

@@ -46,7 +46,7 @@ def main() -> None:
     """Console-script entry point: errors become one sentence on stderr and a non-zero exit."""
     configure()
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("govhub: interrupted", err=True)
         sys.exit(130)
@@ -68,3 +68,8 @@ def main() -> None:
         else:
             click.echo("        Run again with GOVHUB_DEBUG=1 for the traceback.", err=True)
         sys.exit(70)
+    # Outside standalone mode click hands back the status of `ctx.exit(n)` or `Exit(n)` instead
+    # of exiting with it (a command's own return value is None): a failing check must not
+    # leave the process with status 0.
+    if isinstance(code, int) and code:
+        sys.exit(code)

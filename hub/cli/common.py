@@ -12,6 +12,7 @@ from rich.console import Console
 
 from hub.home import Settings
 from hub.jsonout import dumps
+from hub.listen import parse_address
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,3 +64,13 @@ def async_command(func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[...
         return run(func(*args, **kwargs))
 
     return wrapper
+
+
+def address(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Option callback for HOST:PORT: refused with one sentence when the command line is read."""
+    if value is not None:
+        try:
+            parse_address(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param=param) from None
+    return value

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from hub.errors import ConfigError
+from hub.userfiles import read_text
 
 T = TypeVar("T")
 
@@ -39,10 +40,7 @@ class Secret:
                 raise ConfigError(f"the environment variable {self.env} is not set")
             return value
         assert self.file is not None
-        try:
-            return self.file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the secret file {self.file}: {exc.strerror}") from exc
+        return read_text(self.file, "the secret file", error=ConfigError).strip()
 
     def describe(self) -> str:
         """Where the secret comes from, safe to print."""
@@ -95,11 +93,11 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if origin is tuple:
         item = get_args(tp)[0]
         if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
         return tuple(_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value))
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a table, got {type(value).__name__}")
+            raise ConfigError(f"{path}: expected a table, got {value!r}")
         args = get_args(tp)
         item = args[1] if len(args) == 2 else Any
         return {str(k): _convert(item, v, _join(path, str(k))) for k, v in value.items()}
@@ -144,7 +142,7 @@ def load(cls: type[T], data: Any, path: str) -> T:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a table, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a table, got {data!r}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
