@@ -292,18 +292,18 @@ def test_data_that_does_not_fit_its_schema_names_the_field_in_govhub_words(
     [
         ("missing/catalog.json", "the folder {tmp}/missing does not exist"),
         (".", "it is a folder; name a file inside it"),
-        ("/dev/full", "no space left on the device"),
+        ("full", "no space left on the device"),
     ],
-    ids=["missing folder", "a folder", "/dev/full"],
+    ids=["missing folder", "a folder", "a full device"],
 )
 def test_dir_export_out_refuses_what_it_cannot_write_in_one_sentence(
-    hub_settings: Settings, tmp_path: Path, target: str, words: str
+    hub_settings: Settings, tmp_path: Path, full_device: Path, target: str, words: str
 ) -> None:
-    out = target if target.startswith("/") else str(tmp_path / target)
+    out = str(full_device if target == "full" else tmp_path / target)
     result = govhub(hub_settings.home.root, "dir", "export", "--out", out, settings=hub_settings)
     assert result.code == 1
     one_sentence(result, f"cannot write {out}: " + words.format(tmp=tmp_path))
-    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)  # the device is still a device
+    assert stat.S_ISCHR(os.stat(full_device).st_mode)  # the device is still a device
 
 
 def test_dir_export_keeps_output_as_a_hidden_alias_of_out(
