@@ -7,7 +7,10 @@ import asyncio
 import base64
 import json
 import os
+import re
+import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -391,3 +394,34 @@ async def test_a_checkpoint_forged_with_another_key_fails_verify(
     code, _, err = await govhub(hub_settings, "audit", "verify")
     assert code == 1
     assert err.startswith(f"govhub: checkpoint {row['size']}: note has no valid signature")
+
+
+def test_the_offline_verifier_runs_from_exactly_the_files_docs_audit_md_lists(
+    tmp_path: Path,
+) -> None:
+    from tests.test_audit_verify import standard_bundle
+
+    repo = Path(__file__).resolve().parent.parent
+    docs = (repo / "docs" / "audit.md").read_text(encoding="utf-8")
+    paragraph = docs.split("**What the auditor's machine needs.**", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"`(hub/[\w/]+\.py)`", paragraph)
+    assert len(listed) == 3, paragraph
+    (tmp_path / "bundle.json").write_text(json.dumps(standard_bundle()), encoding="utf-8")
+
+    def verify(files: list[str]) -> subprocess.CompletedProcess[str]:
+        machine = tmp_path / f"machine-{len(files)}-{'-'.join(Path(f).stem for f in files)}"
+        for name in files:
+            (machine / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(repo / name, machine / name)
+        return subprocess.run(
+            [sys.executable, "-m", "hub.audit.verify", str(tmp_path / "bundle.json")],
+            cwd=machine, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+
+    complete = verify(listed)
+    assert complete.returncode == 0, complete.stderr
+    assert "OK: audit bundle verified" in complete.stdout
+    for missing in listed:
+        short = verify([f for f in listed if f != missing])
+        assert short.returncode != 0, f"{missing} is listed but not needed"
