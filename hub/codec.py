@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 
 from hub.errors import InputError, Reason, RejectedEvent, SchemaError
 from hub.schema.misfit import misfit
-from hub.userfiles import parse_json, read_text
+from hub.userfiles import json_problem, read_text
 
 SOE_MAGIC = b"\xc3\x01"
 SOE_HEADER_LEN = 10
@@ -161,9 +162,11 @@ def _from_parsed(parsed: Any, source: Any) -> Schema:
 
 def load_schema_file(path: Path) -> Schema:
     """Load `<full.name>.avsc`, resolving named types from sibling files, and check its name."""
-    raw = parse_json(
-        read_text(path, "the schema file", error=SchemaError), str(path), error=SchemaError
-    )
+    text = read_text(path, "the schema file", error=SchemaError)
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{path}: not valid JSON: {json_problem(exc)}") from None
     try:
         parsed = load_schema(str(path), _write_hint=False)
     except Exception as exc:
