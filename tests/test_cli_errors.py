@@ -37,19 +37,22 @@ class Result:
     err: str
 
 
-def govhub(home: Path, *args: str, settings: Settings | None = None) -> Result:
+def govhub(
+    home: Path, *args: str, settings: Settings | None = None, env: dict[str, str] | None = None
+) -> Result:
     """Run `python -m hub` (what the `govhub` script runs) against `settings`' servers, or
     with no servers configured at all (then nothing may need them)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVHUB_")}
-    env["GOVHUB_LOG_LEVEL"] = "CRITICAL"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GOVHUB_")}
+    environment["GOVHUB_LOG_LEVEL"] = "CRITICAL"
     if settings is not None:
-        env["GOVHUB_NATS_URL"] = settings.nats_url or ""
-        env["GOVHUB_PG_DSN"] = settings.pg_dsn or ""
+        environment["GOVHUB_NATS_URL"] = settings.nats_url or ""
+        environment["GOVHUB_PG_DSN"] = settings.pg_dsn or ""
+    environment.update(env or {})
     done = subprocess.run(
         [sys.executable, "-m", "hub", "--home", str(home), *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=environment,
         timeout=180,
         check=False,
     )
@@ -157,6 +160,27 @@ def test_adapter_run_exits_1_when_every_adapter_failed_and_prints_the_failure_as
         in result.out.splitlines()[0]
     )
     one_sentence(result, "1 of 1 adapters failed (akto-civil: the environment variable")
+
+
+def test_an_unreachable_database_is_named_in_words_not_errno(
+    hub_settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = tmp_path / "adapters.toml"
+    config.write_text(
+        FAILING.replace(
+            '{ env = "GOVHUB_TEST_NEVER_SET_DSN" }', '{ env = "GOVHUB_TEST_CLOSED_DSN" }'
+        ),
+        encoding="utf-8",
+    )
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/x"
+    result = govhub(
+        hub_settings.home.root, "adapter", "check", str(config), "--json",
+        settings=hub_settings, env={"GOVHUB_TEST_CLOSED_DSN": dsn},
+    )  # fmt: skip
+    assert result.code == 1
+    [check] = [c for c in json.loads(result.out)["adapters"][0]["checks"] if not c["ok"]]
+    assert check["detail"] == f"cannot reach PostgreSQL at {dsn}: connection refused"
 
 
 @pytest.mark.parametrize("http", ["127.0.0.1:99999", "nonsense", "127.0.0.1:"])
