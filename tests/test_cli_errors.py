@@ -117,6 +117,20 @@ def test_a_json_syntax_error_says_where_without_doubled_words(tmp_path: Path) ->
     )
 
 
+def test_a_full_disk_under_stdout_is_one_sentence_and_exit_1(
+    tmp_path: Path, full_device: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVHUB_")}
+    with full_device.open("w") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "hub", "--home", str(tmp_path / "home"), "adapter", "list"],
+            stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+    result = Result(done.returncode, "", done.stderr)
+    assert result.code == 1
+    assert one_sentence(result) == "govhub: cannot write: no space left on the device"
+
+
 # -- exit codes of adapter check and adapter run ---------------------------------------------
 
 FAILING = """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 import traceback
@@ -11,6 +13,7 @@ import click
 from hub.errors import GovhubError
 from hub.home import Settings
 from hub.log import configure
+from hub.userfiles import why
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -47,6 +50,7 @@ def main() -> None:
     configure()
     try:
         code = cli.main(standalone_mode=False)
+        sys.stdout.flush()  # a full disk or closed pipe under stdout is reported here, not lost
     except click.exceptions.Abort:
         click.echo("govhub: interrupted", err=True)
         sys.exit(130)
@@ -61,6 +65,14 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("govhub: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # the machine refused (a full disk, a closed pipe): not a bug
+        _quiet_stdout()
+        writing = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EPIPE)
+        where = f"{exc.filename}: " if exc.filename else "cannot write: " if writing else ""
+        click.echo(f"govhub: {where}{why(exc)}", err=True)
+        if os.environ.get("GOVHUB_DEBUG"):
+            traceback.print_exc()
+        sys.exit(1)
     except Exception as exc:  # a bug: say so plainly, keep the traceback for GOVHUB_DEBUG
         click.echo(f"govhub: internal error ({type(exc).__name__}): {exc}", err=True)
         if os.environ.get("GOVHUB_DEBUG"):
@@ -73,3 +85,12 @@ def main() -> None:
     # leave the process with status 0.
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again (and
+    print Python's own words) after the failure was reported."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
