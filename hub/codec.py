@@ -21,7 +21,6 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 
 from hub.errors import InputError, Reason, RejectedEvent, SchemaError
-from hub.schema.misfit import misfit
 from hub.userfiles import json_problem, read_text
 
 SOE_MAGIC = b"\xc3\x01"
@@ -80,8 +79,7 @@ class Schema:
         try:
             fastavro.schemaless_writer(out, self.parsed, record, strict_allow_default=True)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            problem = misfit(self.parsed, record, exc)
-            raise InputError(f"the data does not fit schema {self.name}: {problem}") from exc
+            raise InputError(f"the data does not fit schema {self.name}: {exc}") from exc
         return out.getvalue()
 
     def decode(self, body: bytes) -> Any:

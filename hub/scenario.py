@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.errors import ConfigError
 from hub.subjects import check_participant_id
-from hub.userfiles import parse_toml, read_text
 from ops import SCENARIO_DIR
 
 
@@ -63,10 +63,13 @@ def load_scenario(name_or_path: str = "kezhou") -> Scenario:
     path = Path(name_or_path)
     if not path.suffix:
         path = SCENARIO_DIR / f"{name_or_path}.toml"
-    if not path.exists():
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         known = ", ".join(p.stem for p in SCENARIO_DIR.glob("*.toml"))
-        raise ConfigError(f"no scenario {name_or_path!r}; shipped scenarios: {known}")
-    data = parse_toml(read_text(path, "the scenario file", error=ConfigError), str(path))
+        raise ConfigError(f"no scenario {name_or_path!r}; shipped scenarios: {known}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
         hub = data["hub"]
         participants: list[ScenarioParticipant] = []

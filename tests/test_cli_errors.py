@@ -304,24 +304,6 @@ def test_the_checked_in_sample_config_maps_every_sample(hub_settings: Settings) 
     assert result.code == 1  # those department systems are missing, and check says so
 
 
-# -- data that does not fit a schema -----------------------------------------------------
-
-
-def test_data_that_does_not_fit_its_schema_names_the_field_in_govhub_words(
-    hub_settings: Settings, tmp_path: Path
-) -> None:
-    result = govhub(
-        hub_settings.home.root, "publish", "--as", "akto.civil", "--schema",
-        "gov.common.v1.Notice", "--data", '{"title": "t", "body": "b", "valid_until": "soon"}',
-        settings=hub_settings,
-    )  # fmt: skip
-    assert result.code == 1
-    one_sentence(
-        result,
-        'field valid_until is "soon" but must be null or a time (milliseconds since 1970-01-01',
-    )
-
-
 # -- output files --------------------------------------------------------------------------
 
 

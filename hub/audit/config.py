@@ -19,6 +19,7 @@ Unknown keys are errors naming the key path.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ from hub.audit.note import ALG_COSIGNATURE_V1, KeyFormatError, Verifier
 from hub.errors import ConfigError
 from hub.home import Home
 from hub.scenario import Scenario
-from hub.userfiles import parse_toml, read_text
 
 DOMAIN = "govhub.example"
 
@@ -99,7 +99,10 @@ def load_config(home: Home, scenario: Scenario) -> AuditConfig:
     path = audit_dir(home) / "config.toml"
     data: dict[str, Any] = {}
     if path.exists():
-        data = parse_toml(read_text(path, "the audit configuration", error=ConfigError), str(path))
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
     where = f"{path.name}: "
     _check_keys(
         data, {"origin", "batch_size", "flush_interval", "checkpoint_interval", "witnesses"}, where

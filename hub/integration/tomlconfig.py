@@ -93,11 +93,11 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if origin is tuple:
         item = get_args(tp)[0]
         if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
         return tuple(_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value))
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a table, got {value!r}")
+            raise ConfigError(f"{path}: expected a table, got {type(value).__name__}")
         args = get_args(tp)
         item = args[1] if len(args) == 2 else Any
         return {str(k): _convert(item, v, _join(path, str(k))) for k, v in value.items()}
@@ -142,7 +142,7 @@ def load(cls: type[T], data: Any, path: str) -> T:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a table, got {data!r}")
+        raise ConfigError(f"{path}: expected a table, got {type(data).__name__}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
