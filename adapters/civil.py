@@ -19,12 +19,12 @@ Native payload (akto.civil's case system):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from hub.integration.adapter import Adapter, AdapterContext, to_event, to_row
 from hub.integration.connector import Record
+from hub.integration.values import day, integer, moment
 
 SCHEMA = "gov.civil.v1.HouseholdAssistance"
 OUTBOX_TYPE = "HouseholdAssistance"
@@ -70,13 +70,6 @@ def _fen(value: Any) -> int:
     return int(amount * 100)
 
 
-def _moment(value: Any) -> datetime:
-    moment = datetime.fromisoformat(str(value))
-    if moment.tzinfo is None:
-        raise ValueError(f"approved_at {value!r} has no time zone")
-    return moment.astimezone(UTC)
-
-
 def assistance_to_hub(record: Record, ctx: AdapterContext) -> Record | None:
     """An outbox row of the case system → a HouseholdAssistance event (other types skipped)."""
     if record.kind != OUTBOX_TYPE:
@@ -90,10 +83,10 @@ def assistance_to_hub(record: Record, ctx: AdapterContext) -> Record | None:
         "township": str(payload["township"]),
         "program": _choice(payload["program"], PROGRAMS, "program"),
         "action": _choice(payload["action"], ACTIONS, "action"),
-        "members": int(payload["persons"]),
+        "members": integer(payload["persons"], "persons"),
         "monthly_amount_fen": _fen(payload["amount_yuan"]),
-        "effective_from": date.fromisoformat(str(payload["start"])),
-        "decided_at": _moment(payload["approved_at"]),
+        "effective_from": day(payload["start"], "start"),
+        "decided_at": moment(payload["approved_at"], "approved_at"),
         "note": payload.get("remark"),
     }
     return to_event(record, SCHEMA, value)

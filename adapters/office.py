@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from hub.exchange.model import Classification, Urgency, safe_file_name
 from hub.integration.adapter import Adapter, AdapterContext
 from hub.integration.connector import Record
 from hub.integration.docbridge import DOCUMENT
+from hub.integration.values import moment
 from hub.subjects import check_participant_id
 
 SIDECAR_KEYS = ("title", "to", "doc_number", "urgency", "classification", "deadline")
@@ -52,10 +53,7 @@ class OfficeOptions:
 def _deadline(value: Any) -> datetime | None:
     if value is None:
         return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if moment.tzinfo is None:
-        raise ValueError("deadline needs a time zone, for example 2027-01-15T18:00:00+08:00")
-    return moment.astimezone(UTC)
+    return moment(value, "deadline")
 
 
 def document_to_hub(record: Record, ctx: AdapterContext) -> Record:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from hub.integration.adapter import Adapter, AdapterContext, to_event, to_row
 from hub.integration.connector import Record
+from hub.integration.values import integer, moment, number
 from hub.subjects import unit_of
 
 SCHEMA = "gov.stats.v1.MonthlyFigures"
@@ -46,9 +46,7 @@ def figures_to_hub(record: Record, ctx: AdapterContext) -> Record:
     period = str(body["period"])
     if not _PERIOD.match(period):
         raise ValueError(f"period {period!r} must be YYYY-MM")
-    published = datetime.fromisoformat(str(body["published_at"]))
-    if published.tzinfo is None:
-        raise ValueError("published_at needs a time zone, for example +08:00")
+    published = moment(body["published_at"], "published_at")
     indicators = body["indicators"]
     if not isinstance(indicators, list) or not indicators:
         raise ValueError("indicators must be a non-empty list")
@@ -60,15 +58,15 @@ def figures_to_hub(record: Record, ctx: AdapterContext) -> Record:
             {
                 "code": str(item["code"]),
                 "name": str(item["name"]),
-                "value": float(item["value"]),
+                "value": number(item["value"], f"indicators[{index}].value"),
                 "measure": str(item["unit"]),
             }
         )
     value = {
         "unit": unit_of(ctx.participant),
         "period": period,
-        "revision": int(body.get("revision", 0)),
-        "published_at": published.astimezone(UTC),
+        "revision": integer(body.get("revision", 0), "revision"),
+        "published_at": published,
         "figures": figures,
     }
     return to_event(record, SCHEMA, value, time=published)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from hub.integration.connector import ConnectorContext, Sink, Source
 from hub.integration.tomlconfig import Secret
+from hub.listen import parse_address
 
 H_TIMESTAMP = "X-Govhub-Timestamp"
 H_SIGNATURE = "X-Govhub-Signature"
@@ -68,10 +69,10 @@ def verify_signature(
 
 
 def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"listen {value!r} must be host:port, for example 127.0.0.1:8491")
-    return host, int(port)
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise ValueError(f"listen: {exc}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,7 +33,7 @@ from connectors.postgres import (
     qualified,
     table_columns,
 )
-from hub.db import redact
+from hub.db import reason, redact
 from hub.errors import ConfigError, ServerUnavailable
 from hub.integration.connector import Check, ConnectorContext, Outcome, Record, Verdict
 
@@ -137,7 +137,7 @@ class OutboxSource:
                 listener.terminate()
             await pool.close()
             if is_unavailable(exc):
-                raise ServerUnavailable(f"PostgreSQL at {redact(dsn)}: {exc}") from exc
+                raise ServerUnavailable(f"PostgreSQL at {redact(dsn)}: {reason(exc)}") from exc
             raise
         self._pool, self._listener = pool, listener
         self._wake.set()
@@ -240,7 +240,7 @@ class OutboxSource:
         except Exception as exc:
             if is_unavailable(exc):
                 raise ServerUnavailable(
-                    f"lost PostgreSQL while reading {self._table}: {exc}"
+                    f"lost PostgreSQL while reading {self._table}: {reason(exc)}"
                 ) from exc
             raise
 
@@ -332,7 +332,9 @@ class OutboxSource:
             except Exception as exc:
                 # The rows stay unsent: a later rescan hands them out again, and their
                 # derived event ids make the re-send a duplicate JetStream drops.
-                failure = ServerUnavailable(f"could not mark rows of {self._table} sent: {exc}")
+                failure = ServerUnavailable(
+                    f"could not mark rows of {self._table} sent: {reason(exc)}"
+                )
                 for pos, _, _, future in marks:
                     self._inflight.pop(pos, None)
                     if not future.done():
@@ -353,7 +355,9 @@ class OutboxSource:
         try:
             conn = await asyncpg.connect(dsn, timeout=10)
         except Exception as exc:
-            raise ServerUnavailable(f"cannot reach PostgreSQL at {redact(dsn)}: {exc}") from exc
+            raise ServerUnavailable(
+                f"cannot reach PostgreSQL at {redact(dsn)}: {reason(exc)}"
+            ) from exc
         try:
             missing = await missing_columns(conn, opts.schema, opts.table)
             if missing and not opts.prepare:

@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 
 from connectors.postgres import TableOptions, is_unavailable, open_pool, qualified, table_columns
-from hub.db import redact
+from hub.db import reason, redact
 from hub.errors import ConfigError, ServerUnavailable
 from hub.integration.connector import Check, ConnectorContext, Outcome, Record
 
@@ -104,7 +104,9 @@ class TableSink:
         try:
             conn = await asyncpg.connect(dsn, timeout=10)
         except Exception as exc:
-            raise ServerUnavailable(f"cannot reach PostgreSQL at {redact(dsn)}: {exc}") from exc
+            raise ServerUnavailable(
+                f"cannot reach PostgreSQL at {redact(dsn)}: {reason(exc)}"
+            ) from exc
         try:
             if self.options.create:
                 exists = await conn.fetchval("SELECT to_regclass($1)", self._table)
@@ -157,7 +159,7 @@ class TableSink:
         except Exception as exc:
             # Whatever keeps us from getting a connection (server gone, database refusing
             # logins, too many clients) is the database being unavailable, not the records.
-            detail = f"PostgreSQL is unreachable: {exc}"
+            detail = f"PostgreSQL is unreachable: {reason(exc)}"
             return [o if o is not None else Outcome.unavailable(detail) for o in outcomes]
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -185,7 +187,7 @@ class TableSink:
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
-            detail = f"PostgreSQL is unreachable: {exc}"
+            detail = f"PostgreSQL is unreachable: {reason(exc)}"
             return [o if o is not None else Outcome.unavailable(detail) for o in outcomes]
         return [o if o is not None else Outcome.retry("not written") for o in outcomes]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from hub.db import redact
+from hub.db import reason, redact
 from hub.errors import ServerUnavailable
 from hub.integration.connector import ConnectorContext, Sink, Source
 from hub.integration.tomlconfig import Secret
@@ -87,7 +87,7 @@ async def open_pool(dsn: str, *, max_size: int = 4) -> asyncpg.Pool:
     except Exception as exc:
         # While a database is down or refusing connections every error at connect time is
         # worth a retry; a wrong password stays visible in the degraded state's message.
-        raise ServerUnavailable(f"cannot reach PostgreSQL at {redact(dsn)}: {exc}") from exc
+        raise ServerUnavailable(f"cannot reach PostgreSQL at {redact(dsn)}: {reason(exc)}") from exc
     assert pool is not None
     return pool
 

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from connectors.http import H_IDEMPOTENCY, WebhookOptions, verify_signature
 from hub.integration.connector import Check, ConnectorContext, Outcome, Record, Verdict
+from hub.listen import start_site
 
 log = structlog.get_logger("connectors.http")
 
@@ -97,7 +98,7 @@ class WebhookSource:
         context = opts.ssl_context()
         site = web.TCPSite(runner, host, port, ssl_context=context)
         try:
-            await site.start()
+            await start_site(site, host, port, f"the webhook of {self._context.adapter}")
         except BaseException:
             await runner.cleanup()
             raise

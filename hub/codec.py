@@ -24,6 +24,7 @@ from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 from hub.errors import InputError, Reason, RejectedEvent, SchemaError
 from hub.schema.compat import Rule, can_read
 from hub.schema.identity import normalized_form, wire_differences
+from hub.userfiles import json_problem, read_text
 
 SOE_MAGIC = b"\xc3\x01"
 SOE_HEADER_LEN = 10
@@ -198,10 +199,11 @@ def _from_parsed(parsed: Any, source: Any) -> Schema:
 
 def load_schema_file(path: Path) -> Schema:
     """Load `<full.name>.avsc`, resolving named types from sibling files, and check its name."""
+    text = read_text(path, "the schema file", error=SchemaError)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SchemaError(f"{path}: not a readable JSON file: {exc}") from exc
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{path}: not valid JSON: {json_problem(exc)}") from None
     try:
         parsed = load_schema(str(path), _write_hint=False)
     except Exception as exc:

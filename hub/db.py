@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import asyncpg
 
 from hub.errors import ServerUnavailable
+from hub.userfiles import why
 from ops import MIGRATIONS_DIR
 
 # Any constant works; it only has to be the same for every govhub process on a database.
@@ -20,11 +22,26 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyn
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10)
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise ServerUnavailable(
-            f"cannot reach PostgreSQL at {redact(dsn)}: {exc or type(exc).__name__}",
+            f"cannot reach PostgreSQL at {redact(dsn)}: {reason(exc)}",
             hint="Start the embedded servers with `govhub up` or check GOVHUB_PG_DSN.",
         ) from exc
     assert pool is not None
     return pool
+
+
+def reason(exc: BaseException) -> str:
+    """Why PostgreSQL could not be used, in words: `connection refused`, not `[Errno 111] ...`.
+
+    The server's own refusals (`password authentication failed for user "x"`, `database "x"
+    does not exist`) are sentences already and pass through.
+    """
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, socket.gaierror):
+        return "the host name does not resolve to an address"
+    if isinstance(exc, OSError):
+        return why(exc)
+    return str(exc) or "the connection failed"
 
 
 def redact(dsn: str) -> str:

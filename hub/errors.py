@@ -4,6 +4,7 @@
 GovhubError                     one clear sentence in str(), next step in diagnostics()
 ├── ConfigError                 bad settings, config files or command-line input   (permanent)
 ├── InputError                  bad data handed to govhub (JSON, schema, file)      (permanent)
+├── OutputError                 an output file cannot be written (folder, disk full) (permanent)
 ├── KeyStoreError               private key missing, unreadable or wrong passphrase (permanent)
 ├── RegistryError               unknown, duplicate or revoked participant           (permanent)
 ├── SchemaError                 unknown schema, unparsable schema, name mismatch     (permanent)
@@ -16,7 +17,8 @@ GovhubError                     one clear sentence in str(), next step in diagno
 ├── AccessDenied                the NATS server refused a user or a subject         (permanent)
 ├── ServerError                 an embedded or external server is not usable
 │   ├── ServerUnavailable       NATS or PostgreSQL cannot be reached                (retryable)
-│   └── ServerStartError        an embedded server failed to start                  (permanent)
+│   ├── ServerStartError        an embedded server failed to start                  (permanent)
+│   └── CannotListen            an HTTP server cannot bind its address (in use...)  (retryable)
 ├── AuditError                  the audit log cannot answer or does not verify
 │   ├── NotInLog                an event id or tree size the log does not hold      (permanent)
 │   └── TamperEvidence          stored leaves, tiles or checkpoints fail to verify  (permanent)
@@ -73,6 +75,10 @@ class ConfigError(GovhubError):
 
 class InputError(GovhubError):
     """Data handed to govhub (JSON, a file, a record) cannot be used."""
+
+
+class OutputError(GovhubError):
+    """A file a person asked govhub to write cannot be written: no such folder, a folder, full."""
 
 
 class KeyStoreError(GovhubError):
@@ -194,6 +200,16 @@ class ServerUnavailable(ServerError, Retryable):
 
 class ServerStartError(ServerError):
     """An embedded server failed to start; its log file says why."""
+
+
+class CannotListen(ServerError, Retryable):
+    """An HTTP server of govhub cannot listen on its address: in use, not local, not allowed.
+
+    Retryable: a port held by a process that is shutting down is free again soon; a webhook
+    adapter keeps trying (degraded, with this sentence as its error) instead of failing.
+    """
+
+    hint = "Choose another port, or stop what listens there (`ss -ltnp` shows it)."
 
 
 class ServiceError(GovhubError):

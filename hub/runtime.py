@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,6 +211,28 @@ async def _bootstrap(
     return len(ordered)
 
 
+def _announce_temporary(embedded: EmbeddedServers, settings: Settings) -> None:
+    """Say on stderr, in one line, that this command runs on servers it started itself.
+
+    After `govhub down` (or before any `govhub up`) a command still works, but on servers
+    that start for it and stop with it: slower, and nothing stays running (no `serve`
+    appending to the audit log). A person should not have to guess that from the delay.
+    """
+    names = " and ".join(info.name for info in embedded.started)
+    one = len(embedded.started) == 1
+    what, they = (
+        (f"a temporary {names} server", "it stops")
+        if one
+        else (f"temporary {names} servers", "they stop")
+    )
+    print(
+        f"govhub: started {what} for this command, as none was running for "
+        f"{settings.home.root}; {they} when it ends (`govhub up` keeps servers running)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_hub(
     settings: Settings,
@@ -236,6 +259,8 @@ async def open_hub(
     if missing:
         embedded = EmbeddedServers(settings.home)
         running = await asyncio.to_thread(embedded.ensure, keep=keep_servers, names=missing)
+        if embedded.started and not keep_servers:
+            _announce_temporary(embedded, settings)
         nats_url = nats_url or running["nats"].url
         pg_dsn = pg_dsn or running["postgres"].url
     assert nats_url is not None and pg_dsn is not None

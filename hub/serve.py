@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from hub.errors import ConfigError
+from hub.listen import start_site
 from hub.metrics import REGISTRY
 from hub.runtime import Hub
 
@@ -104,8 +105,11 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(make_app(services, health))
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await start_site(web.TCPSite(runner, host, port), host, port, "the hub's HTTP API")
+    except BaseException:
+        await runner.cleanup()
+        raise
     log.info("serve.started", services=[s.name for s in services], http=f"http://{host}:{port}")
 
     async def supervise(service: Service) -> None:

@@ -192,3 +192,18 @@ async def hub(hub_settings: Settings) -> AsyncIterator[Hub]:
     """A connected hub with the Kezhou scenario enrolled."""
     async with open_hub(hub_settings) as connected:
         yield connected
+
+
+@pytest.fixture
+def full_device(tmp_path: Path) -> Path:
+    """A device that refuses every write with "no space left" (/dev/full's own number, made
+    in the test's folder), so a broken output writer can replace only this copy, never the
+    machine's /dev/full; a symbolic link to /dev/full where device nodes cannot be made."""
+    import stat
+
+    path = tmp_path / "full"
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    except PermissionError:
+        path.symlink_to("/dev/full")
+    return path

@@ -227,3 +227,36 @@ async def test_check_of_a_receiving_adapter_shows_the_row_an_event_becomes(
     assert report.sample is not None
     assert report.sample["mapped"]["program"] == "DIBAO"
     assert report.sample["mapped"]["monthly_amount_fen"] == 124500
+
+
+@pytest.mark.parametrize(
+    ("adapter", "change", "reason"),
+    [
+        ("civil", {"approved_at": "yesterday"},
+         "approved_at 'yesterday' is not a time; write it as 2026-12-20T10:30:00+08:00"),
+        ("civil", {"start": "next year"},
+         "start 'next year' is not a date; write it as 2027-01-01"),
+        ("civil", {"persons": "three"}, "persons 'three' is not a whole number"),
+        ("stats", {"published_at": "2026-12-05T10:00:00"},
+         "published_at '2026-12-05T10:00:00' needs a time zone, for example +08:00"),
+        ("stats", {"revision": "second"}, "revision 'second' is not a whole number"),
+    ],
+    ids=["a time", "a date", "an integer", "a time zone", "a revision"],
+)  # fmt: skip
+async def test_a_native_value_that_does_not_parse_is_dead_lettered_naming_its_field(
+    adapter: str, change: dict[str, Any], reason: str
+) -> None:
+    from adapters import civil, stats
+    from hub.integration.connector import Record
+    from hub.testing import run_mapping
+
+    if adapter == "civil":
+        value: dict[str, Any] = {**SAMPLE, "payload": {**SAMPLE["payload"], **change}}
+        record = Record(key="row-1", value=value, kind=civil.OUTBOX_TYPE)
+        mapping, participant = civil.assistance_to_hub, "akto.civil"
+    else:
+        record = Record(key="post-1", value={**stats.SAMPLE, **change})
+        mapping, participant = stats.figures_to_hub, "artux.stats"
+    result = await run_mapping(mapping, [record], participant=participant)
+    assert result.sent == []
+    assert [detail for _, _, detail in result.dead] == [reason]

@@ -7,6 +7,10 @@ import asyncio
 import base64
 import json
 import os
+import re
+import shutil
+import stat
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,10 @@ async def logged(hub: Hub) -> list[str]:
     await hub.publisher.publish_many(envs)
     await AuditLog(hub).catch_up()
     return [e.event_id for e in envs]
+
+
+def names(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir()]
 
 
 def b64(text: str) -> bytes:
@@ -135,6 +143,78 @@ async def test_an_event_not_in_the_log_is_reported_in_one_sentence(
     code, out, err = await govhub(hub_settings, "audit", "proof", "no-such-event", "--json")
     assert code == 1 and out == ""
     assert err.startswith("govhub: event no-such-event is not in the audit log")
+
+
+async def test_search_takes_the_short_type_name_its_table_shows(
+    hub_settings: Settings, logged: list[str]
+) -> None:
+    code, table, _ = await govhub(hub_settings, "audit", "search", "--participant", "wuqia.edu")
+    assert code == 0 and " Notice " in table  # what a person then types
+    short = await govhub_json(hub_settings, "audit", "search", "--type", "Notice")
+    full = await govhub_json(hub_settings, "audit", "search", "--type", NOTICE)
+    assert short["count"] == full["count"] == 90
+    code, out, err = await govhub(hub_settings, "audit", "search", "--type", "Notise")
+    assert code == 1 and out == ""
+    assert err.strip() == f"govhub: no event type is named Notise; close ones: {NOTICE}"
+
+
+async def test_proof_before_any_checkpoint_says_serve_appends_or_checkpoint_fresh_signs(
+    hub: Hub, hub_settings: Settings
+) -> None:
+    AuditLog(hub)  # the log key exists (as after a first `govhub serve`), nothing is appended
+    env = hub.seal("akto.civil", NOTICE, {"title": "t", "body": "b"})
+    await hub.publisher.publish(env)  # on the bus; nothing appends it without `govhub serve`
+    code, _, err = await govhub(hub_settings, "audit", "proof", env.event_id)
+    assert code == 1
+    sentence, hint = err.strip().splitlines()
+    assert sentence == f"govhub: event {env.event_id} is not in the audit log"
+    assert "`govhub serve` appends events to the log and checkpoints them" in hint
+    code, _, err = await govhub(hub_settings, "audit", "checkpoint")
+    assert code == 1
+    assert err.startswith("govhub: no checkpoint has been published yet")
+    assert "`govhub audit checkpoint --fresh` signs one now" in err
+
+
+@pytest.mark.parametrize(
+    ("target", "words"),
+    [
+        ("missing/bundle.json", "the folder {tmp}/missing does not exist"),
+        (".", "it is a folder; name a file inside it"),
+        ("full", "no space left on the device"),
+    ],
+    ids=["missing folder", "a folder", "a full device"],
+)
+async def test_export_and_trust_out_refuse_what_they_cannot_write_in_one_sentence(
+    hub_settings: Settings,
+    logged: list[str],
+    tmp_path: Path,
+    full_device: Path,
+    target: str,
+    words: str,
+) -> None:
+    out = str(full_device if target == "full" else tmp_path / target)
+    for command in ("export", "trust"):
+        code, _, err = await govhub(hub_settings, "audit", command, "--out", out)
+        assert code == 1
+        assert err.strip() == f"govhub: cannot write {out}: " + words.format(tmp=tmp_path)
+    assert stat.S_ISCHR(os.stat(full_device).st_mode)  # never replaced by a regular file
+    assert sorted(names(tmp_path)) == ["full", "home", "nats"]  # no folder made, no temp file
+
+
+async def test_trust_json_with_out_says_what_it_wrote(
+    hub_settings: Settings, logged: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "trust.json"
+    summary = await govhub_json(hub_settings, "audit", "trust", "--out", str(out))
+    trust = json.loads(out.read_text(encoding="utf-8"))
+    assert summary == {
+        "out": str(out),
+        "log_keys": len(trust["log_keys"]),
+        "witness_keys": len(trust["witnesses"]["keys"]),
+        "witness_k": trust["witnesses"]["k"],
+        "participant_keys": len(trust["participant_keys"]),
+    }
+    assert summary["participant_keys"] > 50
 
 
 async def test_verify_and_verify_full_pass_on_an_untouched_log(
@@ -314,3 +394,34 @@ async def test_a_checkpoint_forged_with_another_key_fails_verify(
     code, _, err = await govhub(hub_settings, "audit", "verify")
     assert code == 1
     assert err.startswith(f"govhub: checkpoint {row['size']}: note has no valid signature")
+
+
+def test_the_offline_verifier_runs_from_exactly_the_files_docs_audit_md_lists(
+    tmp_path: Path,
+) -> None:
+    from tests.test_audit_verify import standard_bundle
+
+    repo = Path(__file__).resolve().parent.parent
+    docs = (repo / "docs" / "audit.md").read_text(encoding="utf-8")
+    paragraph = docs.split("**What the auditor's machine needs.**", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"`(hub/[\w/]+\.py)`", paragraph)
+    assert len(listed) == 3, paragraph
+    (tmp_path / "bundle.json").write_text(json.dumps(standard_bundle()), encoding="utf-8")
+
+    def verify(files: list[str]) -> subprocess.CompletedProcess[str]:
+        machine = tmp_path / f"machine-{len(files)}-{'-'.join(Path(f).stem for f in files)}"
+        for name in files:
+            (machine / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(repo / name, machine / name)
+        return subprocess.run(
+            [sys.executable, "-m", "hub.audit.verify", str(tmp_path / "bundle.json")],
+            cwd=machine, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+
+    complete = verify(listed)
+    assert complete.returncode == 0, complete.stderr
+    assert "OK: audit bundle verified" in complete.stdout
+    for missing in listed:
+        short = verify([f for f in listed if f != missing])
+        assert short.returncode != 0, f"{missing} is listed but not needed"

@@ -92,7 +92,7 @@ def test_a_schema_file_must_be_named_after_its_full_name(tmp_path: Path) -> None
 def test_invalid_json_and_invalid_avro_schemas_are_schema_errors(tmp_path: Path) -> None:
     broken = tmp_path / "gov.test.v1.Broken.avsc"
     broken.write_text("{not json")
-    with pytest.raises(SchemaError, match="not a readable JSON"):
+    with pytest.raises(SchemaError, match="Broken.avsc: not valid JSON: Expecting property name"):
         load_schema_file(broken)
     with pytest.raises(SchemaError, match="not a valid Avro schema"):
         schema_from_json({"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]})

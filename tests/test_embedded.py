@@ -96,3 +96,25 @@ def test_up_status_down_through_the_command(tmp_path: Path) -> None:
         down = _govhub(tmp_path, "down", "--json")
     assert sorted(json.loads(down.stdout)["stopped"]) == ["nats", "postgres"]
     assert not any(process_alive(n["pid"]) for n in status["nodes"])
+
+
+def test_a_command_after_down_says_in_one_line_that_its_servers_are_temporary(
+    tmp_path: Path,
+) -> None:
+    notice = (
+        "govhub: started temporary nats and postgres servers for this command, as none was "
+        f"running for {tmp_path}; they stop when it ends (`govhub up` keeps servers running)"
+    )
+    command = ("participant", "list", "--json")
+    assert _govhub(tmp_path, "up").returncode == 0
+    try:
+        kept = _govhub(tmp_path, *command)
+        assert kept.returncode == 0, kept.stderr
+        assert "temporary" not in kept.stderr  # `up` servers are not temporary
+    finally:
+        assert _govhub(tmp_path, "down").returncode == 0
+    after = _govhub(tmp_path, *command)
+    assert after.returncode == 0, after.stderr
+    assert after.stderr.strip() == notice
+    assert json.loads(after.stdout)["count"] == 56  # the command still did its work
+    assert EmbeddedServers(Home(tmp_path)).running() == {}

@@ -14,7 +14,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import IO, Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -26,6 +26,14 @@ from hub.envelope import format_time
 from hub.errors import NotInLog
 
 PAGE = 2000
+SERVE_APPENDS = "`govhub serve` appends events to the log and checkpoints them continuously"
+
+
+class Writer(Protocol):
+    """Where a bundle is streamed: stdout, or an output file (hub.userfiles)."""
+
+    def write(self, text: str, /) -> object:
+        """Write `text`."""
 
 
 async def participant_keys(pool: asyncpg.Pool) -> list[dict[str, Any]]:
@@ -52,7 +60,7 @@ async def published(pool: asyncpg.Pool) -> StoredCheckpoint:
     if cp is None:
         raise NotInLog(
             "no checkpoint has been published yet",
-            hint="`govhub serve` signs one within a second of new events.",
+            hint=f"{SERVE_APPENDS}; without it, `govhub audit checkpoint --fresh` signs one now.",
         )
     return cp
 
@@ -87,7 +95,11 @@ async def proof_for_event(pool: asyncpg.Pool, event_id: str) -> dict[str, Any]:
         event_id,
     )
     if found is None:
-        raise NotInLog(f"event {event_id} is not in the audit log")
+        raise NotInLog(
+            f"event {event_id} is not in the audit log",
+            hint=f"{SERVE_APPENDS}: is it running? An event published moments ago may be on "
+            "its way.",
+        )
     if found["size"] is None:
         await published(pool)  # raises with the explanation
     index, leaf, size, note = found["idx"], bytes(found["leaf"]), found["size"], found["note"]
@@ -95,7 +107,7 @@ async def proof_for_event(pool: asyncpg.Pool, event_id: str) -> dict[str, Any]:
         raise NotInLog(
             f"event {event_id} is leaf {index}, not yet covered by a published checkpoint "
             f"(size {size})",
-            hint="Try again in a second; `govhub serve` publishes checkpoints continuously.",
+            hint=f"{SERVE_APPENDS}; without it, `govhub audit checkpoint --fresh` signs one now.",
         )
     proof = await TileReader(pool).inclusion(index, size)
     return {
@@ -150,7 +162,7 @@ async def write_bundle(
     pool: asyncpg.Pool,
     trust: dict[str, Any],
     origin: str,
-    out: IO[str],
+    out: Writer,
     *,
     start: int = 0,
     end: int | None = None,

@@ -201,6 +201,20 @@ async def search(
     return [LeafRow.from_row(r) for r in rows]
 
 
+async def types(db: Db) -> list[str]:
+    """Every event type (``ce-type``) the log holds, sorted.
+
+    One index probe per distinct type (a loose scan of ``audit_leaves_type_time``), so it
+    stays cheap however many leaves each type has.
+    """
+    rows = await db.fetch(
+        "WITH RECURSIVE t(type) AS (SELECT min(type) FROM audit_leaves UNION ALL"
+        " SELECT (SELECT min(type) FROM audit_leaves WHERE type > t.type) FROM t"
+        " WHERE t.type IS NOT NULL) SELECT type FROM t WHERE type IS NOT NULL"
+    )
+    return [r["type"] for r in rows]
+
+
 @dataclass(frozen=True)
 class StoredCheckpoint:
     """A checkpoint row: size, root, the signed (and maybe cosigned) note."""

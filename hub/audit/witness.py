@@ -31,6 +31,7 @@ from aiohttp import web
 
 from hub.audit import merkle, note
 from hub.audit.note import Checkpoint, NoteError, Signer, Verifier
+from hub.listen import start_site
 
 log = structlog.get_logger("hub.audit.witness")
 
@@ -314,7 +315,7 @@ async def serve_witness(witness: Witness, host: str, port: int, stop: asyncio.Ev
     runner = web.AppRunner(app)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await start_site(web.TCPSite(runner, host, port), host, port, "the witness")
         log.info("audit.witness.serving", witness=witness.name, http=f"http://{host}:{port}")
         await stop.wait()
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 import traceback
@@ -12,6 +14,7 @@ from hub.cli.common import say
 from hub.errors import GovhubError
 from hub.home import Settings
 from hub.log import configure
+from hub.userfiles import why
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -51,7 +54,8 @@ def main(args: list[str] | None = None) -> None:
     """
     configure()
     try:
-        cli.main(args, standalone_mode=False)
+        code = cli.main(args, standalone_mode=False)
+        sys.stdout.flush()  # a full disk or closed pipe under stdout is reported here, not lost
     except click.exceptions.Abort:
         say("govhub: interrupted")
         sys.exit(130)
@@ -66,6 +70,14 @@ def main(args: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         say("govhub: interrupted")
         sys.exit(130)
+    except OSError as exc:  # the machine refused (a full disk, a closed pipe): not a bug
+        _quiet_stdout()
+        writing = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EPIPE)
+        where = f"{exc.filename}: " if exc.filename else "cannot write: " if writing else ""
+        say(f"govhub: {where}{why(exc)}")
+        if os.environ.get("GOVHUB_DEBUG"):
+            traceback.print_exc()
+        sys.exit(1)
     except Exception as exc:  # a bug: say so plainly, keep the traceback for GOVHUB_DEBUG
         say(f"govhub: internal error ({type(exc).__name__}): {exc}")
         if os.environ.get("GOVHUB_DEBUG"):
@@ -73,3 +85,17 @@ def main(args: list[str] | None = None) -> None:
         else:
             say("        Run again with GOVHUB_DEBUG=1 for the traceback.")
         sys.exit(70)
+    # Outside standalone mode click hands back the status of `ctx.exit(n)` or `Exit(n)` instead
+    # of exiting with it (a command's own return value is None): a failing check must not
+    # leave the process with status 0.
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again (and
+    print Python's own words) after the failure was reported."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

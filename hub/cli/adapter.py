@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from rich.live import Live
 from rich.table import Table
 
 from hub.cli.bench import bench
-from hub.cli.common import async_command, emit, json_option, settings
+from hub.cli.common import address, async_command, emit, json_option, settings
 from hub.display import console, line, status, styled
+from hub.envelope import format_time
+from hub.errors import ConfigError, ServiceError
 from hub.integration.adapter import known_adapters, load_adapter_file, load_plugin
 from hub.integration.connector import known_connectors
 from hub.integration.host import build, check_adapter, run_adapters
@@ -42,7 +45,10 @@ def adapter() -> None:
 async def check(ctx: click.Context, config: Path, as_json: bool) -> None:
     """Validate CONFIG, connect to each system, and show how a sample record maps.
 
-    Nothing is published and nothing is consumed. Exits non-zero if anything is wrong.
+    Nothing is published and nothing is consumed.
+
+    Exit status: 0 when every adapter is ready, 1 when any check or sample mapping failed or
+    CONFIG itself is wrong (then nothing connects), 2 for a usage mistake.
     """
     loaded = load_adapter_file(config)
     async with open_hub(settings(ctx)) as hub:
@@ -53,8 +59,12 @@ async def check(ctx: click.Context, config: Path, as_json: bool) -> None:
         "adapters": [r.to_json() for r in reports],
     }
     emit(as_json, result, lambda: _print_checks(result))
-    if not result["ok"]:
-        raise click.exceptions.Exit(1)
+    bad = [r.name for r in reports if not r.ok]
+    if bad:
+        raise ConfigError(
+            f"{len(bad)} of {len(reports)} adapters cannot run as configured: {', '.join(bad)}",
+            hint="The report above names each problem.",
+        )
 
 
 def _print_checks(result: dict[str, Any]) -> None:
@@ -103,17 +113,22 @@ def _print_checks(result: dict[str, Any]) -> None:
 @click.option(
     "--http",
     default=None,
+    callback=address,
     help="Serve /healthz and /metrics on HOST:PORT (default: the file's `http`, else none).",
 )
 @json_option
 @click.pass_context
 @async_command
 async def run(ctx: click.Context, config: Path, http: str | None, as_json: bool) -> None:
-    """Run the adapters of CONFIG until SIGINT or SIGTERM.
+    """Run the adapters of CONFIG until SIGINT or SIGTERM (or until every one has failed).
 
     Each adapter runs on its own: one that fails is reported and the others go on. On a
-    terminal a live table shows every adapter's progress; with --json the final counts are
-    printed as one JSON document when it stops.
+    terminal a live table shows every adapter's progress; otherwise one line is printed per
+    change of an adapter's state (running, degraded, failed, stopped) as it happens. With
+    --json the final counts are printed as one JSON document when it stops.
+
+    Exit status: 0 when every adapter ran until stopped, 1 when any adapter failed (or CONFIG
+    is wrong, or the --http address cannot be used), 2 for a usage mistake.
     """
     loaded = load_adapter_file(config)
     stop = asyncio.Event()
@@ -125,6 +140,9 @@ async def run(ctx: click.Context, config: Path, http: str | None, as_json: bool)
         pipelines = [build(hub, item) for item in loaded.adapters]
         show = sys.stdout.isatty() and not as_json
         display = asyncio.create_task(_progress(pipelines, stop)) if show else None
+        if not show and not as_json:
+            for pipeline in pipelines:
+                pipeline.on_state = _state_line
         try:
             stats = await run_adapters(pipelines, stop, http=http or loaded.http)
         finally:
@@ -134,6 +152,20 @@ async def run(ctx: click.Context, config: Path, http: str | None, as_json: bool)
     emit(
         as_json, {"file": str(config), "adapters": stats}, lambda: console.print(_table(pipelines))
     )
+    failed = [p for p in pipelines if p.stats.state == "failed"]
+    if failed:
+        causes = "; ".join(f"{p.name}: {p.stats.last_error}" for p in failed)
+        raise ServiceError(
+            f"{len(failed)} of {len(pipelines)} adapters failed ({causes})",
+            hint=f"`govhub adapter check {config}` shows what each adapter needs.",
+        )
+
+
+def _state_line(pipeline: Pipeline) -> None:
+    """One plain line per state change, flushed at once: what a log collector keeps."""
+    s = pipeline.stats
+    error = f": {s.last_error}" if s.state in ("degraded", "failed") and s.last_error else ""
+    click.echo(f"{format_time(datetime.now(UTC))[:19]}Z {pipeline.name} {s.state}{error}")
 
 
 def _table(pipelines: Sequence[Pipeline], rates: dict[str, float] | None = None) -> Table:

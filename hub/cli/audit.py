@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import difflib
 import json
-import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn
@@ -25,6 +24,7 @@ from hub.envelope import parse_time
 from hub.errors import ConfigError, InputError, TamperEvidence
 from hub.jsonout import to_jsonable
 from hub.runtime import open_hub
+from hub.userfiles import output_file, parse_json, read_text, write_output
 
 
 @contextlib.asynccontextmanager
@@ -45,6 +45,38 @@ def _time(value: str | None, option: str) -> datetime | None:
         ) from None
 
 
+def resolve_type(given: str, known: Iterable[str]) -> str:
+    """The full event type `--type` means: itself, or the one type with that short name.
+
+    Tables show the short name (`Notice`), so that is what people type. A name that is neither
+    a type the log holds or the registry knows, nor the short name of exactly one, is refused
+    naming the close ones, instead of silently matching nothing.
+    """
+    names = set(known)
+    if given in names:
+        return given
+    if "." not in given:
+        matches = sorted(n for n in names if n.rsplit(".", 1)[-1] == given)
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise InputError(
+                f"--type {given} is ambiguous: it is the short name of {', '.join(matches)}; "
+                "give the full name"
+            )
+    shorts = {n.rsplit(".", 1)[-1]: n for n in names}
+    close = difflib.get_close_matches(given, sorted(names), n=3, cutoff=0.6)
+    close += [shorts[s] for s in difflib.get_close_matches(given, sorted(shorts), n=3)]
+    listed = ", ".join(dict.fromkeys(close)) or ", ".join(sorted(names)[:5]) or "none yet"
+    raise InputError(f"no event type is named {given}; close ones: {listed}")
+
+
+async def _type(log: AuditLog, given: str | None) -> str | None:
+    if given is None:
+        return None
+    return resolve_type(given, [*await reader.types(log.hub.pool), *log.hub.schemas.names()])
+
+
 def _checkpoint_json(cp: reader.StoredCheckpoint) -> dict[str, Any]:
     return {
         "size": cp.size,
@@ -54,11 +86,6 @@ def _checkpoint_json(cp: reader.StoredCheckpoint) -> dict[str, Any]:
         "signed_at": cp.signed_at,
         "published_at": cp.published_at,
     }
-
-
-def _create(path: str) -> TextIO:
-    """A file opened for writing (a partial bundle is written beside, then renamed)."""
-    return open(path, "w", encoding="utf-8")
 
 
 @click.group()
@@ -92,7 +119,9 @@ async def checkpoint(ctx: click.Context, fresh: bool, as_json: bool) -> None:
 
 @audit.command()
 @click.option("--participant", default=None, help="Sender participant id (ce-source).")
-@click.option("--type", "type_name", default=None, help="Event type (Avro full name).")
+@click.option(
+    "--type", "type_name", default=None, help="Event type: full name, or short name if unique."
+)
 @click.option("--since", default=None, help="Event time from (RFC 3339 or YYYY-MM-DD, UTC).")
 @click.option("--until", default=None, help="Event time before (RFC 3339 or YYYY-MM-DD, UTC).")
 @click.option("--limit", default=1000, show_default=True, help="Return at most this many.")
@@ -117,7 +146,7 @@ async def search(
         rows = await reader.search(
             pool,
             participant=participant,
-            type_name=type_name,
+            type_name=await _type(log, type_name),
             since=_time(since, "--since"),
             until=_time(until, "--until"),
             below=cp.size if cp else None,
@@ -209,10 +238,11 @@ async def consistency(ctx: click.Context, old: int, new: int, as_json: bool) -> 
 def _trusted_keys(log: AuditLog, trust_path: str | None) -> tuple[list[Any], list[Any], int]:
     if trust_path is None:
         return log.ring.verifiers(), log.witness_verifiers(), log.config.witness_k
+    text = read_text(trust_path, "the trust file", error=ConfigError)
+    data = parse_json(text, f"the trust file {trust_path}", error=ConfigError)
     try:
-        data = json.loads(Path(trust_path).read_text(encoding="utf-8"))
         trust = load_trust(data, "trust file")
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         raise ConfigError(f"cannot use trust file {trust_path}: {exc}") from exc
     return [k.verifier for k in trust.log_keys], trust.witnesses, trust.k
 
@@ -275,7 +305,7 @@ async def verify(ctx: click.Context, full: bool, trust_path: str | None, as_json
 @click.option("--start", default=0, show_default=True, help="First leaf index.")
 @click.option("--end", default=None, type=int, help="One past the last leaf index.")
 @click.option("--participant", default=None, help="Only events from this sender.")
-@click.option("--type", "type_name", default=None, help="Only events of this type.")
+@click.option("--type", "type_name", default=None, help="Only events of this type (as search).")
 @click.option("--since", default=None, help="Only events from this time.")
 @click.option("--until", default=None, help="Only events before this time.")
 @json_option
@@ -292,29 +322,29 @@ async def export(
     until: str | None,
     as_json: bool,
 ) -> None:
-    """Write an evidence bundle that `python -m hub.audit.verify` checks offline."""
-    async with _opened(ctx) as log:
-        options: dict[str, Any] = {
-            "start": start,
-            "end": end,
-            "participant": participant,
-            "type_name": type_name,
-            "since": _time(since, "--since"),
-            "until": _time(until, "--until"),
-        }
-        if out is None:
-            await bundle.write_bundle(
-                log.hub.pool, log.trust(), log.config.origin, sys.stdout, **options
-            )
-            return
-        fp = _create(out + ".tmp")
-        try:
+    """Write an evidence bundle that `python -m hub.audit.verify` checks offline.
+
+    With --out the bundle appears complete or not at all (written beside it, then renamed);
+    a device or pipe named by --out is written in place. A folder that does not exist, a
+    folder given as FILE, or a full disk is refused with one sentence.
+    """
+    # A folder that does not exist is refused before the log is read, not after.
+    writing = output_file(out) if out is not None else contextlib.nullcontext(sys.stdout)
+    with writing as fp:
+        async with _opened(ctx) as log:
+            options: dict[str, Any] = {
+                "start": start,
+                "end": end,
+                "participant": participant,
+                "type_name": await _type(log, type_name),
+                "since": _time(since, "--since"),
+                "until": _time(until, "--until"),
+            }
             counts = await bundle.write_bundle(
                 log.hub.pool, log.trust(), log.config.origin, fp, **options
             )
-        finally:
-            fp.close()
-        os.replace(out + ".tmp", out)
+    if out is None:
+        return
     data = {"out": out, **counts}
     emit(
         as_json,
@@ -328,18 +358,39 @@ async def export(
 
 @audit.command()
 @click.option("--out", default=None, help="Write the trust file to FILE (default: stdout).")
+@json_option
 @click.pass_context
 @async_command
-async def trust(ctx: click.Context, out: str | None) -> None:
-    """Print a trust file: log keys with windows, witness keys and policy, sender keys."""
+async def trust(ctx: click.Context, out: str | None, as_json: bool) -> None:
+    """Print a trust file: log keys with windows, witness keys and policy, sender keys.
+
+    Without --out the trust file itself is printed (it is JSON, with or without --json); with
+    --out it is written there and --json prints what was written.
+    """
     async with _opened(ctx) as log:
         data = {**log.trust(), "participant_keys": await bundle.participant_keys(log.hub.pool)}
     text = json.dumps(data, indent=2, ensure_ascii=False)
     if out is None:
         click.echo(text)
-    else:
-        with _create(out) as fp:
-            fp.write(text + "\n")
+        return
+    write_output(out, text + "\n")
+    witnesses = data["witnesses"]
+    summary = {
+        "out": out,
+        "log_keys": len(data["log_keys"]),
+        "witness_keys": len(witnesses["keys"]),
+        "witness_k": witnesses["k"],
+        "participant_keys": len(data["participant_keys"]),
+    }
+    emit(
+        as_json,
+        summary,
+        lambda: console.print(
+            f"wrote {out}: {summary['log_keys']} log key(s), {summary['witness_keys']} witness "
+            f"key(s) ({summary['witness_k']} must cosign), {summary['participant_keys']} "
+            "participant key(s)"
+        ),
+    )
 
 
 @audit.command("rotate-key")

@@ -13,9 +13,10 @@ from hub.audit.logkeys import witness_signer
 from hub.audit.note import ALG_ED25519, KeyFormatError, Verifier
 from hub.audit.witness import Witness, alarm_folder_sink, serve_witness
 from hub.cli.audit import audit
-from hub.cli.common import async_command, settings
+from hub.cli.common import address, async_command, settings
 from hub.display import console
 from hub.errors import ConfigError
+from hub.listen import parse_address
 
 
 @audit.command("witness")
@@ -28,7 +29,9 @@ from hub.errors import ConfigError
     required=True,
     help="A log verifier key to trust (repeat during a key rotation).",
 )
-@click.option("--listen", default="127.0.0.1:8481", show_default=True, help="HTTP address.")
+@click.option(
+    "--listen", default="127.0.0.1:8481", callback=address, show_default=True, help="HTTP address."
+)
 @click.option("--print-key", is_flag=True, help="Print the witness's verifier key and exit.")
 @click.pass_context
 @async_command
@@ -60,13 +63,13 @@ async def witness(
     folder = audit_dir(home) / "witnesses" / unit
     county = Witness(signer, lambda: origins, folder, alarm_folder_sink(folder / "alarms"))
     console.print(f"witness {signer.verifier.vkey()} for {', '.join(origins)} on http://{listen}")
-    address, _, port = listen.rpartition(":")
+    bind_host, port = parse_address(listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    await serve_witness(county, address or "127.0.0.1", int(port), stop)
+    await serve_witness(county, bind_host, port, stop)
 
 
 COMMANDS: list[click.Command] = []  # `witness` hangs off the `audit` group imported above

@@ -12,6 +12,7 @@ import click
 from hub.display import literal
 from hub.home import Settings
 from hub.jsonout import dumps
+from hub.listen import parse_address
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,3 +67,13 @@ def async_command(func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[...
 def say(message: str) -> None:
     """One line for a person on stderr, literal like everything govhub prints."""
     click.echo(literal(message), err=True)
+
+
+def address(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Option callback for HOST:PORT: refused with one sentence when the command line is read."""
+    if value is not None:
+        try:
+            parse_address(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param=param) from None
+    return value

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import click
@@ -38,6 +37,7 @@ from hub.errors import InputError
 from hub.jsonout import dumps
 from hub.runtime import Hub, open_hub
 from hub.topology import HUB_DOMAIN
+from hub.userfiles import json_argument, parse_json, read_text, write_output
 
 _CST = timezone(timedelta(hours=8))
 
@@ -60,27 +60,6 @@ def parse_until(text: str | None) -> datetime | None:
 
 def _fields(text: str | None) -> list[str]:
     return [f.strip() for f in (text or "").split(",") if f.strip()]
-
-
-def _read_json(text: str, what: str) -> Any:
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot read {what} file {text[1:]}: {exc.strerror}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 Action = Callable[[Directory], Coroutine[Any, Any, Any]]
@@ -112,7 +91,7 @@ def _publish_command(name: str, update: bool, doc: str) -> click.Command:
     @click.pass_context
     @async_command
     async def command(ctx: click.Context, as_id: str, path: str, as_json: bool) -> None:
-        data = _read_json(f"@{path}", "--file")
+        data = parse_json(read_text(path, "the entry file"), f"the entry file {path}")
 
         async def act(d: Directory) -> Any:
             return await d.publish(as_id, data, update=update)
@@ -400,7 +379,7 @@ async def deadlines_cmd(ctx: click.Context, as_json: bool) -> None:
 @async_command
 async def share_cmd(ctx: click.Context, code: str, as_id: str, data: str, as_json: bool) -> None:
     """Seal records to every valid grantee (the provider's sharing agent)."""
-    value = _read_json(data, "--data")
+    value = json_argument(data, "--data")
     records = value if isinstance(value, list) else [value]
     if not all(isinstance(r, dict) for r in records):
         raise InputError("--data must be a JSON object or a list of objects")
@@ -443,16 +422,19 @@ async def receive_cmd(ctx: click.Context, code: str, as_id: str, as_json: bool) 
 
 @dir_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(["dcat"]), default="dcat", show_default=True)
-@click.option(
-    "--output", default=None, type=click.Path(dir_okay=False), help="File (default stdout)."
-)
+@click.option("--out", default=None, help="Write the catalog to FILE (default: stdout).")
+# The option's first name, kept working for scripts written before it matched `--out` elsewhere.
+@click.option("--output", "output_alias", default=None, hidden=True)
 @click.option("--base-url", default=None, help="IRI base of the catalog's resources.")
 @click.pass_context
 @async_command
 async def export_cmd(
-    ctx: click.Context, fmt: str, output: str | None, base_url: str | None
+    ctx: click.Context, fmt: str, out: str | None, output_alias: str | None, base_url: str | None
 ) -> None:
     """Write the DCAT 3 JSON-LD catalog of entries open to the public."""
+    if out is not None and output_alias is not None:
+        raise click.UsageError("give --out once (--output is its old name)")
+    output = out or output_alias
 
     async def act(d: Directory) -> Any:
         hub: Hub = d.hub
@@ -469,7 +451,7 @@ async def export_cmd(
     if output is None:
         click.echo(text)
         return
-    _write(output, text + "\n")
+    write_output(output, text + "\n")
     click.echo(dumps({"output": output, "format": fmt, "datasets": len(catalog["dcat:dataset"])}))
 
 

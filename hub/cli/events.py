@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -18,21 +16,12 @@ from hub.errors import InputError
 from hub.jsonout import dumps, to_jsonable
 from hub.runtime import Hub, open_hub
 from hub.topology import HUB_STREAM, QUARANTINE_STREAM
+from hub.userfiles import json_argument
 
 
 def parse_data(text: str) -> dict[str, Any]:
     """`--data` as a JSON object, given inline or as `@path`."""
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot read --data file {text[1:]}: {exc.strerror}") from exc
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"--data is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+    value = json_argument(text, "--data")
     if not isinstance(value, dict):
         raise InputError("--data must be a JSON object with the schema's fields")
     return value

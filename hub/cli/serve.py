@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from hub.cli.common import async_command, settings
+from hub.cli.common import address, async_command, settings
+from hub.listen import parse_address
 from hub.log import configure
 from hub.runtime import open_hub
 from hub.serve import serve as run_services
@@ -16,6 +17,7 @@ from hub.serve import serve as run_services
     "--http",
     "http_addr",
     default="127.0.0.1:8480",
+    callback=address,
     show_default=True,
     help="Address for health, metrics and the audit read API.",
 )
@@ -24,10 +26,10 @@ from hub.serve import serve as run_services
 async def serve(ctx: click.Context, only: str, http_addr: str) -> None:
     """Run the hub services (audit appender, checkpoints, directory, exchange tracker)."""
     configure("INFO")
-    host, _, port = http_addr.rpartition(":")
+    host, port = parse_address(http_addr)
     names = [n for n in only.split(",") if n]
     async with open_hub(settings(ctx)) as hub:
-        await run_services(hub, only=names, host=host or "127.0.0.1", port=int(port))
+        await run_services(hub, only=names, host=host, port=port)
 
 
 COMMANDS = [serve]

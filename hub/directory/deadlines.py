@@ -20,7 +20,6 @@ Unknown keys are errors naming the key path.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from hub.errors import ConfigError
 from hub.home import Home
 from hub.integration.tomlconfig import load
+from hub.userfiles import parse_toml, read_text
 
 DEFAULT_WORKING_DAYS = 10
 DEFAULT_REMINDER_DAYS = 2
@@ -144,21 +144,25 @@ def config_path(home: Home) -> Path:
     return home.root / "directory" / "config.toml"
 
 
+def _day(text: str, path: Path | None) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{path}: calendar: {text!r} is not a date (dates are written 2026-10-01)"
+        ) from None
+
+
 def load_policy(home: Home | None) -> DeadlinePolicy:
     """The deadline policy of a home (defaults when it has no configuration file)."""
     data: dict[str, Any] = {}
     path = config_path(home) if home is not None else None
     if path is not None and path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        text = read_text(path, "the directory configuration", error=ConfigError)
+        data = parse_toml(text, str(path))
     config = load(DirectoryConfig, data, "")
-    try:
-        holidays = {date.fromisoformat(d) for d in config.calendar.holidays}
-        workdays = {date.fromisoformat(d) for d in config.calendar.workdays}
-    except ValueError as exc:
-        raise ConfigError(f"{path}: calendar: {exc} (dates are written 2026-10-01)") from None
+    holidays = {_day(d, path) for d in config.calendar.holidays}
+    workdays = {_day(d, path) for d in config.calendar.workdays}
     calendar = WorkCalendar(
         holidays=holidays, workdays=workdays, utc_offset_hours=config.deadlines.utc_offset_hours
     )

@@ -29,7 +29,6 @@ key path (`adapters[1].connector.table: unknown key "tabel"`; indexes count from
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,7 +40,9 @@ from hub.errors import ConfigError
 from hub.integration.connector import ConnectorContext, ConnectorFactory, Record, load_connector
 from hub.integration.pipeline import PipelineOptions
 from hub.integration.tomlconfig import load
+from hub.listen import parse_address
 from hub.subjects import check_participant_id
+from hub.userfiles import parse_toml, read_text
 
 ADAPTER_GROUP = "govhub.adapters"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -243,11 +244,13 @@ def configure(entry: AdapterEntry, path: str) -> Configured:
 
 def parse_adapter_file(text: str, path: Path) -> AdapterFile:
     """Check an adapter file's text completely; ConfigError names the first problem."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data = parse_toml(text, str(path))
     parsed = load(AdapterFileData, data, "")
+    if parsed.http is not None:
+        try:
+            parse_address(parsed.http)
+        except ValueError as exc:
+            raise ConfigError(f"http: {exc}") from None
     names = [e.name for e in parsed.adapters]
     for index, name in enumerate(names):
         if names.index(name) != index:
@@ -260,8 +263,4 @@ def parse_adapter_file(text: str, path: Path) -> AdapterFile:
 
 def load_adapter_file(path: Path) -> AdapterFile:
     """Read and check an adapter file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the adapter file {path}: {exc.strerror}") from exc
-    return parse_adapter_file(text, path)
+    return parse_adapter_file(read_text(path, "the adapter file", error=ConfigError), path)

@@ -13,6 +13,7 @@ is where the office reads it. Run either this or the exchange agent for a partic
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,15 @@ from hub.errors import (
     Retryable,
 )
 from hub.exchange.fetch import Fetcher
-from hub.exchange.model import SENT_SCHEMA, Classification, Document, Manifest, Urgency
+from hub.exchange.model import (
+    DEFAULT_CHUNK_SIZE,
+    SENT_SCHEMA,
+    Classification,
+    Document,
+    Manifest,
+    StoreRef,
+    Urgency,
+)
 from hub.exchange.receipts import delivery_receipt
 from hub.exchange.send import Sender, SendRequest
 from hub.integration.connector import Check, Outcome, Record, Verdict
@@ -246,3 +255,41 @@ def describe(manifest: Manifest) -> dict[str, Any]:
         "urgency": manifest.urgency.value,
         "deadline": manifest.deadline,
     }
+
+
+SAMPLE_DOC_ID = "01900000-0000-7000-8000-000000000000"
+
+
+def received_sample(sent: Record, sender: str) -> Record:
+    """What `DocumentSource` would hand a from_hub mapping for the document `sent` describes.
+
+    `sent` is what a to_hub mapping makes of a file (the DocumentSink's input); `govhub adapter
+    check` maps the result to show a from_hub instance's sample in the shape it really gets.
+    """
+    value = sent.value
+    manifest = Manifest(
+        doc_id=SAMPLE_DOC_ID,
+        title=str(value["title"]),
+        sender=sender,
+        recipients=tuple(str(r) for r in value["recipients"]),
+        file_name=str(value["file_name"]),
+        media_type=mimetypes.guess_type(str(value["file_name"]))[0] or "application/octet-stream",
+        size=int(value["size"]),
+        sha256=bytes.fromhex(str(value["sha256"])),
+        chunk_size=DEFAULT_CHUNK_SIZE,
+        chunk_count=1,
+        chunk_list_sha256=b"",
+        store=StoreRef("", "", ""),
+        classification=Classification(value.get("classification") or "internal"),
+        urgency=Urgency(value.get("urgency") or "normal"),
+        doc_number=str(value.get("doc_number") or ""),
+        deadline=value.get("deadline"),
+    )
+    return Record(
+        key=SAMPLE_DOC_ID,
+        id=SAMPLE_DOC_ID,
+        value=describe(manifest),
+        kind=SENT_SCHEMA,
+        time=sent.time,
+        headers={"source": sender},
+    )

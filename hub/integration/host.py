@@ -25,12 +25,16 @@ from hub.integration.adapter import Configured
 from hub.integration.bridge import EventSink, EventSource
 from hub.integration.connector import Check, Record, Sink, Source
 from hub.integration.deadletter import QuarantineDeadLetters
-from hub.integration.pipeline import Pipeline
+from hub.integration.pipeline import Pipeline, mapping_error
 from hub.jsonout import to_jsonable
+from hub.listen import parse_address, start_site
 from hub.metrics import REGISTRY
 from hub.runtime import Hub
+from hub.userfiles import why
 
 log = structlog.get_logger("hub.integration.host")
+
+PROBE_SECONDS = 30
 
 
 def work_dir(hub: Hub, name: str) -> Path:
@@ -132,9 +136,14 @@ class CheckReport:
 
 async def _probe(side: str, what: Source | Sink) -> tuple[dict[str, Any], Check | None]:
     try:
-        found = await asyncio.wait_for(what.check(), 30)
-    except (GovhubError, OSError, TimeoutError) as exc:
-        return {"side": side, "ok": False, "detail": str(exc) or type(exc).__name__}, None
+        found = await asyncio.wait_for(what.check(), PROBE_SECONDS)
+    except TimeoutError:
+        detail = f"no answer within {PROBE_SECONDS} seconds"
+        return {"side": side, "ok": False, "detail": detail}, None
+    except GovhubError as exc:
+        return {"side": side, "ok": False, "detail": str(exc)}, None
+    except OSError as exc:
+        return {"side": side, "ok": False, "detail": f"cannot use it: {why(exc)}"}, None
     return {"side": side, "ok": True, "detail": found.detail}, found
 
 
@@ -144,7 +153,7 @@ def _sample(hub: Hub, item: Configured, native: Record) -> dict[str, Any]:
     try:
         mapped = transform(item)(native)
     except Exception as exc:
-        return {**shown, "fits": False, "error": f"the mapping refused it: {exc}"}
+        return {**shown, "fits": False, "error": f"the mapping refused it: {mapping_error(exc)}"}
     if mapped is None:
         return {**shown, "fits": True, "mapped": None, "note": "the mapping skips this record"}
     shown["mapped"] = to_jsonable(dict(mapped.value))
@@ -196,6 +205,10 @@ def _as_hub_event(item: Configured, native: Record) -> Record | None:
         return None
     try:
         event = item.plugin.to_hub(native, item.context)
+        if event is not None and item.plugin.target == "documents":
+            from hub.integration.docbridge import received_sample
+
+            return received_sample(event, "(sender)")
     except Exception:
         return None
     if event is None:
@@ -232,8 +245,12 @@ async def serve_health(pipelines: Sequence[Pipeline], address: str) -> web.AppRu
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    host, _, port = address.rpartition(":")
-    await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    host, port = parse_address(address)
+    try:
+        await start_site(web.TCPSite(runner, host, port), host, port, "/healthz and /metrics")
+    except BaseException:
+        await runner.cleanup()
+        raise
     log.info("adapters.http", address=address)
     return runner
 

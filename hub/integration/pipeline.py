@@ -175,12 +175,17 @@ class Pipeline:
         self._attempts: dict[str, int] = {}
         self._unavailable = 0
         self._stop = asyncio.Event()
+        self.on_state: Callable[[Pipeline], None] | None = None
+        """Called after the state (or the error it carries) changes: progress lines, alerts."""
 
     def _state(self, state: str, error: str = "") -> None:
+        changed = state != self.stats.state or bool(error and error != self.stats.last_error)
         self.stats.state = state
         if error:
             self.stats.last_error = error
         UP.set(1.0 if state == "running" else 0.0, self.name)
+        if changed and self.on_state is not None:
+            self.on_state(self)
 
     def _count(self, outcome: str, amount: int = 1) -> None:
         setattr(self.stats, outcome, getattr(self.stats, outcome) + amount)

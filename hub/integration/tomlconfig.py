@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from hub.errors import ConfigError
+from hub.userfiles import read_text
 
 T = TypeVar("T")
 
@@ -39,10 +40,7 @@ class Secret:
                 raise ConfigError(f"the environment variable {self.env} is not set")
             return value
         assert self.file is not None
-        try:
-            return self.file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the secret file {self.file}: {exc.strerror}") from exc
+        return read_text(self.file, "the secret file", error=ConfigError).strip()
 
     def describe(self) -> str:
         """Where the secret comes from, safe to print."""

@@ -21,6 +21,7 @@ from typing import Any
 from hub.codec import Schema, schema_from_json
 from hub.errors import SchemaError
 from hub.schema.graph import parse
+from hub.userfiles import json_problem, read_text
 from schemas import SCHEMA_DIR
 
 Lookup = Callable[[str], Any]
@@ -49,16 +50,12 @@ class SchemaFile:
 
 def read_json(path: Path, text: str | None = None) -> Any:
     """A file's JSON, or a SchemaError naming the line and column of the syntax error."""
-    try:
-        text = path.read_text(encoding="utf-8") if text is None else text
-    except OSError as exc:
-        raise SchemaError(f"{path}: cannot read the file: {exc.strerror}") from exc
+    if text is None:
+        text = read_text(path, "the schema file", error=SchemaError)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SchemaError(
-            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise SchemaError(f"{path}: not valid JSON: {json_problem(exc)}") from None
 
 
 def directory_lookup(*directories: Path) -> Lookup:
