@@ -82,6 +82,11 @@ def parse_json(text: str, what: str, *, error: type[GovhubError] = InputError) -
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise error(f"{what} is not valid JSON: {json_problem(exc)}") from None
+    except RecursionError:
+        # The parser follows nesting by recursion; a record is never nested this deep.
+        raise error(f"{what} nests arrays or objects deeper than govhub reads") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise error(f"{what} holds a number with more digits than govhub reads") from None
 
 
 def parse_toml(text: str, what: str, *, error: type[GovhubError] = ConfigError) -> dict[str, Any]:
