@@ -18,12 +18,12 @@ Evidence bundle v1, one JSON object (times RFC 3339 or null = unbounded; bytes s
 
 A trust file (``--trust``) holds just the three key sections and replaces the bundle's keys
 entirely: an auditor must not rely on keys chosen by the party audited (the report warns when
-no trust file is used). A log key's window must not end before it begins. Beyond signatures
-and proofs, every checkpoint must meet the witness policy (each one in a bundle is a published
+no trust file is used). A log key's window must not end before it begins. Beyond signatures and
+proofs, every checkpoint must meet the witness policy (each one in a bundle is a published
 one), a log key must have been valid when it signed (after the latest ``received_at`` the
-checkpoint covers, before its earliest witness cosignature), and each "accepted" entry's sender signature (wire contract v1, or a v2 batch
-signature through the event's inclusion path) is re-checked from the leaf alone; quarantined
-entries are listed, not failed.
+checkpoint covers, before its earliest witness cosignature), and each "accepted" entry's sender
+signature (wire contract v1, or a v2 batch signature through the event's inclusion path) is
+re-checked from the leaf alone; quarantined entries are listed, not failed.
 """
 
 from __future__ import annotations
