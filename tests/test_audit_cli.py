@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 from hub.audit import fsck
 from hub.audit.service import AuditLog
-from hub.errors import TamperEvidence
+from hub.errors import ConfigError, TamperEvidence
 from hub.home import Settings
 from hub.runtime import Hub
 from tests import rfc9162
@@ -229,8 +230,8 @@ async def test_verify_and_verify_full_pass_on_an_untouched_log(
 async def full_check(hub: Hub) -> TamperEvidence:
     audit = AuditLog(hub, create_keys=False)
     with pytest.raises(TamperEvidence) as info:
-        await fsck.verify_log(hub.pool, audit.ring.verifiers(), audit.witness_verifiers(),
-                              audit.config.witness_k, full=True, events=hub.verifier)  # fmt: skip
+        await fsck.verify_log(hub.pool, audit.verifier_trust(), audit.config.origin,
+                              full=True, events=hub.verifier)  # fmt: skip
     return info.value
 
 
@@ -380,6 +381,48 @@ async def test_rotate_key_makes_pubkey_list_two_keys_that_both_sign(
         assert rfc9162.open_checkpoint(latest["note"], vkey)[1] == latest["size"]
 
 
+async def test_rotate_key_refuses_an_overlap_that_would_invert_the_old_keys_window(
+    hub: Hub, hub_settings: Settings, logged: list[str], tmp_path: Path
+) -> None:
+    # Regression: `--overlap -5` was accepted; the old key's window then ended before it began,
+    # `audit verify` said OK and the offline verifier rejected every checkpoint it had signed.
+    ring = json.loads((await govhub(hub_settings, "audit", "trust"))[1])["log_keys"]
+    for bad in ("-5", "nan", "inf", "1e9"):
+        code, out, err = await govhub(hub_settings, "audit", "rotate-key", "--overlap", bad)
+        assert (code, out) == (1, "") and "--overlap must be a number of hours from 0" in err
+        assert "Traceback" not in err and "internal error" not in err
+    assert json.loads((await govhub(hub_settings, "audit", "trust"))[1])["log_keys"] == ring
+    # A rotation without overlap, right after a checkpoint: the old key's last checkpoint stays
+    # inside its window, and both verifiers say so.
+    await govhub_json(hub_settings, "audit", "rotate-key", "--overlap", "0")
+    await hub.publisher.publish(hub.seal("akto.civil", NOTICE, {"title": "x", "body": "y"}))
+    await AuditLog(hub).catch_up()
+    assert (await govhub_json(hub_settings, "audit", "verify", "--full"))["ok"]
+    bundle, trust = tmp_path / "bundle.json", tmp_path / "trust.json"
+    await govhub_json(hub_settings, "audit", "export", "--out", str(bundle))
+    assert (await govhub(hub_settings, "audit", "trust", "--out", str(trust)))[0] == 0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.audit.verify", str(bundle), "--trust", str(trust),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err_b = await proc.communicate()
+    assert proc.returncode == 0, err_b.decode()
+
+
+async def test_the_key_ring_closes_a_window_on_the_next_whole_second(hub: Hub) -> None:
+    ring = AuditLog(hub).ring
+    moment = datetime(2030, 1, 1, 12, 0, 0, 600_000, tzinfo=UTC)
+    new = ring.rotate(timedelta(0), now=moment)
+    old = ring.keys[0]
+    assert new.not_before == moment.replace(microsecond=0)
+    assert old.not_after == moment.replace(microsecond=0) + timedelta(seconds=1)
+    assert old.valid_at(moment) and new.valid_at(moment)
+    with pytest.raises(ConfigError, match="cannot be negative"):
+        ring.rotate(timedelta(hours=-5), now=moment)
+    with pytest.raises(ConfigError, match="after this machine's clock"):
+        ring.rotate(timedelta(hours=1), now=moment - timedelta(days=1))
+
+
 async def test_a_checkpoint_forged_with_another_key_fails_verify(
     hub: Hub, hub_settings: Settings, logged: list[str]
 ) -> None:
@@ -393,7 +436,10 @@ async def test_a_checkpoint_forged_with_another_key_fails_verify(
                            forged, row["size"])  # fmt: skip
     code, _, err = await govhub(hub_settings, "audit", "verify")
     assert code == 1
-    assert err.startswith(f"govhub: checkpoint {row['size']}: note has no valid signature")
+    assert err.startswith(
+        f"govhub: stored checkpoint (tree size {row['size']}) has no valid signature from a "
+        "trusted log key"
+    )
 
 
 def test_the_offline_verifier_runs_from_exactly_the_files_docs_audit_md_lists(

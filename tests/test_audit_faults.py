@@ -71,12 +71,7 @@ async def check_log(dsn: str, hub: Hub, expected: int) -> None:
     try:
         audit = AuditLog(hub, create_keys=False)
         report = await fsck.verify_log(
-            pool,
-            audit.ring.verifiers(),
-            audit.witness_verifiers(),
-            audit.config.witness_k,
-            full=True,
-            events=hub.verifier,
+            pool, audit.verifier_trust(), audit.config.origin, full=True, events=hub.verifier
         )
     finally:
         await pool.close()

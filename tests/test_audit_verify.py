@@ -294,8 +294,31 @@ def test_a_missing_witness_cosignature_fails_the_k_of_n_policy() -> None:
     bundle = log.bundle([20], [0])
     bundle["witnesses"] = {"keys": [w.verifier.vkey() for w in WITNESSES], "k": 2}
     assert failure(bundle) == (
-        "latest checkpoint has 1 valid witness cosignatures but the policy needs 2"
+        "checkpoint 0 (tree size 20) has 1 valid witness cosignatures but the policy needs 2"
     )
+
+
+def test_an_earlier_checkpoint_short_of_the_witness_policy_fails() -> None:
+    # Every checkpoint of a bundle was published, and publishing takes the policy; the online
+    # verifier holds every published checkpoint to it, so the offline one must too.
+    log = Log(standard_leaves(), LOG_KEY, WITNESSES)
+    bundle = log.bundle([5, 12, 20], [0])
+    bundle["checkpoints"][1] = note.sign_note(
+        note.parse_note(bundle["checkpoints"][1]).text, LOG_KEY
+    )
+    assert failure(bundle) == (
+        "checkpoint 1 (tree size 12) has 0 valid witness cosignatures but the policy needs 2"
+    )
+
+
+def test_a_log_key_window_that_ends_before_it_begins_is_refused() -> None:
+    # What `govhub audit rotate-key --overlap -5` used to write for the old key.
+    bundle = standard_bundle()
+    bundle["log_keys"][0].update(
+        not_before="2026-03-01T10:00:00Z", not_after="2026-03-01T05:00:00Z"
+    )
+    with pytest.raises(BundleError, match=r"log_keys\[0\] has a validity window that ends before"):
+        verify(bundle)
 
 
 def test_a_forged_witness_cosignature_fails() -> None:

@@ -27,6 +27,7 @@ async def test_the_adapters_chapter_runs_three_departments_end_to_end(hub: Hub) 
     assert "no recipients" in office["failed"]["会议纪要.docx"]
     assert office["waiting"] == ["扫描中.pdf.part"]
     assert sorted(office["inbox"]) == ["冬季安全生产通知.pdf", "冬季安全生产通知.pdf.toml"]
+    assert office["arrived"] == ["冬季安全生产通知.pdf"]
 
     posts = {p["post"]: p for p in facts["stats"]["posts"]}
     assert posts["monthly release"]["status"] == 202

@@ -118,3 +118,29 @@ def test_a_command_after_down_says_in_one_line_that_its_servers_are_temporary(
     assert after.stderr.strip() == notice
     assert json.loads(after.stdout)["count"] == 56  # the command still did its work
     assert EmbeddedServers(Home(tmp_path)).running() == {}
+
+
+def test_up_federated_on_a_single_node_home_is_refused_and_strands_nothing(
+    tmp_path: Path,
+) -> None:
+    # Regression: it started a second, empty hub beside the running one, and the home stayed
+    # federated after `down`, so the single-node data could no longer be reached.
+    up = _govhub(tmp_path, "up", "--json")
+    assert up.returncode == 0, up.stderr
+    try:
+        before = json.loads(_govhub(tmp_path, "status", "--json").stdout)
+        refused = _govhub(tmp_path, "up", "--federated", "--json")
+        assert refused.returncode != 0 and refused.stdout == ""
+        first = refused.stderr.splitlines()[0]
+        assert "single-node" in first and "govhub down" in first and "--home" in first
+        assert "Traceback" not in refused.stderr
+        after = json.loads(_govhub(tmp_path, "status", "--json").stdout)
+        assert after["topology"] == "single" and after["nodes"] == before["nodes"]
+        assert not (tmp_path / "federation").exists()
+    finally:
+        down = _govhub(tmp_path, "down", "--json")
+    assert sorted(json.loads(down.stdout)["stopped"]) == ["nats", "postgres"]
+    # Stopped, the home still holds its single-node data: refused again, nothing started.
+    again = _govhub(tmp_path, "up", "--federated")
+    assert again.returncode != 0 and "single-node" in again.stderr
+    assert json.loads(_govhub(tmp_path, "status", "--json").stdout)["nodes"] == []

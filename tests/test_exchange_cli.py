@@ -218,3 +218,30 @@ async def test_the_demo_chapter_tells_the_truth(hub: Any) -> None:
     assert set(facts["confidential"]["refused"]) == {"fetch", "decrypt"}
     directions = sorted(e["direction"] for e in facts["ledger"]["entries"])
     assert directions == ["in", "in", "out", "register"]
+
+
+def test_doc_send_of_a_file_name_that_is_not_utf8_is_one_sentence_not_an_internal_error(
+    hub_settings: Settings, tmp_path: Path
+) -> None:
+    # Regression: `internal error (UnicodeEncodeError)`. The name is the bytes of 公文.txt in GBK.
+    source = os.fsencode(tmp_path) + b"/\xb9\xab\xce\xc4.txt"
+    with open(source, "wb") as f:
+        f.write(b"content")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GOVHUB_")},
+        "GOVHUB_HOME": str(hub_settings.home.root),
+        "GOVHUB_NATS_URL": hub_settings.nats_url or "",
+        "GOVHUB_PG_DSN": hub_settings.pg_dsn or "",
+    }
+    args = ["doc", "send", "--as", "pref.office", "--to", "akto.office", "--title", "通知"]
+    result = subprocess.run(
+        [os.fsencode(sys.executable), b"-m", b"hub", *map(os.fsencode, args), b"--file", source],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert err.startswith("govhub: the file name ") and "\\xb9\\xab\\xce\\xc4.txt" in err
+    assert "internal error" not in err and "Unicode" not in err

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from pathlib import Path
 
+import nats.js.errors
 import pytest
 
 from hub.errors import (
@@ -37,13 +39,12 @@ def make_file(folder: Path, size: int, name: str = "通知.pdf") -> Path:
 
 
 def request(path: Path, *, to: tuple[str, ...] = ("akto.office",), **extra: object) -> SendRequest:
+    defaults = {"title": "关于做好冬季安全生产工作的通知", "doc_number": "克政办发〔2026〕12号"}
     return SendRequest(
         sender="pref.office",
         recipients=to,
         path=path,
-        title="关于做好冬季安全生产工作的通知",
-        doc_number="克政办发〔2026〕12号",
-        **{"chunk_size": CHUNK, **extra},  # type: ignore[arg-type]
+        **{"chunk_size": CHUNK, **defaults, **extra},  # type: ignore[arg-type]
     )
 
 
@@ -349,3 +350,90 @@ async def test_a_fetch_refuses_a_manifest_altered_after_signing(hub: Hub, tmp_pa
     with pytest.raises(ContentCorrupted, match="does not verify"):
         await Fetcher(hub).fetch(forged, "pref.finance", out)
     assert not out.exists()
+
+
+async def _stored_chunks(hub: Hub) -> int:
+    try:
+        return (await hub.nc.jetstream().stream_info("DOCS_PREF")).state.messages
+    except nats.js.errors.NotFoundError:  # not even the sender's store was created
+        return 0
+
+
+def _pending_sends(hub: Hub) -> list[Path]:
+    folder = hub.settings.home.run / "exchange" / "sending"
+    return sorted(folder.glob("*.json")) if folder.exists() else []
+
+
+async def test_a_title_that_cannot_be_announced_stores_nothing_and_resumes_nothing(
+    hub: Hub, tmp_path: Path
+) -> None:
+    # Regression: the chunks were stored before the manifest failed to encode, and the next,
+    # unrelated send of the same file "resumed" under the failed attempt's document id.
+    source = make_file(tmp_path, 3 * CHUNK)
+    undecodable = os.fsdecode(b"\xb9\xd8\xd3\xda")  # 关于 in GBK, read as if it were UTF-8
+    with pytest.raises(InputError, match="^the title is not valid UTF-8 text"):
+        await Sender(hub).send(request(source, title=undecodable))
+    assert await _stored_chunks(hub) == 0
+    assert _pending_sends(hub) == []
+    result = await Sender(hub).send(request(source))
+    assert not result.resumed and result.chunks_sent == 3
+
+
+async def test_an_interrupted_send_resumes_only_for_the_same_title_and_recipients(
+    hub: Hub, tmp_path: Path
+) -> None:
+    source = make_file(tmp_path, 6 * CHUNK)
+
+    class Interrupted(Exception):
+        pass
+
+    def cut(stage: str, done: int, total: int) -> None:
+        if done == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await Sender(hub, window=1, on_progress=cut).send(request(source))
+    (pending,) = _pending_sends(hub)
+    interrupted_id = json.loads(pending.read_text())["doc_id"]
+    other_title = await Sender(hub).send(request(source, title="另一份通知"))
+    other_people = await Sender(hub).send(request(source, to=("akqi.office",)))
+    for unrelated in (other_title, other_people):
+        assert not unrelated.resumed and unrelated.chunks_reused == 0
+        assert unrelated.doc_id != interrupted_id
+    again = await Sender(hub).send(request(source))
+    assert again.resumed and again.doc_id == interrupted_id and again.chunks_reused >= 2
+    assert again.chunks_reused + again.chunks_sent == 6
+    assert _pending_sends(hub) == []
+
+
+async def test_a_file_name_that_is_not_utf8_is_refused_in_one_sentence(
+    hub: Hub, tmp_path: Path
+) -> None:
+    # A POSIX file name is bytes; the manifest carries the name as UTF-8 text.
+    source = tmp_path / os.fsdecode(b"\xb9\xab\xce\xc4.txt")  # 公文.txt in GBK
+    source.write_bytes(b"content")
+    with pytest.raises(InputError) as refused:
+        await Sender(hub).send(request(source))
+    message = str(refused.value)
+    assert message.startswith("the file name") and "\\xb9\\xab\\xce\\xc4.txt" in message
+    assert "rename" in message and "surrogate" not in message and "\udcb9" not in message
+    assert await _stored_chunks(hub) == 0
+    assert _pending_sends(hub) == []
+
+
+async def test_two_fetches_into_one_destination_take_turns_and_both_succeed(
+    hub: Hub, tmp_path: Path
+) -> None:
+    # Regression: a `govhub serve` agent and the demo's agent delivered one document into one
+    # inbox file at once; sharing the part file, one failed on the rename the other had made
+    # (and stopped the service), or found the mixed bytes "altered".
+    source = make_file(tmp_path, 12 * CHUNK)
+    doc = await verified_document(hub, await announce(hub, request(source)))
+    out = tmp_path / "inbox" / "通知.pdf"
+    out.parent.mkdir()
+    results = await asyncio.gather(
+        *(Fetcher(hub, window=2).fetch(doc, "akto.office", out) for _ in range(3))
+    )
+    assert all(r.path == out for r in results)
+    assert out.read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["通知.pdf"]

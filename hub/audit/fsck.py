@@ -1,22 +1,29 @@
 """``govhub audit verify``: check what PostgreSQL holds against the log's own signed history.
 
-The quick check verifies every stored checkpoint's log signature (and, for published ones, the
-witness policy), recomputes the latest checkpoint's root from the stored tiles, and proves the
-latest consistent with every other stored checkpoint.
+The quick check opens every stored checkpoint with the offline verifier's own checks
+(``hub.audit.verify.open_checkpoint``: a trusted log key, the origin, valid witness cosignatures
+none dated in the future), holds published ones to the witness policy and every one to its
+signing key's validity window (bounded by the leaves it covers, as offline), recomputes the
+latest checkpoint's root from the stored tiles, and proves the latest consistent with every
+other stored checkpoint. The keys and windows are a trust file's (``load_trust``), so online and
+offline verification judge a log by the same rules.
 
 ``full=True`` then replays the log from its entries: it reads every leaf in index order, checks
-the indexes run 0, 1, 2... with nothing missing or extra, that the search columns agree with the
-leaf bytes, re-runs the receiver checks on every accepted event (sender signature, key window,
-schema), recomputes every leaf hash and tile and compares them with the stored tiles, and
-compares the rebuilt root with every stored checkpoint at its size. The first failure is raised
-as ``TamperEvidence`` naming the first bad leaf index. A row altered, removed, inserted or moved
-shows up as a leaf whose hash is not the one the tiles and the signed checkpoints commit to.
+the indexes run 0, 1, 2... with nothing missing or extra, that the search columns (and the
+receipt time) agree with the leaf bytes, re-runs the receiver checks on every accepted event
+(sender signature, key window, schema), recomputes every leaf hash and tile and compares them
+with the stored tiles, and compares the rebuilt root with every stored checkpoint at its size.
+The first failure is raised as ``TamperEvidence`` naming the first bad leaf index. A row
+altered, removed, inserted or moved shows up as a leaf whose hash is not the one the tiles and
+the signed checkpoints commit to.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,12 +31,13 @@ from typing import Any
 
 import asyncpg
 
-from hub.audit import merkle, note
+from hub.audit import merkle, verify
 from hub.audit.leaf import LEAF_VERSION, content_digest, quarantine_key
 from hub.audit.merkle import CompactRange
-from hub.audit.note import Checkpoint, Verifier
+from hub.audit.note import Checkpoint
 from hub.audit.reader import StoredCheckpoint, TileReader, checkpoints, open_gaps
 from hub.audit.tiles import TILE_HEIGHT, TILE_WIDTH, tiles_for_size
+from hub.audit.verify import Trust
 from hub.envelope import Envelope
 from hub.errors import RejectedEvent, TamperEvidence
 from hub.verifier import Verifier as EventVerifier
@@ -60,43 +68,78 @@ class VerifyReport:
         return {"ok": True, **self.__dict__}
 
 
-def _open(cp: StoredCheckpoint, log_keys: Sequence[Verifier]) -> tuple[Checkpoint, note.Note]:
-    """Parse a stored checkpoint and check a log key signed exactly what the row claims."""
-    what = f"checkpoint {cp.size}"
+async def _received_before(pool: asyncpg.Pool, stored: Sequence[StoredCheckpoint]) -> list[float]:
+    """For each stored checkpoint, the latest time a leaf it covers was received (-inf: none).
+
+    One pass over the leaves: the latest of each range between consecutive checkpoint sizes,
+    carried forward.
+    """
+    sizes = [cp.size for cp in stored]
+    rows = await pool.fetch(
+        "SELECT (SELECT max(received_at) FROM audit_leaves WHERE idx >= r.prev AND idx < r.size)"
+        " AS latest FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS r(size, prev, n)"
+        " ORDER BY r.n",
+        sizes,
+        [0, *sizes[:-1]],
+    )
+    out, running = [], -math.inf
+    for row in rows:
+        if row["latest"] is not None:
+            running = max(running, row["latest"].timestamp())
+        out.append(running)
+    return out
+
+
+def _open(
+    cp: StoredCheckpoint, trust: Trust, origin: str, now: float, received: float
+) -> Checkpoint:
+    """Check a stored checkpoint exactly as the offline verifier checks a bundle's.
+
+    The same function opens it (hub/audit/verify.py), so `audit verify` cannot pass a
+    checkpoint that `python -m hub.audit.verify` rejects: a log key outside its window, a
+    witness cosignature that does not verify or is dated in the future, another origin.
+    """
     try:
-        signed, _ = note.open_note(cp.note, list(log_keys))
-        parsed = Checkpoint.parse(signed.text)
-    except note.NoteError as exc:
-        raise TamperEvidence(f"{what}: {exc}") from exc
+        signed = verify.open_checkpoint(cp.note, origin, trust, now, "stored checkpoint")
+    except (verify.BundleError, verify.VerificationError) as exc:
+        raise TamperEvidence(str(exc)) from exc
+    parsed = signed.checkpoint
     if (parsed.size, parsed.root_hash) != (cp.size, cp.root):
-        raise TamperEvidence(f"{what}: the stored size or root differs from the signed note")
-    return parsed, signed
+        raise TamperEvidence(
+            f"checkpoint {cp.size}: the stored size or root differs from the signed note"
+        )
+    if cp.published_at is not None and len(signed.cosigned) < trust.k:
+        raise TamperEvidence(
+            f"published checkpoint {cp.size} has {len(signed.cosigned)} valid witness "
+            f"cosignatures, the policy needs {trust.k}"
+        )
+    if not signed.signed_in_window(received):
+        raise TamperEvidence(
+            f"checkpoint {cp.size} is signed only by log keys used out of their window"
+        )
+    return parsed
 
 
 async def verify_log(
     pool: asyncpg.Pool,
-    log_keys: Sequence[Verifier],
-    witnesses: Sequence[Verifier],
-    k: int,
+    trust: Trust,
+    origin: str,
     *,
     full: bool = False,
     events: EventVerifier | None = None,
     progress: Progress | None = None,
+    now: float | None = None,
 ) -> VerifyReport:
-    """Verify the stored log; raise TamperEvidence at the first failure."""
+    """Verify the stored log against the log and witness keys of ``trust``.
+
+    Raises TamperEvidence at the first failure. ``trust`` is what the offline verifier would
+    use (hub/audit/verify.py ``load_trust``), windows included.
+    """
     stored = await checkpoints(pool)
     size = int(await pool.fetchval("SELECT size FROM audit_state"))
-    parsed: list[Checkpoint] = []
-    for cp in stored:
-        checkpoint, signed = _open(cp, log_keys)
-        if cp.published_at is not None:
-            cosigned, _ = note.verify_signatures(signed, list(witnesses))
-            if len(cosigned) < k:
-                raise TamperEvidence(
-                    f"published checkpoint {cp.size} has {len(cosigned)} valid witness "
-                    f"cosignatures, the policy needs {k}"
-                )
-        parsed.append(checkpoint)
+    moment = time.time() if now is None else now
+    received = await _received_before(pool, stored)
+    parsed = [_open(cp, trust, origin, moment, t) for cp, t in zip(stored, received, strict=True)]
     report = VerifyReport(size, len(stored), None, None, [], full=full)
     report.gaps = [_gap_json(g) for g in await open_gaps(pool)]
     if stored:
@@ -279,6 +322,13 @@ def _check_columns(
                 f"leaf {index}: the stored {column} column disagrees with the leaf bytes",
                 index=index,
             )
+    # The quick check bounds each log key's window with this column; the offline verifier
+    # uses the leaf bytes. They must be the same time, or the two could disagree.
+    if _parsed_time(obj.get("received_at")) != row["received_at"]:
+        raise TamperEvidence(
+            f"leaf {index}: the stored received_at column disagrees with the leaf bytes",
+            index=index,
+        )
     if obj["verdict"] == "accepted":
         if row["event_key"] != headers.get("ce-id"):
             raise TamperEvidence(
@@ -302,3 +352,10 @@ def _check_columns(
                 raise TamperEvidence(
                     f"leaf {index}: its idempotency key does not match its content", index=index
                 )
+
+
+def _parsed_time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None

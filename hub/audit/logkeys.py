@@ -9,7 +9,10 @@
 Rotation adds a key valid from now and closes the current key's window after an overlap;
 during the overlap both sign every checkpoint, so verifiers holding either key keep working.
 ``trust_entries()`` is the ``log_keys`` section of a trust file (hub/audit/verify.py).
-Windows start on a whole second because witness cosignature times are whole seconds.
+Windows start on a whole second because witness cosignature times are whole seconds, and a
+closed window ends on the whole second after the overlap, so a checkpoint the old key signed
+just before the rotation stays inside it. No window may end before it begins: a key with one
+would have vouched for nothing, and every checkpoint it signed would fail offline verification.
 """
 
 from __future__ import annotations
@@ -52,6 +55,15 @@ def _whole_second(moment: datetime | None = None) -> datetime:
     return (moment or datetime.now(UTC)).replace(microsecond=0)
 
 
+def _next_whole_second(moment: datetime) -> datetime:
+    floor = moment.replace(microsecond=0)
+    return floor if floor == moment else floor + timedelta(seconds=1)
+
+
+MAX_OVERLAP = timedelta(days=366)
+"""The longest rotation overlap: long enough for any verifier to fetch the new key."""
+
+
 def load_or_create_key(path: Path, passphrase: bytes, *, create: bool) -> Ed25519PrivateKey:
     """An encrypted Ed25519 key file, created on first use if asked."""
     if path.exists():
@@ -84,6 +96,14 @@ class LogKey:
     signer: Signer
     not_before: datetime
     not_after: datetime | None
+
+    def __post_init__(self) -> None:
+        if self.not_after is not None and self.not_after <= self.not_before:
+            raise ConfigError(
+                f"audit log key {self.signer.key_id.hex()} would have a validity window that "
+                f"ends ({_time_text(self.not_after)}) before it begins "
+                f"({_time_text(self.not_before)})"
+            )
 
     def valid_at(self, moment: datetime) -> bool:
         """Whether the key may sign at ``moment``."""
@@ -128,13 +148,17 @@ class LogKeyRing:
         keys = []
         for entry in data["keys"]:
             private = load_or_create_key(folder / entry["file"], passphrase, create=False)
-            keys.append(
-                LogKey(
+            try:
+                key = LogKey(
                     Signer(origin, private, ALG_ED25519),
                     datetime.fromisoformat(entry["not_before"]),
                     datetime.fromisoformat(entry["not_after"]) if entry["not_after"] else None,
                 )
-            )
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{ring_file}: {exc}", hint="Restore the key ring from a backup."
+                ) from exc
+            keys.append(key)
         return cls(folder, passphrase, origin, keys)
 
     def _add(self, not_before: datetime) -> LogKey:
@@ -163,11 +187,29 @@ class LogKeyRing:
         _write_private(self._folder / "ring.json", text.encode())
 
     def rotate(self, overlap: timedelta, *, now: datetime | None = None) -> LogKey:
-        """Add a new key valid from now; every open key stops ``overlap`` later."""
-        start = _whole_second(now)
+        """Add a new key valid from now; every open key stops ``overlap`` later.
+
+        Refuses an overlap that is negative or longer than ``MAX_OVERLAP``, and a clock that is
+        behind the newest key's start: either would give a key a window that ends before it
+        begins, or a new key that starts before the old one.
+        """
+        if not timedelta(0) <= overlap <= MAX_OVERLAP:
+            raise ConfigError(
+                f"the rotation overlap must be from 0 to {MAX_OVERLAP.days} days: both keys sign "
+                "during it, so it cannot be negative"
+            )
+        moment = now or datetime.now(UTC)
+        start = _whole_second(moment)
+        newest = max((k.not_before for k in self.keys), default=start)
+        if newest > start:
+            raise ConfigError(
+                f"the newest audit log key starts at {_time_text(newest)}, after this machine's "
+                "clock; set the clock right before rotating"
+            )
+        end = _next_whole_second(moment + overlap)
         for i, key in enumerate(self.keys):
-            if key.not_after is None or key.not_after > start + overlap:
-                self.keys[i] = LogKey(key.signer, key.not_before, start + overlap)
+            if key.not_after is None or key.not_after > end:
+                self.keys[i] = LogKey(key.signer, key.not_before, end)
         return self._add(start)
 
     def signers(self, at: datetime | None = None) -> list[Signer]:

@@ -25,6 +25,7 @@ from hub.audit.config import AuditConfig, audit_dir, load_config, local_witness_
 from hub.audit.logkeys import LogKeyRing, witness_signer
 from hub.audit.note import Verifier
 from hub.audit.reader import StoredCheckpoint, latest_checkpoint
+from hub.audit.verify import BundleError, Trust, load_trust
 from hub.audit.witness import (
     HttpWitnessClient,
     LocalWitnessClient,
@@ -33,6 +34,7 @@ from hub.audit.witness import (
     witness_routes,
 )
 from hub.envelope import Envelope
+from hub.errors import ConfigError
 from hub.runtime import Hub
 
 log = structlog.get_logger("hub.audit.service")
@@ -94,6 +96,13 @@ class AuditLog:
                 "k": self.config.witness_k,
             },
         }
+
+    def verifier_trust(self) -> Trust:
+        """The log and witness keys of ``trust()`` as a verifier holds them (``audit verify``)."""
+        try:
+            return load_trust(self.trust(), "home key ring")
+        except BundleError as exc:
+            raise ConfigError(f"the audit key ring of this home is unusable: {exc}") from exc
 
     def appender(self, **options: Any) -> Appender:
         """An appender for this hub (``on_commit``, ``dsn`` as options)."""

@@ -18,11 +18,12 @@ Evidence bundle v1, one JSON object (times RFC 3339 or null = unbounded; bytes s
 
 A trust file (``--trust``) holds just the three key sections and replaces the bundle's keys
 entirely: an auditor must not rely on keys chosen by the party audited (the report warns when
-no trust file is used). Beyond signatures and proofs, a log key must have been valid when it
-signed (after the latest ``received_at`` the checkpoint covers, before its earliest witness
-cosignature), and each "accepted" entry's sender signature (wire contract v1, or a v2 batch
-signature through the event's inclusion path) is re-checked from the leaf alone; quarantined
-entries are listed, not failed.
+no trust file is used). A log key's window must not end before it begins. Beyond signatures and
+proofs, every checkpoint must meet the witness policy (each one in a bundle is a published
+one), a log key must have been valid when it signed (after the latest ``received_at`` the
+checkpoint covers, before its earliest witness cosignature), and each "accepted" entry's sender
+signature (wire contract v1, or a v2 batch signature through the event's inclusion path) is
+re-checked from the leaf alone; quarantined entries are listed, not failed.
 """
 
 from __future__ import annotations
@@ -168,6 +169,10 @@ def load_trust(obj: Any, source: str) -> Trust:
                 raise BundleError(f"{where} is not an Ed25519 note key (type 0x01)")
             start = _time(item.get("not_before"), f"{where}.not_before", -math.inf)
             end = _time(item.get("not_after"), f"{where}.not_after", math.inf)
+            # A window that ends before it begins holds no moment: such a key can vouch for
+            # nothing, and accepting it silently would hide a broken rotation.
+            if end <= start:
+                raise BundleError(f"{where} has a validity window that ends before it begins")
             log_keys.append(LogKey(v, start, end))
         policy = _get(obj, "witnesses", dict, source, optional=True) or {"keys": [], "k": 0}
         _known(policy, "keys k", f"{source}.witnesses")
@@ -301,47 +306,81 @@ def _check_sender(leaf: dict[str, Any], trust: Trust) -> None:
 
 
 @dataclass(frozen=True)
-class _Signed:
+class SignedCheckpoint:
+    """A checkpoint a trusted log key signed, with those keys and its witness cosignatures."""
+
     checkpoint: note.Checkpoint
     log_keys: list[LogKey]
     cosigned: dict[str, int]  # witness "<name>+<key id>" -> cosignature time
 
+    def signed_in_window(self, received: float) -> bool:
+        """Whether a key that signed it was valid when it signed, as far as evidence shows.
 
-def _check_checkpoints(bundle: Any, origin: str, trust: Trust, now: float) -> list[_Signed]:
+        The signing time is bounded by evidence: the leaves it covers were received before it
+        (the latest at ``received``), and witnesses had seen it by their timestamps. A log key
+        used outside its validity window (retired, or not yet published) must not vouch for
+        history.
+        """
+        seen_by = min(self.cosigned.values(), default=math.inf)
+        return any(k.not_before <= seen_by and received < k.not_after for k in self.log_keys)
+
+
+def open_checkpoint(
+    text: Any, origin: str, trust: Trust, now: float, label: str
+) -> SignedCheckpoint:
+    """Parse a checkpoint note and check what a note alone shows; raise naming ``label``.
+
+    A trusted log key signed it, for this origin; an empty tree carries the empty root; every
+    cosignature from a trusted witness is valid and none is dated in the future. Whether the
+    witness policy applies and the key windows need more than the note (the caller has them).
+    The online verifier (hub/audit/fsck.py) opens stored checkpoints with this same function.
+    """
+    try:
+        signed_note = note.parse_note(text if isinstance(text, str) else "")
+        cp = note.Checkpoint.parse(signed_note.text)
+    except note.NoteError as exc:
+        raise BundleError(f"{label} is not a signed checkpoint note: {exc}") from exc
+    what = f"{label} (tree size {cp.size})"
+    try:
+        verified, _ = note.verify_signatures(signed_note, [k.verifier for k in trust.log_keys])
+        cosigs, _ = note.verify_signatures(signed_note, trust.witnesses)
+    except note.NoteError as exc:
+        raise VerificationError(f"{what}: {exc}") from exc
+    if not verified:
+        raise VerificationError(f"{what} has no valid signature from a trusted log key")
+    if cp.origin != origin:
+        raise VerificationError(f"{what} has origin {cp.origin!r}, not {origin!r}")
+    if cp.size == 0 and cp.root_hash != merkle.EMPTY_ROOT:
+        raise VerificationError(f"{what} is empty but does not carry the empty-tree root")
+    times = {f"{c.verifier.name}+{c.verifier.key_id.hex()}": c.timestamp or 0 for c in cosigs}
+    # A cosignature from the future cannot be honest, and it would stretch the key window.
+    if any(t > now + CLOCK_SKEW for t in times.values()):
+        raise VerificationError(f"{what} carries a witness cosignature dated in the future")
+    ids = {v.verifier.key_id for v in verified}
+    return SignedCheckpoint(cp, [k for k in trust.log_keys if k.verifier.key_id in ids], times)
+
+
+def _check_checkpoints(
+    bundle: Any, origin: str, trust: Trust, now: float
+) -> list[SignedCheckpoint]:
     """Check each checkpoint's signatures, then its consistency with the one before."""
     notes = _get(bundle, "checkpoints", list, "bundle")
     proofs = _get(bundle, "consistency", list, "bundle")
     if not notes or len(proofs) != len(notes) - 1:
         raise BundleError("bundle needs checkpoints and one consistency proof per pair of them")
-    log_verifiers = [k.verifier for k in trust.log_keys]
-    out: list[_Signed] = []
+    out: list[SignedCheckpoint] = []
     for i, text in enumerate(notes):
-        try:
-            signed_note = note.parse_note(text if isinstance(text, str) else "")
-            cp = note.Checkpoint.parse(signed_note.text)
-        except note.NoteError as exc:
-            raise BundleError(f"checkpoint {i} is not a signed checkpoint note: {exc}") from exc
-        what = f"checkpoint {i} (tree size {cp.size})"
-        try:
-            verified, _ = note.verify_signatures(signed_note, log_verifiers)
-            cosigs, _ = note.verify_signatures(signed_note, trust.witnesses)
-        except note.NoteError as exc:
-            raise VerificationError(f"{what}: {exc}") from exc
-        if not verified:
-            raise VerificationError(f"{what} has no valid signature from a trusted log key")
-        if cp.origin != origin:
-            raise VerificationError(f"{what} has origin {cp.origin!r}, not {origin!r}")
-        if cp.size == 0 and cp.root_hash != merkle.EMPTY_ROOT:
-            raise VerificationError(f"{what} is empty but does not carry the empty-tree root")
-        times = {f"{c.verifier.name}+{c.verifier.key_id.hex()}": c.timestamp or 0 for c in cosigs}
-        # A cosignature from the future cannot be honest, and it would stretch the key window.
-        if any(t > now + CLOCK_SKEW for t in times.values()):
-            raise VerificationError(f"{what} carries a witness cosignature dated in the future")
-        ids = {v.verifier.key_id for v in verified}
-        out.append(_Signed(cp, [k for k in trust.log_keys if k.verifier.key_id in ids], times))
+        out.append(open_checkpoint(text, origin, trust, now, f"checkpoint {i}"))
+        # Every checkpoint of a bundle is a published one, and publishing takes the policy.
+        if len(out[i].cosigned) < trust.k:
+            raise VerificationError(
+                f"checkpoint {i} (tree size {out[i].checkpoint.size}) has "
+                f"{len(out[i].cosigned)} valid witness cosignatures but the policy needs {trust.k}"
+            )
         if i == 0:
             continue
-        old, item, where = out[i - 1].checkpoint, proofs[i - 1], f"bundle.consistency[{i - 1}]"
+        old, cp = out[i - 1].checkpoint, out[i].checkpoint
+        item, where = proofs[i - 1], f"bundle.consistency[{i - 1}]"
         sizes = tuple(_get(item, key, int, where) for key in ("old_size", "new_size"))
         if sizes != (old.size, cp.size):
             raise BundleError(f"{where} is for sizes {sizes}, not ({old.size}, {cp.size})")
@@ -406,19 +445,10 @@ def verify_bundle(bundle: Any, trust: Trust | None = None, *, now: float | None 
     trust = trust or load_trust(bundle, "bundle")
     signed = _check_checkpoints(bundle, origin, trust, time.time() if now is None else now)
     latest = signed[-1]
-    if len(latest.cosigned) < trust.k:
-        raise VerificationError(
-            f"latest checkpoint has {len(latest.cosigned)} valid witness cosignatures "
-            f"but the policy needs {trust.k}"
-        )
     seen, quarantined = _check_entries(bundle, latest.checkpoint, trust)
     for i, s in enumerate(signed):
-        # The signing time is bounded by evidence: the leaves a checkpoint covers were received
-        # before it, and witnesses had seen it by their timestamps. A log key used outside its
-        # validity window (a retired or not yet published key) must not vouch for history.
-        lo = max((t for j, t in seen.items() if j < s.checkpoint.size), default=-math.inf)
-        hi = min(s.cosigned.values(), default=math.inf)
-        if not any(k.not_before <= hi and lo < k.not_after for k in s.log_keys):
+        received = max((t for j, t in seen.items() if j < s.checkpoint.size), default=-math.inf)
+        if not s.signed_in_window(received):
             what = f"checkpoint {i} (tree size {s.checkpoint.size})"
             raise VerificationError(f"{what} is signed only by log keys used out of their window")
     cp = latest.checkpoint

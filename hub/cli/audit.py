@@ -6,6 +6,7 @@ import base64
 import contextlib
 import difflib
 import json
+import math
 import sys
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
@@ -16,8 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn
 from rich.table import Table
 
 from hub.audit import bundle, fsck, merkle, reader
+from hub.audit.logkeys import MAX_OVERLAP
 from hub.audit.service import AuditLog
-from hub.audit.verify import load_trust
+from hub.audit.verify import BundleError, Trust, load_trust
 from hub.cli.common import async_command, emit, json_option, settings
 from hub.display import console, line, progress, styled
 from hub.envelope import parse_time
@@ -235,16 +237,15 @@ async def consistency(ctx: click.Context, old: int, new: int, as_json: bool) -> 
     emit(as_json, data, human)
 
 
-def _trusted_keys(log: AuditLog, trust_path: str | None) -> tuple[list[Any], list[Any], int]:
+def _trusted_keys(log: AuditLog, trust_path: str | None) -> Trust:
     if trust_path is None:
-        return log.ring.verifiers(), log.witness_verifiers(), log.config.witness_k
+        return log.verifier_trust()
     text = read_text(trust_path, "the trust file", error=ConfigError)
     data = parse_json(text, f"the trust file {trust_path}", error=ConfigError)
     try:
-        trust = load_trust(data, "trust file")
-    except ValueError as exc:
+        return load_trust(data, "trust file")
+    except (ValueError, BundleError) as exc:
         raise ConfigError(f"cannot use trust file {trust_path}: {exc}") from exc
-    return [k.verifier for k in trust.log_keys], trust.witnesses, trust.k
 
 
 @audit.command()
@@ -256,7 +257,7 @@ def _trusted_keys(log: AuditLog, trust_path: str | None) -> tuple[list[Any], lis
 async def verify(ctx: click.Context, full: bool, trust_path: str | None, as_json: bool) -> None:
     """Check checkpoints and their consistency; --full also recomputes the whole tree."""
     async with _opened(ctx) as log:
-        log_keys, witnesses, k = _trusted_keys(log, trust_path)
+        trust = _trusted_keys(log, trust_path)
         size = await reader.tree_size(log.hub.pool)
         columns = ("replaying", BarColumn(), MofNCompleteColumn())
         with progress(*columns, transient=True, disable=as_json) as bar:
@@ -264,9 +265,8 @@ async def verify(ctx: click.Context, full: bool, trust_path: str | None, as_json
             try:
                 report = await fsck.verify_log(
                     log.hub.pool,
-                    log_keys,
-                    witnesses,
-                    k,
+                    trust,
+                    log.config.origin,
                     full=full,
                     events=log.hub.verifier,
                     progress=lambda n: bar.update(task, completed=n),
@@ -400,6 +400,14 @@ async def trust(ctx: click.Context, out: str | None, as_json: bool) -> None:
 @async_command
 async def rotate_key(ctx: click.Context, overlap: float, as_json: bool) -> None:
     """Add a new log key; the current one keeps signing alongside it for the overlap."""
+    # Checked before anything opens: a negative overlap would close the old key's window
+    # before it began, and every checkpoint it signed would then fail offline verification.
+    limit = MAX_OVERLAP / timedelta(hours=1)
+    if not (math.isfinite(overlap) and 0 <= overlap <= limit):
+        raise ConfigError(
+            f"--overlap must be a number of hours from 0 to {limit:g}: both keys sign during "
+            "it, so it cannot be negative"
+        )
     async with _opened(ctx) as log:
         new = log.ring.rotate(timedelta(hours=overlap))
         data = {"new": new.trust_entry(), "log_keys": log.ring.trust_entries()}

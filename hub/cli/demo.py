@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
+
 import click
 
 from hub.cli.common import async_command, emit, json_option, settings
 from hub.demo import render, run_demo
 from hub.display import console
+from hub.home import Home
 from hub.runtime import open_hub
+
+
+@contextlib.contextmanager
+def one_demo_at_a_time(home: Home) -> Iterator[None]:
+    """Hold the home's demo lock for a whole run, waiting (and saying so) if another has it.
+
+    A demo resets the departments' tables and folders of its home and reads with fixed durable
+    cursors, so two at once would take each other's events and report wrong figures; and the
+    embedded servers one of them started would stop under the other when it exits. So the
+    lock is taken before the servers are opened and released after they are stopped.
+    """
+    home.ensure()
+    with open(home.run / "demo.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            click.echo("another demo is running on this home; waiting", err=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @click.command()
@@ -21,8 +48,10 @@ from hub.runtime import open_hub
 @async_command
 async def demo(ctx: click.Context, federated: bool, as_json: bool) -> None:
     """Run the Kezhou scenario end to end and print a summary."""
-    async with open_hub(settings(ctx), federated=federated) as hub:
-        result = await run_demo(hub)
+    conf = settings(ctx)
+    with one_demo_at_a_time(conf.home):
+        async with open_hub(conf, federated=federated) as hub:
+            result = await run_demo(hub)
     emit(as_json, result, lambda: render(console, result))
 
 

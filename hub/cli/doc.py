@@ -29,7 +29,7 @@ from hub.exchange.crypto import SUITE_X25519, SUITES
 from hub.exchange.fetch import Fetcher, resolve_out
 from hub.exchange.ledger import document_status, inbox, ledger, verified_document
 from hub.exchange.model import Classification, Urgency
-from hub.exchange.send import Sender, SendRequest
+from hub.exchange.send import Sender, SendRequest, check_request
 from hub.exchange.tracker import ExchangeTracker
 from hub.runtime import Hub, open_hub
 
@@ -151,6 +151,7 @@ async def send_cmd(
         media_type=media_type,
         suite=suite,
     )
+    check_request(request)  # before any server starts or the file name is shown
     bar = _progress(as_json)
     async with open_hub(settings(ctx)) as hub:
         if bar is None:

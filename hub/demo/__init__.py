@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hub.audit.reader import tree_size
 from hub.display import styled
 from hub.runtime import Hub
 
@@ -29,6 +30,8 @@ class Story:
 
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     summary: list[tuple[str, str]] = field(default_factory=list)
+    # The audit log's size when the run began: a home can hold earlier runs' leaves.
+    log_size_before: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def chapters() -> list[Chapter]:
 async def run_demo(hub: Hub) -> dict[str, Any]:
     """Run every chapter; returns {chapter name: facts} plus the summary and duration."""
     started = time.monotonic()
-    story = Story()
+    story = Story(log_size_before=await tree_size(hub.pool))
     for chapter in chapters():
         if chapter.federated_only and hub.federation is None:
             continue

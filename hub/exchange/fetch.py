@@ -9,18 +9,22 @@ Then the file is fsynced and renamed into place, and only then is the delivery r
 The part file (`.<name>.<doc_id>.part` next to the destination) is what makes a fetch
 resumable: an interrupted fetch keeps it, the next attempt re-verifies its complete chunks
 against the signed digests and downloads only the rest. A fetch that finds corrupted content
-removes it, so a bad copy never lingers at the recipient.
+removes it, so a bad copy never lingers at the recipient. Two fetches into one destination (a
+service's agent and a command delivering the same document to the same inbox) take turns on
+a lock file beside the part file, which is removed when the fetch ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
+import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +93,44 @@ def check_party(doc: Document, as_id: str) -> None:
 def part_path(out: Path, doc_id: str) -> Path:
     """The hidden file a fetch writes to before the rename."""
     return out.with_name(f".{out.name}.{doc_id}.part")
+
+
+@contextlib.asynccontextmanager
+async def _one_fetch_at_a_time(part: Path) -> AsyncIterator[None]:
+    """Hold the lock of a part file for the whole fetch into its destination.
+
+    Two fetches of one document into one place happen: a `govhub serve` agent and the demo's
+    (or `doc inbox --deliver`) deliver to the same inbox file. Sharing the part file, one would
+    cut or mix the other's bytes, report the content as altered, and fail on the rename the
+    other already made. With the lock the second one waits, then fetches and renames anew.
+    """
+    lock = part.with_name(part.name + ".lock")
+    abandoned = threading.Event()
+    try:
+        fd = await asyncio.to_thread(_lock_file, lock, abandoned)
+    except BaseException:
+        abandoned.set()  # a cancelled wait: the thread lets go of the lock once it gets it
+        raise
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # before unlocking: a waiter then sees a stale lock file
+        os.close(fd)
+
+
+def _lock_file(path: Path, abandoned: threading.Event) -> int:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current and not abandoned.is_set():
+            return fd
+        os.close(fd)
+        if abandoned.is_set():
+            raise asyncio.CancelledError
 
 
 def resolve_out(out: Path, manifest: Manifest, *, force: bool) -> Path:
@@ -196,29 +238,32 @@ class Fetcher:
         part = part_path(out, doc.doc_id)
         whole, plain = hashlib.sha256(), hashlib.sha256()
         reused = 0
-        if part.exists():
-            reused = await asyncio.to_thread(
-                _resume_part, part, manifest, digests, cipher, whole, plain
-            )
-        try:
-            if manifest.chunk_count == 1 and reused == 0:
-                # Most official documents are one chunk: one worker-thread hop does it all.
-                stored = await reader.get(chunk_subject(manifest.store, 0))
-                await asyncio.to_thread(
-                    _store_single, part, out, manifest, stored, digests, cipher, plain_digest
+        async with _one_fetch_at_a_time(part):
+            if part.exists():
+                reused = await asyncio.to_thread(
+                    _resume_part, part, manifest, digests, cipher, whole, plain
                 )
-            else:
-                await self._download(reader, manifest, digests, cipher, part, reused, whole, plain)
-                await asyncio.to_thread(
-                    _finish, part, out, manifest, whole, plain, plain_digest, reused
-                )
-        except ContentCorrupted:
-            part.unlink(missing_ok=True)
-            raise
-        except OSError as exc:  # a full disk, a name too long, a folder that went away
-            raise ExchangeError(
-                f"cannot store document {doc.doc_id} at {out}: {exc.strerror or exc}"
-            ) from exc
+            try:
+                if manifest.chunk_count == 1 and reused == 0:
+                    # Most official documents are one chunk: one worker-thread hop does it all.
+                    stored = await reader.get(chunk_subject(manifest.store, 0))
+                    await asyncio.to_thread(
+                        _store_single, part, out, manifest, stored, digests, cipher, plain_digest
+                    )
+                else:
+                    await self._download(
+                        reader, manifest, digests, cipher, part, reused, whole, plain
+                    )
+                    await asyncio.to_thread(
+                        _finish, part, out, manifest, whole, plain, plain_digest, reused
+                    )
+            except ContentCorrupted:
+                part.unlink(missing_ok=True)
+                raise
+            except OSError as exc:  # a full disk, a name too long, a folder that went away
+                raise ExchangeError(
+                    f"cannot store document {doc.doc_id} at {out}: {exc.strerror or exc}"
+                ) from exc
         log.debug("exchange.fetch.stored", doc_id=doc.doc_id, participant=as_id)
         event_id = None
         if receipt and as_id in manifest.recipients:

@@ -6,11 +6,12 @@ fails before the manifest leaves nothing a recipient can see.
 
 Memory is constant: the file is read one chunk at a time, at most `window` chunks are in
 flight. A send interrupted by a dropped connection is resumed by running it again: a small
-state file under `<home>/run/exchange/sending/` remembers the document id (and, for
-confidential documents, the content key sealed to the sender itself), the store is asked
-which chunks it already holds, and only the others are sent. Encryption is deterministic
-per chunk (crypto.ChunkCipher), so a stored chunk is recognised by its digest, and a stored
-chunk whose digest differs from the file's means the file changed between the attempts.
+state file under `<home>/run/exchange/sending/`, keyed by the file and by what the manifest
+will say, remembers the document id (and, for confidential documents, the content key sealed to
+the sender itself), the store is asked which chunks it already holds, and only the others are
+sent. Encryption is deterministic per chunk (crypto.ChunkCipher), so a stored chunk is
+recognised by its digest, and a stored chunk whose digest differs from the file's means the
+file changed between the attempts.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from hub.exchange.model import (
     Encryption,
     Kind,
     Manifest,
+    StoreRef,
     Urgency,
     chunk_list_digest,
     doc_subject,
@@ -59,6 +61,7 @@ from hub.exchange.store import (
 from hub.participants import Participant
 from hub.runtime import Hub
 from hub.subjects import check_participant_id
+from hub.topology import HUB_DOMAIN
 
 log = structlog.get_logger("hub.exchange.send")
 
@@ -134,9 +137,12 @@ class Sender:
         """Store the content, then announce it; returns the document id and figures."""
         started = time.monotonic()
         sender, recipients = self._check_parties(request)
-        _check_request(request)
+        check_request(request)
         with _open_regular(request.path) as handle:
             before = os.fstat(handle.fileno())
+            # Everything the manifest will say is checked before the first chunk is stored:
+            # a send that cannot be announced must leave nothing behind, not even a resume.
+            self._check_announceable(request, recipients, before.st_size)
             state_path, state = self._load_state(request, before)
             doc_id: str = state["doc_id"]
             content_key = self._content_key(request, sender, state)
@@ -229,19 +235,22 @@ class Sender:
         return sender, found
 
     def _load_state(self, request: SendRequest, st: os.stat_result) -> tuple[Path, dict[str, Any]]:
-        key = hashlib.sha256(
-            "\n".join(
-                (
-                    request.sender,
-                    str(request.path.resolve()),
-                    str(st.st_size),
-                    str(st.st_mtime_ns),
-                    request.classification.value,
-                    request.suite,
-                    str(request.chunk_size),
-                )
-            ).encode()
-        ).hexdigest()[:32]
+        """The resume state of this very send: same file (path, size, modification time) and
+        same document (everything its manifest says but the deadline, which `--deadline 3d`
+        recomputes on every run). Another title or other recipients make another document."""
+        identity = {
+            "file": [os.fsencode(request.path.resolve()).hex(), st.st_size, st.st_mtime_ns],
+            "sender": request.sender,
+            "recipients": list(request.recipients),
+            "title": request.title,
+            "doc_number": request.doc_number,
+            "urgency": request.urgency.value,
+            "classification": request.classification.value,
+            "suite": request.suite,
+            "media_type": request.media_type,
+            "chunk_size": request.chunk_size,
+        }
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
         path = self._state_dir / f"{key}.json"
         if path.exists():
             try:
@@ -347,9 +356,8 @@ class Sender:
     ) -> Manifest:
         """Store the digest list and sealed keys, and build the manifest that signs them."""
         doc_id = ref.prefix.rsplit(".", 1)[1]
-        inline = len(digests) <= INLINE_DIGESTS
         parts = 0
-        if not inline:
+        if len(digests) > INLINE_DIGESTS:
             for start in range(0, len(digests), DIGESTS_PER_INDEX_PART):
                 body = b"".join(digests[start : start + DIGESTS_PER_INDEX_PART])
                 await writer.put(
@@ -372,33 +380,89 @@ class Sender:
             await writer.put(keys_subject(ref), blob, digest.hex(), f"{ref.prefix}.k")
             encryption = Encryption(request.suite, crypto.CONTENT_CIPHER, digest, len(blob))
         await writer.drain()
-        size = before.st_size
-        return Manifest(
-            doc_id=doc_id,
-            title=request.title,
-            doc_number=request.doc_number,
-            sender=request.sender,
-            recipients=tuple(p.id for p in recipients),
-            file_name=request.path.name,
-            media_type=request.media_type
-            or mimetypes.guess_type(request.path.name)[0]
-            or "application/octet-stream",
-            size=size,
-            sha256=whole.digest(),
-            chunk_size=request.chunk_size,
-            chunk_count=len(digests),
-            chunk_digests=tuple(digests) if inline else (),
-            chunk_list_sha256=chunk_list_digest(digests),
-            index_parts=parts,
-            classification=request.classification,
-            urgency=request.urgency,
-            deadline=request.deadline,
-            store=ref,
-            encryption=encryption,
+        return _manifest(
+            request, recipients, ref, before.st_size, whole.digest(), digests, parts, encryption
         )
 
+    def _check_announceable(
+        self, request: SendRequest, recipients: Sequence[Participant], size: int
+    ) -> None:
+        """Encode the manifest this send will sign, with stand-ins for what the upload
+        computes (digests, store, sealed keys), so whatever the schema refuses is refused now."""
+        count = max(1, -(-size // request.chunk_size))
+        digests = [bytes(32)] * count
+        parts = 0 if count <= INLINE_DIGESTS else -(-count // DIGESTS_PER_INDEX_PART)
+        encryption = None
+        if request.classification is Classification.CONFIDENTIAL:
+            encryption = Encryption(request.suite, crypto.CONTENT_CIPHER, bytes(32), 0)
+        ref = store_ref(request.sender, HUB_DOMAIN, new_event_id())
+        trial = _manifest(request, recipients, ref, size, bytes(32), digests, parts, encryption)
+        self._hub.schemas.by_name(SENT_SCHEMA).encode(trial.to_record())
 
-def _check_request(request: SendRequest) -> None:
+
+def _manifest(
+    request: SendRequest,
+    recipients: Sequence[Participant],
+    ref: StoreRef,
+    size: int,
+    sha256: bytes,
+    digests: list[bytes],
+    parts: int,
+    encryption: Encryption | None,
+) -> Manifest:
+    """The DocumentSent manifest of a send, from its request and what its upload stored."""
+    return Manifest(
+        doc_id=ref.prefix.rsplit(".", 1)[1],
+        title=request.title,
+        doc_number=request.doc_number,
+        sender=request.sender,
+        recipients=tuple(p.id for p in recipients),
+        file_name=request.path.name,
+        media_type=request.media_type
+        or mimetypes.guess_type(request.path.name)[0]
+        or "application/octet-stream",
+        size=size,
+        sha256=sha256,
+        chunk_size=request.chunk_size,
+        chunk_count=len(digests),
+        chunk_digests=tuple(digests) if len(digests) <= INLINE_DIGESTS else (),
+        chunk_list_sha256=chunk_list_digest(digests),
+        index_parts=parts,
+        classification=request.classification,
+        urgency=request.urgency,
+        deadline=request.deadline,
+        store=ref,
+        encryption=encryption,
+    )
+
+
+def _check_text(text: str, what: str) -> None:
+    """Refuse text that cannot be written as UTF-8: a command line or file name in another
+    encoding reaches Python as lone surrogates, and the signed manifest carries UTF-8 only."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(
+            f"{what} is not valid UTF-8 text; the document's manifest carries it as UTF-8, so "
+            "give it in UTF-8 (check the terminal's or the script's encoding)"
+        ) from None
+
+
+def check_request(request: SendRequest) -> None:
+    """Refuse a request whose own fields are unusable (needs no server: the CLI checks first)."""
+    name = request.path.name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+        raise InputError(
+            f"the file name {shown} is not valid UTF-8, and a document's name travels in its "
+            "signed manifest as UTF-8 text; rename the file (for example with `convmv`) and "
+            "send it again"
+        ) from None
+    _check_text(request.title, "the title")
+    _check_text(request.doc_number, "the document number")
+    _check_text(request.media_type or "", "the media type")
     if not request.title.strip():
         raise InputError("a document needs a title (--title)")
     if len(request.title) > MAX_TITLE or len(request.doc_number) > 100:

@@ -24,6 +24,7 @@ import structlog
 from nats.aio.client import Client as NatsClient
 
 from hub.bus import close, connect, jetstream
+from hub.embedded import EmbeddedServers
 from hub.enrollment import load_participants
 from hub.errors import ConfigError, GovhubError
 from hub.federation.credentials import participant_nkey, participant_public, service_nkey
@@ -82,6 +83,7 @@ class Federation:
             return cls(home, plan, None, settings.nats_url)
         servers = FederatedServers.open(home)
         if servers is None and federated:
+            _refuse_single_node_home(home)
             chosen = load_scenario(scenario or os.environ.get("GOVHUB_SCENARIO") or "kezhou")
             options: dict[str, Any] = {"hub_nodes": hub_nodes}
             if county_max_bytes is not None:
@@ -278,3 +280,21 @@ async def _copy_registry(nc: NatsClient, pool: asyncpg.Pool) -> None:
         await kv.put(p.id, json.dumps(p.to_json()).encode())
     if everyone:
         log.info("federation.registry.copied", participants=len(everyone))
+
+
+def _refuse_single_node_home(home: Home) -> None:
+    """Refuse to make a home federated once it holds a single-node hub.
+
+    The federated hub would start with empty streams beside the single node's: its events and
+    document content would stay in a JetStream store no command of the home reads any more,
+    while PostgreSQL kept pointing at them (a fetch would then find no content, or a
+    different document under the same subject). Moving a hub's streams is an operator's job
+    (docs/operations.md), not a side effect of `up --federated`.
+    """
+    running = "nats" in EmbeddedServers(home).running()
+    if running or home.initialized_marker.exists() or (home.nats / "jetstream").exists():
+        raise ConfigError(
+            f"{home.root} holds a single-node hub{' that is running' if running else ''}, "
+            "whose data a federated hub would not see; stop it with `govhub down` and use a "
+            "fresh --home for the federated topology",
+        )
