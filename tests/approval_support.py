@@ -1,20 +1,63 @@
-"""Shared steps of the approval tests: a permit case with its materials, hand-signed events."""
+"""Shared steps of the approval tests: one hub per module, a permit case with its materials,
+hand-signed events."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
 
 from hub.approval.model import SCHEMA_OF_KIND, Kind, case_subject
 from hub.approval.workflow import Approvals
 from hub.envelope import Envelope, seal
-from hub.runtime import Hub
+from hub.home import Home, Settings
+from hub.runtime import Hub, open_hub
+from tests.conftest import Enrolled
+from tests.servers import NatsServer
 
 PERMIT = "construction-permit"
 LEAD = "pref.housing"
 REVIEWERS = ("pref.drc", "pref.natres", "pref.emergency", "akto.natres")
 COMPANY = "91653000MA78XQ0R4W"  # a 统一社会信用代码 with a valid check character
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="hub")
+async def module_hub(
+    tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str, enrolled: Enrolled
+) -> AsyncIterator[Hub]:
+    """A hub with the Kezhou scenario enrolled, shared by the tests of one module (each opens
+    its own cases): setting one up costs seconds that every test would otherwise pay."""
+    root = tmp_path_factory.mktemp("approval")
+    server = NatsServer(root / "nats")
+    shutil.copytree(enrolled.nats_store, server.store_dir)
+    server.start()
+    name = f"govhub_m_{secrets.token_hex(6)}"
+    await _admin(pg_admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{enrolled.template}"')
+    shutil.copytree(enrolled.home, root / "home")
+    dsn = pg_admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        async with open_hub(
+            Settings(home=Home(root / "home"), nats_url=server.url, pg_dsn=dsn)
+        ) as hub:
+            yield hub
+    finally:
+        server.stop()
+        await _admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 def materials(folder: Path) -> dict[str, Path]:
@@ -54,7 +97,9 @@ async def publish_as(
     return env
 
 
-def opinion_record(case: dict[str, Any], reviewer: str, decision: str, **extra: Any) -> dict[str, Any]:
+def opinion_record(
+    case: dict[str, Any], reviewer: str, decision: str, **extra: Any
+) -> dict[str, Any]:
     """An Opinion record about a case."""
     return {
         "case_id": case["case_id"],

@@ -296,7 +296,8 @@ class Batch:
         case = self.cases.get(case_id)
         if case is None:
             raise NotYetKnown(Reason.UNKNOWN_CASE, f"no case {case_id} has been opened")
-        if record["opened_event_id"] != case.opened_event_id:
+        # The clock's notices name the case by id only; every other step binds its CaseOpened.
+        if record.get("opened_event_id", case.opened_event_id) != case.opened_event_id:
             raise Refused(
                 Reason.CASE_MISMATCH,
                 f"the event names CaseOpened {record['opened_event_id']}, not "

@@ -166,7 +166,11 @@ class ApprovalTracker:
         for delivery in retry:
             await delivery.nak(delay=1.0)
         for delivery, error in failed:
-            log.error("approval.event.unreadable", event_id=delivery.envelope.event_id)
+            log.error(
+                "approval.event.unreadable",
+                event_id=delivery.envelope.event_id,
+                error=f"{type(error).__name__}: {error}",
+            )
             await self._consumer.failed(delivery, error)
         for delivery in done:
             await delivery.ack()
