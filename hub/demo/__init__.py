@@ -20,7 +20,16 @@ from rich.table import Table
 from hub.display import styled
 from hub.runtime import Hub
 
-ORDER = ["events", "schemas", "federation", "adapters", "directory", "documents", "audit"]
+ORDER = [
+    "events",
+    "schemas",
+    "federation",
+    "adapters",
+    "directory",
+    "documents",
+    "approval",
+    "audit",
+]
 
 
 @dataclass
