@@ -14,6 +14,7 @@ from rich.console import Console
 from hub.cli import cli
 from hub.demo import Story
 from hub.demo.approval import CHAPTER, MISSING
+from hub.display import literal
 from hub.errors import NotAssigned
 from hub.home import Settings
 from hub.runtime import Hub
@@ -49,6 +50,9 @@ async def test_the_chapter_decides_a_permit_across_four_departments_in_time_and_
     assert again["outcome"] == "approved_with_conditions" and again["case_id"] != facts["case_id"]
 
 
+TITLE = "美食城[red]餐饮店[/red]\x1b[2J食品经营许可"
+
+
 @pytest.fixture
 def run(hub_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("GOVHUB_NATS_URL", hub_settings.nats_url or "")
@@ -81,7 +85,7 @@ def test_a_case_goes_through_the_cli_and_the_supervisor_and_applicant_see_it(
     case = _json(
         run(
             "approval", "open", "--as", "pref.market", "--type", "food-business",
-            "--title", "美食城餐饮店食品经营许可", "--applicant", "阿图什市美食城餐饮有限公司",
+            "--title", TITLE, "--applicant", "阿图什市美食城餐饮有限公司",
             "--unit", "artux", *docs, "--json",
         )
     )  # fmt: skip
@@ -99,6 +103,11 @@ def test_a_case_goes_through_the_cli_and_the_supervisor_and_applicant_see_it(
     shown = run("approval", "progress", case["case_number"])
     assert shown.exit_code == 0, shown.output
     assert "已办结" in shown.stdout and "有条件同意" in shown.stdout and "审查部门" in shown.stdout
+    # The applicant's title is data: it prints literally, markup and escapes shown as written.
+    for command in ("progress", "show"):
+        out = run("approval", command, cid).stdout
+        assert literal(TITLE) in out  # markup and the escape shown as written
+        assert "\x1b" not in out  # no control sequence reaches the terminal
     listed = _json(run("approval", "cases", "--as", "pref.health", "--json"))
     assert [c["case_id"] for c in listed] == [cid]
     bench = _json(run("bench", "approval", "--cases", "20", "--json"))

@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from hub.approval.model import Decision
+from hub.approval.model import REVIEW_ZH, Decision
 from hub.approval.views import case_view, progress
 from hub.approval.workflow import Approvals
 from hub.audit import bundle
@@ -281,28 +281,29 @@ def render(console: Console, facts: dict[str, Any]) -> None:
     m = facts["material"]
     console.print(
         f"pref.natres asks for more material (补正: {m['items'][0]}); the applicant sees "
-        f"「{m['status_while_waiting']}」, its clock stops; the lead supplies it and the review "
-        f"is {m['state_after_supply']} again."
+        f"「{m['status_while_waiting']}」 and the bureau's clock stops; the lead supplies it and "
+        f"the clock runs again ({m['state_after_supply']})."
     )
     r = facts["resource"]
     console.print(
         f"{r['reader']} reads the applicant's registration ({r['code']}) under a directory "
         f"grant: {r['access']}."
     )
-    table = Table("department", "matter", "time limit", "opinion", "in time", "timed by")
+    cut = facts.get("cut_off")
+    columns = ["department", "matter", "working days", "opinion", "in time"]
+    table = Table(*columns, *(["counted from"] if cut else []))
     for who, v in facts["reviewers"].items():
         style = "green" if v["state"].startswith("approved") else "red"
-        table.add_row(
+        paused = f" (+{v['paused_working_days']} 补正)" if v["paused_working_days"] else ""
+        cells = [
             who,
             v["label"],
-            f"{v['working_days']} working days"
-            + (f" (+{v['paused_working_days']} paused)" if v["paused_working_days"] else ""),
-            styled(v["state"], style),
+            f"{v['working_days']}{paused}",
+            styled(REVIEW_ZH.get(v["state"], v["state"]), style),
             "yes" if v["late"] is False else "NO",
-            v["timed_by"] or "",
-        )
+        ]
+        table.add_row(*cells, *([v["timed_by"] or ""] if cut else []))
     console.print(table)
-    cut = facts.get("cut_off")
     if cut is None:
         console.print(
             "(On the federated topology, `govhub demo --federated`, akto.natres signs with its "
@@ -323,9 +324,15 @@ def render(console: Console, facts: dict[str, Any]) -> None:
         )
     )
     a = facts["audit"]
-    table = Table("leaf", "signed by", "event", "received by the hub")
+    table = Table("leaf", "signed by (key)", "event", "received by the hub (UTC)")
     for leaf in a["leaves"]:
-        table.add_row(str(leaf["leaf_index"]), leaf["signed_by"], leaf["type"], leaf["received_at"])
+        who, _, key = leaf["signed_by"].partition("/")
+        table.add_row(
+            str(leaf["leaf_index"]),
+            f"{who}/{key[:8]}",
+            leaf["type"],
+            leaf["received_at"][:19].replace("T", " "),
+        )
     console.print(table)
     verdict = ("verified offline", "green") if a["verified_offline"] else ("FAILED", "red")
     console.print(
