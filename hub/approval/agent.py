@@ -53,9 +53,14 @@ def _time(value: datetime) -> str:
 
 
 async def _publish(hub: Hub, envs: list[tuple[str, Envelope]]) -> None:
+    """Publish signed events through each signer's own link (in a federation: its server
+    permissions, its stream), pipelined. Not as atomic batches: a batch holding an id the
+    stream already has would be refused whole, and these ids repeat by design."""
+    by_signer: dict[str, list[Envelope]] = {}
     for signer, env in envs:
-        # Through the signer's own link in a federation: its server permissions, its stream.
-        await (await hub.publisher_for(signer)).publish(env)
+        by_signer.setdefault(signer, []).append(env)
+    for signer, group in by_signer.items():
+        await (await hub.publisher_for(signer)).publish_many(group, atomic=False)
 
 
 def decision_record(case: Any, opinions: list[Any]) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from hub.errors import (
     NotAssigned,
     NotLead,
     Reason,
+    RegistryError,
     UnknownCase,
 )
 from hub.exchange.send import Sender, SendRequest
@@ -234,6 +235,9 @@ class Approvals:
                 f"cases of type {type_name} are opened by their lead department "
                 f"{case_type.spec.lead}, not by {lead}"
             )
+        # Before any material is sent: a lead that cannot sign would leave documents behind
+        # that no case ever names.
+        self._can_sign(lead)
         reviewers = case_type.reviewers(unit.strip())
         for r in reviewers:
             if self.hub.participants.get(r.department) is None:
@@ -267,6 +271,15 @@ class Approvals:
             },
         )
         return await self._settle([opened, assigned], case_id)
+
+    def _can_sign(self, as_id: str) -> None:
+        """Refuse early when `as_id` is not an active participant whose key this home holds."""
+        participant = self.hub.participants.get(as_id)
+        if participant is None:
+            raise RegistryError(f"{as_id} is not a registered participant")
+        if participant.status != "active":
+            raise RegistryError(f"{as_id} is revoked and can no longer sign")
+        self.hub.keystore.current(as_id)  # KeyStoreError: its key is not on this machine
 
     def _documents(
         self, case_type: CaseType, documents: Mapping[str, Path]
@@ -400,6 +413,7 @@ class Approvals:
             raise CaseClosed(f"补正 request {request_id} was already {request['ended_by']}")
         if not documents:
             raise InputError("supply the material with at least one --doc NAME=FILE")
+        self._can_sign(lead)
         docs = {}
         for name, path in documents.items():
             if not path.is_file():

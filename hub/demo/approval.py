@@ -96,7 +96,7 @@ async def _grant(hub: Hub, case_number: str) -> str:
         "SELECT status = 'active' FROM directory_entries WHERE code = $1", RESOURCE
     )
     if not active:
-        await directory.publish(PROVIDER, _resource_entry(), update=active is not None)
+        await directory.publish(PROVIDER, _resource_entry())
     for earlier in await list_requests(hub.pool, READER, role="requester", code=RESOURCE):
         if earlier["state"] == "granted":
             return str(earlier["state"])  # a demo run again in the same home keeps its grant
