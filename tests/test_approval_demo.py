@@ -110,7 +110,9 @@ def test_a_case_goes_through_the_cli_and_the_supervisor_and_applicant_see_it(
         assert "\x1b" not in out  # no control sequence reaches the terminal
     listed = _json(run("approval", "cases", "--as", "pref.health", "--json"))
     assert [c["case_id"] for c in listed] == [cid]
-    bench = _json(run("bench", "approval", "--cases", "20", "--paced", "10", "--rate", "50", "--json"))
+    bench = _json(
+        run("bench", "approval", "--cases", "20", "--paced", "10", "--rate", "50", "--json")
+    )
     assert bench["cases"] == 20 and bench["refused"] == 0
     assert bench["completed"]["cases_per_s"] > 0
     assert bench["paced"]["last_opinion_to_decision_stored"]["p99_ms"] > 0
