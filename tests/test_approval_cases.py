@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from hub.approval import agent
 from hub.approval.casetypes import load_config
@@ -28,6 +29,7 @@ from hub.bus import jetstream
 from hub.envelope import new_event_id
 from hub.errors import CaseClosed, InputError, NotAssigned, NotLead, UnknownCase, UnknownCaseType
 from hub.runtime import Hub
+from hub.serve import build_services, make_app
 from hub.topology import HUB_STREAM, QUARANTINE_STREAM
 from tests.approval_support import (  # noqa: F401  (module_hub is this module's `hub`)
     COMPANY,
@@ -602,3 +604,22 @@ async def test_an_opinion_stored_after_its_deadline_counts_late_and_a_county_is_
     assert rows["pref.natres"][0] is True
     assert rows["akto.natres"] == (False, "GOV_AKTO", county[0])
     assert ready == "approved"
+
+
+async def test_serve_runs_the_approval_service_and_serves_cases_and_progress(
+    hub: Hub, tmp_path: Path
+) -> None:
+    approvals = Approvals(hub)
+    case = await open_permit(approvals, tmp_path)
+    (service,) = build_services(hub, ["approval"])
+    async with TestClient(TestServer(make_app([service], {}))) as client:
+        listed = await (await client.get("/approval/cases", params={"as": "akto.natres"})).json()
+        assert case["case_id"] in [c["case_id"] for c in listed]
+        shown = await client.get(f"/approval/cases/{case['case_id']}")
+        assert (await shown.json())["case_number"] == case["case_number"]
+        told = await (await client.get(f"/approval/progress/{case['case_number']}")).json()
+        assert told["status"] == "审批中" and len(told["departments"]) == 4
+        missing = await client.get("/approval/progress/SP-NO-SUCH-CASE")
+        assert missing.status == 404 and "no case numbered" in (await missing.json())["error"]
+        bad = await client.get("/approval/cases", params={"state": "lost"})
+        assert bad.status == 400
