@@ -328,6 +328,9 @@ async def test_forged_and_unauthorized_case_events_are_quarantined_with_a_reason
     assert said["not_reviewer"] == (
         "the opinion names pref.natres as its reviewer, but pref.housing signed it"
     )
+    assert said["not_lead"] == (
+        f"only the lead department pref.housing may withdraw case {cid}; pref.drc signed this"
+    )
     # The real land department's opinion still counts.
     real = await approvals.opinion("pref.natres", cid, Decision.APPROVE)
     assert review(real, "pref.natres")["state"] == "approved"

@@ -35,7 +35,7 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -208,7 +208,7 @@ class CalendarFile:
     year: int
     source: str
     holidays: tuple[HolidaySpec, ...] = ()
-    regional: tuple[HolidaySpec, ...] = field(default_factory=tuple)
+    regional: tuple[HolidaySpec, ...] = ()
 
 
 class HolidayCalendar(WorkCalendar):

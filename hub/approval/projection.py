@@ -57,6 +57,12 @@ from hub.subjects import check_participant_id
 from hub.verifier import VerifiedEvent
 
 HUB_CLOCK = "hub"
+_LEAD_VERBS = {
+    Kind.ASSIGNED: "assign reviewers to",
+    Kind.MATERIAL_SUPPLIED: "supply material for",
+    Kind.DECIDED: "decide",
+    Kind.WITHDRAWN: "withdraw",
+}
 
 
 class Refused(Exception):
@@ -385,8 +391,8 @@ class Batch:
         if source != case.lead:
             raise Refused(
                 Reason.NOT_LEAD,
-                f"only the lead department {case.lead} may {kind.value.replace('_', ' ')} "
-                f"case {case.case_id}; {source} signed this",
+                f"only the lead department {case.lead} may {_LEAD_VERBS[kind]} case "
+                f"{case.case_id}; {source} signed this",
             )
         if kind is Kind.ASSIGNED:
             return self._assigned(case, event, stored_at)
