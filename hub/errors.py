@@ -37,6 +37,12 @@ GovhubError                     one clear sentence in str(), next step in diagno
 │   ├── UnknownRequest          no access request with that id is known (yet)       (permanent)
 │   ├── RequestClosed           the request was already answered, revoked or expired (permanent)
 │   └── NoGrant                 no valid grant covers this participant              (permanent)
+├── ApprovalError               a parallel-approval (并联审批) step cannot proceed
+│   ├── UnknownCaseType         no case type of that name is configured             (permanent)
+│   ├── UnknownCase             no case with that id has been opened (yet)          (permanent)
+│   ├── NotLead                 only the case's lead department may do this         (permanent)
+│   ├── NotAssigned             the department is not a reviewer of the case        (permanent)
+│   └── CaseClosed              decided, withdrawn, or this step was already taken  (permanent)
 └── ServiceError                a hub service failed in a way a person must look at
 ```
 
@@ -145,6 +151,16 @@ class Reason(enum.StrEnum):
     NOT_PROVIDER = "not_provider"
     UNKNOWN_REQUEST = "unknown_request"
     REQUEST_CLOSED = "request_closed"
+    # Parallel approval (hub.approval.projection): signed case events that break the case's
+    # rules (an opinion signed by someone other than the reviewer it names, a decision that
+    # does not follow from the opinions, a step by a department that is not the lead).
+    UNKNOWN_CASE = "unknown_case"
+    NOT_LEAD = "not_lead"
+    NOT_ASSIGNED = "not_assigned"
+    NOT_REVIEWER = "not_reviewer"
+    NOT_OPERATOR = "not_operator"
+    CASE_MISMATCH = "case_mismatch"
+    CASE_CLOSED = "case_closed"
 
 
 class RejectedEvent(GovhubError):
@@ -320,3 +336,34 @@ class NoGrant(DirectoryError):
     """The participant holds no valid grant for the resource, so its data is not sealed to it."""
 
     hint = "Request access with `govhub dir request CODE --as ID --purpose TEXT`."
+
+
+class ApprovalError(GovhubError):
+    """A parallel-approval (并联审批) step (open, opinion, 补正, withdraw) cannot proceed."""
+
+
+class UnknownCaseType(ApprovalError, ConfigError):
+    """No case type of that name is configured (ops/approval/ or the home's approval/)."""
+
+    hint = "List the configured case types with `govhub approval types`."
+
+
+class UnknownCase(ApprovalError):
+    """No case with that id has reached the hub (yet)."""
+
+    hint = (
+        "List cases with `govhub approval cases`; a case opened in a county that is cut off "
+        "arrives when its uplink returns."
+    )
+
+
+class NotLead(ApprovalError):
+    """Only the case's lead department (牵头部门) may open, supply material for or withdraw it."""
+
+
+class NotAssigned(ApprovalError):
+    """The department is not one of the case's reviewers, or may not take this step."""
+
+
+class CaseClosed(ApprovalError):
+    """The case was decided or withdrawn, or the department has already taken this step."""

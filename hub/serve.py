@@ -35,6 +35,7 @@ SERVICES: dict[str, str] = {
     "federation": "hub.federation.monitor:create",
     "exchange": "hub.exchange.tracker:ExchangeTracker",
     "exchange-agent": "hub.exchange.agent:RecipientAgent",
+    "approval": "hub.approval.service:create",
 }
 
 GRACE_S = 10.0

@@ -21,7 +21,16 @@ from hub.audit.reader import tree_size
 from hub.display import styled
 from hub.runtime import Hub
 
-ORDER = ["events", "schemas", "federation", "adapters", "directory", "documents", "audit"]
+ORDER = [
+    "events",
+    "schemas",
+    "federation",
+    "adapters",
+    "directory",
+    "documents",
+    "approval",
+    "audit",
+]
 
 
 @dataclass
