@@ -60,19 +60,22 @@ class Verifier:
 
     def verify(self, env: Envelope, stored_at: datetime | None = None) -> VerifiedEvent:
         """Return the verified event or raise RejectedEvent with the first failed check."""
-        return self._check(env, stored_at, signature=True)
+        fields, sender, schema = self._admit(env, stored_at, signature=True)
+        return VerifiedEvent(env, fields, sender, schema, schema.decode(env.body))
 
     def preflight(self, env: Envelope) -> None:
         """Refuse, before it is sent, an event a receiver would refuse; raises Unpublishable.
 
         The receiver's own checks in the receiver's own order, so sender and receiver can
-        never disagree, with "now" as the moment the bus stores it. Only the signature is not
-        checked again: the sender has just made it with the key whose id the key-window check
-        found registered, and an Ed25519 verification per event would double a sender's
-        signing cost to re-prove that.
+        never disagree, with "now" as the moment the bus stores it. Two are not made again,
+        because the sender has just produced what they check: the signature (made with the key
+        whose id the key-window check found registered) and the complete decode of the body
+        (written by Schema.encode with the schema whose fingerprint was found registered; a
+        record that does not fit it is refused there). Re-proving either would cost more than
+        signing (an Ed25519 verification, an Avro read per event) and catch only a bug.
         """
         try:
-            self._check(env, datetime.now(UTC), signature=False)
+            self._admit(env, datetime.now(UTC), signature=False)
         except RejectedEvent as exc:
             raise Unpublishable(exc.reason, str(exc)) from None
 
@@ -102,9 +105,10 @@ class Verifier:
             return exc.reason not in (Reason.UNKNOWN_PARTICIPANT, Reason.UNKNOWN_KEY)
         return True
 
-    def _check(
+    def _admit(
         self, env: Envelope, stored_at: datetime | None, *, signature: bool
-    ) -> VerifiedEvent:
+    ) -> tuple[SignedFields, Participant, Schema]:
+        """Every check up to the body's decode; the sender, its key and the writer schema."""
         fields = read_fields(env)
         sender = self.participants.get(fields.source)
         if sender is None:
@@ -145,5 +149,4 @@ class Verifier:
                 Reason.TYPE_MISMATCH,
                 f"ce-type says {fields.type_name} but the body was written with {schema.name}",
             )
-        record = schema.decode(body)
-        return VerifiedEvent(env, fields, sender, schema, record)
+        return fields, sender, schema

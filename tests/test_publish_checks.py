@@ -21,6 +21,8 @@ from hub.codec import schema_from_json
 from hub.envelope import Envelope, seal
 from hub.errors import Reason, Unpublishable
 from hub.home import Settings
+from hub.integration.bridge import EventSink
+from hub.integration.connector import Record, Verdict
 from hub.participants import PARTICIPANTS_BUCKET
 from hub.runtime import Hub
 from hub.sender import BatchSender, Item
@@ -43,9 +45,27 @@ def run_main(settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str) ->
     monkeypatch.setenv("GOVHUB_NATS_URL", settings.nats_url or "")
     monkeypatch.setenv("GOVHUB_PG_DSN", settings.pg_dsn or "")
     monkeypatch.setattr(sys, "argv", ["govhub", "--home", str(settings.home.root), *args])
+    # main() points structlog at the sys.stderr of the moment, here pytest's capture, which
+    # is closed once the test ends: later tests of the session would fail to log.
+    monkeypatch.setattr("hub.cli.configure", lambda *_args, **_kwargs: None)
     with pytest.raises(SystemExit) as exited:
         main()
     return int(exited.value.code or 0)
+
+
+async def close_keys(hub: Hub, participant: str) -> None:
+    """The registry closes the participant's keys (a rotation done on another machine, say)
+    while this machine still holds the key as current: receivers refuse with key_not_valid."""
+    sender = hub.participants.get(participant)
+    assert sender is not None
+    closed = tuple(
+        replace(k, not_after=k.not_before + timedelta(microseconds=1)) for k in sender.keys
+    )
+    kv = await hub.nc.jetstream().key_value(PARTICIPANTS_BUCKET)
+    await kv.put(sender.id, json.dumps(sender.with_keys(closed).to_json()).encode())
+    await hub.participants.wait_until(
+        lambda cache: all(k.not_after for k in cache.get(participant).keys)  # type: ignore[union-attr]
+    )
 
 
 async def test_govhub_publish_of_a_50_kb_body_exits_nonzero_naming_the_limit_and_stores_nothing(
@@ -102,18 +122,7 @@ async def test_hub_publish_of_an_oversized_record_raises_unpublishable_before_pu
 async def test_hub_publish_with_a_key_whose_window_has_closed_is_refused_before_publishing(
     hub: Hub,
 ) -> None:
-    # The registry closed akto.civil's key (a rotation done on another machine, say) while
-    # this machine still holds it as current: receivers would refuse with key_not_valid.
-    sender = hub.participants.get("akto.civil")
-    assert sender is not None
-    closed = tuple(
-        replace(k, not_after=k.not_before + timedelta(microseconds=1)) for k in sender.keys
-    )
-    kv = await hub.nc.jetstream().key_value(PARTICIPANTS_BUCKET)
-    await kv.put(sender.id, json.dumps(sender.with_keys(closed).to_json()).encode())
-    await hub.participants.wait_until(
-        lambda cache: all(k.not_after for k in cache.get("akto.civil").keys)  # type: ignore[union-attr]
-    )
+    await close_keys(hub, "akto.civil")
     before = await stored(hub)
     with pytest.raises(Unpublishable, match="was not valid at") as caught:
         await hub.publish("akto.civil", NOTICE, {"title": "t", "body": "b"})
@@ -197,3 +206,24 @@ async def test_a_message_larger_than_the_server_takes_is_a_typed_error_not_max_p
     finally:
         await raw.close()
     assert caught.value.reason is Reason.OVERSIZED
+
+
+async def test_an_adapter_sink_rejects_a_record_too_large_and_retries_one_its_key_cannot_sign(
+    hub: Hub,
+) -> None:
+    sink = EventSink(hub, "akto.civil")
+    await sink.start()
+    try:
+        big = Record(key="big", kind=NOTICE, value={"title": "t", "body": "x" * 50_000})
+        small = Record(key="small", kind=NOTICE, value={"title": "t", "body": "b"})
+        refused, done = await sink.send([big, small])
+        assert (refused.verdict, refused.reason) == (Verdict.REJECT, Reason.OVERSIZED)
+        assert LIMIT_SENTENCE in refused.detail and done.verdict is Verdict.DONE
+        await close_keys(hub, "akto.civil")
+        before = await stored(hub)
+        (waiting,) = await sink.send([Record(key="later", kind=NOTICE, value=small.value)])
+        # The record is fine; the signer's key is not: it waits rather than being dead-lettered.
+        assert waiting.verdict is Verdict.RETRY and "was not valid at" in waiting.detail
+        assert await stored(hub) == before
+    finally:
+        await sink.stop()

@@ -41,6 +41,16 @@ from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.integration.bridge")
 
+SIGNER_REASONS = frozenset(
+    {
+        Reason.UNKNOWN_PARTICIPANT,
+        Reason.UNKNOWN_KEY,
+        Reason.KEY_NOT_VALID,
+        Reason.PARTICIPANT_REVOKED,
+    }
+)
+"""Refusals that are about the signing participant and its key rather than the record."""
+
 
 class EventSink:
     """Signs records as events of `participant` and publishes them (hub side of `to_hub`)."""
@@ -140,10 +150,10 @@ class EventSink:
     async def _publish(self, sealed: list[tuple[int, Envelope]]) -> list[tuple[int, Outcome]]:
         """Publish sealed events; an outcome for each, by the index of its record.
 
-        An event a receiver would quarantine (too large, a key out of its window, ...) comes
-        back as Unpublishable and becomes a REJECT: such a record can never become an event
-        as it is, so it is dead-lettered at its origin (a webhook caller is told why)
-        instead of acknowledged. The rest are published.
+        An event a receiver would quarantine comes back as Unpublishable: for a reason of the
+        record (too large, an unregistered schema, ...) a REJECT, so the record is
+        dead-lettered at its origin (a webhook caller is told why) instead of acknowledged;
+        for a reason of the signer (SIGNER_REASONS) a RETRY. The rest are published.
         """
         envs = [env for _, env in sealed]
         results: list[PubAck | BaseException]
@@ -170,6 +180,10 @@ def _outcome(event_id: str, result: PubAck | BaseException) -> Outcome:
     if isinstance(result, PubAck):
         return Outcome.done(event_id=event_id, ref=f"{result.stream}#{result.seq}")
     if isinstance(result, Unpublishable):
+        if result.reason in SIGNER_REASONS:
+            # The signer is at fault, not the record: it waits, as when the participant's
+            # key is missing here, until an operator restores a valid key.
+            return Outcome.retry(str(result))
         return Outcome.reject(str(result), reason=result.reason, event_id=event_id)
     if isinstance(result, Retryable | StreamFull):
         # Not the record's fault: NATS is away or the stream refuses new data until an
