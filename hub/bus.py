@@ -296,13 +296,15 @@ class Publisher:
     async def check(self, env: Envelope) -> None:
         """Raise Unpublishable unless `env` can be published and its receivers would take it.
 
-        The size comes first: nats-py refuses a payload over the server's max_payload with an
-        untyped MaxPayloadError, and the server closes the connection over one whose headers
-        push it past. Only subjects of the participant channels reach receivers that verify,
-        so only they meet the guard (quarantine copies, checkpoints and document chunks do not).
+        Only subjects of the participant channels reach receivers that verify, so only they
+        meet the guard (quarantine copies, checkpoints and document chunks do not); it comes
+        first, as its sentence names the event limit, far below the server's. Then the size:
+        nats-py refuses a payload over the server's max_payload with an untyped
+        MaxPayloadError, and the server closes the connection over one whose headers push
+        it past.
         """
         if self.guard is not None and env.subject.split(".", 1)[0] in CHANNELS:
-            await self.guard(env)  # first: its sentence names the event limit, far below
+            await self.guard(env)
         size, limit = _wire_size(env), self._nc.max_payload
         if size > limit:
             raise Unpublishable(

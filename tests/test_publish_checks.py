@@ -11,22 +11,25 @@ import json
 import re
 import sys
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.bus import Publisher
-from hub.codec import schema_from_json
-from hub.envelope import Envelope, seal
+from hub.codec import SchemaCache, schema_from_json
+from hub.envelope import Envelope, SigningKey, seal
 from hub.errors import Reason, Unpublishable
 from hub.home import Settings
 from hub.integration.bridge import EventSink
 from hub.integration.connector import Record, Verdict
-from hub.participants import PARTICIPANTS_BUCKET
+from hub.participants import PARTICIPANTS_BUCKET, Participant, ParticipantCache, ParticipantKey
 from hub.runtime import Hub
 from hub.sender import BatchSender, Item
 from hub.topology import HUB_STREAM
+from hub.verifier import Verifier
+from schemas import SCHEMA_DIR
 
 NOTICE = "gov.common.v1.Notice"
 LIMIT_SENTENCE = "events are limited to 40,960 bytes (40 KiB): send large content as a document"
@@ -227,3 +230,34 @@ async def test_an_adapter_sink_rejects_a_record_too_large_and_retries_one_its_ke
         assert await stored(hub) == before
     finally:
         await sink.stop()
+
+
+async def test_a_sender_waits_a_moment_for_its_registry_copy_to_learn_a_key_it_just_rotated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No servers: the lag of a watched registry copy, made deterministic.
+    schemas = SchemaCache.from_directory(SCHEMA_DIR)
+    cache = ParticipantCache()
+    verifier = Verifier(cache, schemas)
+    key = SigningKey.from_private("akto.civil", Ed25519PrivateKey.generate())
+    body = schemas.by_name(NOTICE).encode({"title": "t", "body": "b"})
+    env = seal(key, "evt.akto.civil.notice", NOTICE, body)
+    registered = Participant(
+        id="akto.civil",
+        unit="akto",
+        name="akto.civil",
+        keys=(ParticipantKey(key.key_id, key.public_bytes, datetime.now(UTC) - timedelta(1)),),
+    )
+    asyncio.get_running_loop().call_later(0.2, cache.put, registered)
+    await verifier.check_outgoing(env)  # the copy learns the key while the sender waits
+
+    monkeypatch.setattr("hub.verifier.REGISTRY_LAG", 0.2)
+    stranger = seal(
+        SigningKey.from_private("akto.civil", Ed25519PrivateKey.generate()),
+        "evt.akto.civil.notice",
+        NOTICE,
+        body,
+    )
+    with pytest.raises(Unpublishable, match="has no registered key") as caught:
+        await verifier.check_outgoing(stranger)
+    assert caught.value.reason is Reason.UNKNOWN_KEY
