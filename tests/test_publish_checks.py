@@ -17,19 +17,25 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from connectors.folder import CONNECTOR as FOLDER
+from connectors.folder import DropOptions
 from hub.bus import Publisher
 from hub.codec import SchemaCache, schema_from_json
 from hub.envelope import Envelope, SigningKey, seal
 from hub.errors import Reason, Unpublishable
 from hub.home import Settings
 from hub.integration.bridge import EventSink
-from hub.integration.connector import Record, Verdict
+from hub.integration.connector import ConnectorContext, Record, Verdict
+from hub.integration.deadletter import QuarantineDeadLetters
+from hub.integration.pipeline import Pipeline
 from hub.participants import PARTICIPANTS_BUCKET, Participant, ParticipantCache, ParticipantKey
 from hub.runtime import Hub
 from hub.sender import BatchSender, Item
 from hub.topology import HUB_STREAM
 from hub.verifier import Verifier
 from schemas import SCHEMA_DIR
+from tests.connector_contract import eventually
+from tests.test_connector_folder import drop_file
 
 NOTICE = "gov.common.v1.Notice"
 LIMIT_SENTENCE = "events are limited to 40,960 bytes (40 KiB): send large content as a document"
@@ -261,3 +267,41 @@ async def test_a_sender_waits_a_moment_for_its_registry_copy_to_learn_a_key_it_j
     with pytest.raises(Unpublishable, match="has no registered key") as caught:
         await verifier.check_outgoing(stranger)
     assert caught.value.reason is Reason.UNKNOWN_KEY
+
+
+async def test_a_dropped_file_too_large_for_an_event_goes_to_failed_with_the_reason(
+    hub: Hub, tmp_path: Path
+) -> None:
+    root = tmp_path / "notices"
+    source = FOLDER.source(
+        DropOptions(path=root, settle_seconds=0, scan_interval=0.1),
+        ConnectorContext(adapter="notices", participant="akto.civil"),
+    )
+
+    def notice(record: Record) -> Record:
+        assert record.content is not None
+        text = record.content.read_text(encoding="utf-8")
+        return Record(
+            key=record.key, kind=NOTICE, value={"title": record.value["name"], "body": text}
+        )
+
+    letters = QuarantineDeadLetters(hub.publisher, adapter="notices", participant="akto.civil")
+    pipeline = Pipeline(
+        "notices", source, EventSink(hub, "akto.civil"), notice, dead_letters=letters
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(pipeline.run(stop))
+    before = await stored(hub)
+    try:
+        drop_file(root, "short.txt", "本周停水通知".encode())
+        drop_file(root, "long.txt", ("停水通知。" * 5_000).encode())
+        await eventually(lambda: pipeline.stats.delivered == 1, "the short notice published")
+        await eventually(lambda: pipeline.stats.dead_lettered == 1, "the long one refused")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    assert (root / "sent" / "short.txt").exists()
+    reason = (root / "failed" / "long.txt.reason.txt").read_text(encoding="utf-8")
+    assert LIMIT_SENTENCE in reason
+    assert (root / "failed" / "long.txt").exists()  # the file itself is kept, not lost
+    assert await stored(hub) == before + 1
