@@ -42,9 +42,13 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 
 
 def signed_headers(secret: bytes, body: bytes, *, now: float | None = None) -> dict[str, str]:
-    """Timestamp and signature headers for a request body (what a webhook client sends)."""
+    """The headers a webhook client sends with a JSON body: its type, timestamp and signature."""
     timestamp = str(int(now if now is not None else time.time()))
-    return {H_TIMESTAMP: timestamp, H_SIGNATURE: signature(secret, timestamp, body)}
+    return {
+        "Content-Type": "application/json",
+        H_TIMESTAMP: timestamp,
+        H_SIGNATURE: signature(secret, timestamp, body),
+    }
 
 
 def verify_signature(
@@ -63,7 +67,9 @@ def verify_signature(
     if abs((now if now is not None else time.time()) - sent) > max_skew:
         return f"{H_TIMESTAMP} is more than {max_skew:g} s away from the server's clock"
     # compare_digest: the time taken must not reveal how many leading characters matched.
-    if not hmac.compare_digest(given, signature(secret, timestamp, body)):
+    # Compared as bytes: on str it raises TypeError for a non-ASCII header value.
+    expected = signature(secret, timestamp, body).encode()
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
         return "the signature does not match the body"
     return None
 

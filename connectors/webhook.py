@@ -1,11 +1,21 @@
 """The webhook source: an aiohttp endpoint where a department system POSTs JSON records.
 
 The HTTP request stays open until the runtime settles the record, so the caller learns the
-truth: 202 with the event id once JetStream acknowledged the signed event, 422 with the reason
-when the record does not fit (nothing is published and nothing is dead-lettered: the caller
-has the reason and owns the fix), 401 for a bad signature, 400 for a body that is not a JSON
-object, 413 for an oversized one, 503 with Retry-After when the hub cannot take it now (the
-caller re-sends with the same Idempotency-Key; the event id is derived from it).
+truth, and every answer is a JSON document (docs/adapters.md, "Webhook answers"):
+
+```
+202 {"status", "event_id"}   JetStream acknowledged the signed event
+400 {"error"}                not a JSON object: not UTF-8 or not JSON, NaN or Infinity, a number
+                             too large, a key twice in one object, too deeply nested (strictjson)
+401 {"error"}                authentication (HMAC signature, client certificate)
+413 {"error", "reason"}      the body is over max_body, or its event over the 40 KiB limit
+415 {"error"}                a Content-Type other than JSON in UTF-8
+422 {"error", "reason"}      the record does not fit, or receivers would refuse its event
+503 {"error"}, Retry-After   the hub cannot take it now: re-send with the same Idempotency-Key
+```
+
+A refusal (413 from the event limit, 422) publishes nothing and dead-letters nothing: the
+caller has the reason and owns the fix.
 """
 
 from __future__ import annotations
@@ -13,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,6 +32,8 @@ import structlog
 from aiohttp import web
 
 from connectors.http import H_IDEMPOTENCY, WebhookOptions, verify_signature
+from connectors.strictjson import read_object
+from hub.errors import InputError, Reason
 from hub.integration.connector import Check, ConnectorContext, Outcome, Record, Verdict
 from hub.listen import start_site
 
@@ -175,12 +186,13 @@ class WebhookSource:
                 log.info("webhook.refused", adapter=self._context.adapter, status=401)
                 return _error(401, why)
             moment = datetime.fromtimestamp(int(request.headers["X-Govhub-Timestamp"]), UTC)
+        refused = _content_type_refused(request.headers.get("Content-Type", ""))
+        if refused:
+            return _error(415, refused)
         try:
-            value = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return _error(400, f"the body is not JSON: {exc}")
-        if not isinstance(value, dict):
-            return _error(400, "the body must be a JSON object")
+            value = read_object(body)
+        except InputError as exc:
+            return _error(400, str(exc))
         idem = request.headers.get(H_IDEMPOTENCY, "")
         key = f"idem:{idem}" if idem else f"sha256:{hashlib.sha256(body).hexdigest()}"
         headers = {"remote": request.remote or ""}
@@ -205,10 +217,31 @@ class WebhookSource:
                 {"status": "accepted", "event_id": outcome.event_id}, status=202
             )
         if outcome.verdict is Verdict.REJECT:
-            return _error(422, outcome.detail)
+            # Too large for an event is the caller's 413, like a body over max_body; anything
+            # else a receiver would refuse, or that does not fit, is 422.
+            status = 413 if outcome.reason is Reason.OVERSIZED else 422
+            return _error(status, outcome.detail, reason=outcome.reason or Reason.UNMAPPABLE)
         return _error(503, outcome.detail or "the hub cannot take it now", retry=True)
 
 
-def _error(status: int, reason: str, *, retry: bool = False) -> web.Response:
+def _error(
+    status: int, message: str, *, retry: bool = False, reason: Reason | None = None
+) -> web.Response:
     headers: dict[str, Any] = {"Retry-After": RETRY_AFTER_S} if retry else {}
-    return web.json_response({"error": reason}, status=status, headers=headers)
+    document = {"error": message}
+    if reason is not None:
+        document["reason"] = reason.value
+    return web.json_response(document, status=status, headers=headers)
+
+
+def _content_type_refused(header: str) -> str:
+    """Why a Content-Type is refused, or '' for JSON in UTF-8 (or none given)."""
+    mime, *params = (part.strip() for part in header.split(";"))
+    mime = mime.lower()
+    if mime and mime != "application/json" and not mime.endswith("+json"):
+        return f"the body must be JSON sent as Content-Type: application/json, not {mime!r}"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return "the body must be JSON in UTF-8 (charset=utf-8)"
+    return ""

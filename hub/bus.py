@@ -5,6 +5,11 @@ answers with an error (nats.py #985). Each publish carries its own reply subject
 inbox subscription, waits a bounded time for the PubAck, and is re-sent with the same
 `Nats-Msg-Id` on timeout, so JetStream's duplicate window turns retries into exactly one
 stored event.
+
+Before anything is sent, a Publisher checks each message (`Publisher.check`): it must fit the
+server's max_payload, and an event on a participant channel must pass its `guard`, the
+receivers' own checks (hub.verifier.Verifier.check_outgoing, which every hub gives its
+publishers), so nothing is acknowledged that a receiver will quarantine.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from hub.errors import (
     Reason,
     ServerUnavailable,
     StreamFull,
+    Unpublishable,
 )
 from hub.subjects import CHANNELS, QUARANTINE_PREFIX
 from hub.topology import StreamSpec
@@ -63,6 +69,10 @@ H_BATCH_COMMIT = "Nats-Batch-Commit"
 MAX_BATCH = 1000
 
 
+Guard = Callable[[Envelope], Awaitable[None]]
+"""A check an event must pass before it is published; raises Unpublishable."""
+
+
 @dataclass(frozen=True, slots=True)
 class PubAck:
     """JetStream's acknowledgement of a stored (or deduplicated) event."""
@@ -71,6 +81,9 @@ class PubAck:
     seq: int
     duplicate: bool = False
     domain: str | None = None
+
+
+_UNSENT = PubAck("", 0)  # a placeholder publish_each replaces before returning
 
 
 class HubClient(NatsClient):
@@ -243,7 +256,11 @@ class Publisher:
         max_inflight: int = 1024,
         ack_timeout: float = 5.0,
         attempts: int = 8,
+        guard: Guard | None = None,
     ) -> None:
+        """`guard` checks every event on a participant channel before it is sent; without
+        one the Publisher is a bare transport (what a client that skips its checks sends)."""
+        self.guard = guard
         self._nc = nc
         self._sem = asyncio.Semaphore(max_inflight)
         self._max_inflight = max_inflight
@@ -276,8 +293,32 @@ class Publisher:
         if future is not None and not future.done():
             future.set_result(msg)
 
+    async def check(self, env: Envelope) -> None:
+        """Raise Unpublishable unless `env` can be published and its receivers would take it.
+
+        Only subjects of the participant channels reach receivers that verify, so only they
+        meet the guard (quarantine copies, checkpoints and document chunks do not); it comes
+        first, as its sentence names the event limit, far below the server's. Then the size:
+        nats-py refuses a payload over the server's max_payload with an untyped
+        MaxPayloadError, and the server closes the connection over one whose headers push
+        it past.
+        """
+        if self.guard is not None and env.subject.split(".", 1)[0] in CHANNELS:
+            await self.guard(env)
+        size, limit = _wire_size(env), self._nc.max_payload
+        if size > limit:
+            raise Unpublishable(
+                Reason.OVERSIZED,
+                f"the message on {env.subject} is {size:,} bytes; the NATS server takes at "
+                f"most {limit:,} bytes per message",
+            )
+
     async def publish(self, env: Envelope) -> PubAck:
-        """Publish one event and return its PubAck, retrying with the same id until acked."""
+        """Publish one event and return its PubAck, retrying with the same id until acked.
+
+        Raises Unpublishable, with nothing sent, if `check` refuses it.
+        """
+        await self.check(env)
         if self._sub is None:
             await self._subscribe()
         async with self._sem:
@@ -290,9 +331,37 @@ class Publisher:
 
         Runs of events for the same unit's stream go as atomic batches (one server sync per
         batch instead of one per event, see `publish_batch`); other subjects are pipelined
-        one by one with at most `window` in flight.
+        one by one with at most `window` in flight. Every event is checked first: if `check`
+        refuses one, Unpublishable is raised and none of them is sent.
         """
         pending = list(envs)
+        for env in pending:
+            await self.check(env)
+        return await self._publish_runs(pending, window, atomic)
+
+    async def publish_each(
+        self, envs: Sequence[Envelope], *, window: int | None = None, atomic: bool = True
+    ) -> list[PubAck | Unpublishable]:
+        """Like `publish_many`, but an event `check` refuses gets its Unpublishable in its
+        place and the others are published: for senders that settle each event on its own."""
+        results: list[PubAck | Unpublishable] = []
+        passing: list[int] = []
+        for index, env in enumerate(envs):
+            try:
+                await self.check(env)
+            except Unpublishable as exc:
+                results.append(exc)
+            else:
+                results.append(_UNSENT)
+                passing.append(index)
+        acks = await self._publish_runs([envs[i] for i in passing], window, atomic)
+        for index, ack in zip(passing, acks, strict=True):
+            results[index] = ack
+        return results
+
+    async def _publish_runs(
+        self, pending: list[Envelope], window: int | None, atomic: bool
+    ) -> list[PubAck]:
         if not atomic:
             return await self._pipelined(pending, window)
         acks: list[PubAck] = []
@@ -308,7 +377,7 @@ class Publisher:
             ):
                 end += 1
             run = pending[start:end]
-            acks += await (self.publish_batch(run) if key else self._pipelined(run, window))
+            acks += await (self._publish_batch(run) if key else self._pipelined(run, window))
             start = end
         return acks
 
@@ -339,9 +408,21 @@ class Publisher:
         (no commit acknowledgement) or the server refuses it because an event id is already
         stored (a retry of a batch that did commit), the events are re-sent one by one with
         the same ids: JetStream's duplicate window then stores exactly the missing ones.
+        Every event is checked first, as in `publish_many`.
         """
+        for env in envs:
+            await self.check(env)
+        return await self._publish_batch(envs)
+
+    async def _publish_batch(self, envs: Sequence[Envelope]) -> list[PubAck]:
         if len(envs) <= 1:
-            return [await self.publish(env) for env in envs]
+            if self._sub is None:
+                await self._subscribe()
+            acks = []
+            for env in envs:
+                async with self._sem:
+                    acks.append(await self._publish(env))
+            return acks
         if len(envs) > MAX_BATCH:
             raise ValueError(f"a batch holds at most {MAX_BATCH} events")
         if self._sub is None:
@@ -369,6 +450,10 @@ class Publisher:
             nats.errors.OutboundBufferLimitError,
         ):
             pass
+        except nats.errors.MaxPayloadError:
+            # `check` measured every message; a server that lowered its limit since we
+            # connected is the one way here. Nothing of the batch was committed.
+            raise _too_large(envs[0], self._nc.max_payload) from None
         log.info("bus.batch.fallback", events=len(envs), batch=batch_id)
         return await self._pipelined(list(envs), None)
 
@@ -403,6 +488,8 @@ class Publisher:
                 last_error = f"no acknowledgement within {self._timeout:g} s ({type(exc).__name__})"
             except nats.errors.OutboundBufferLimitError:
                 last_error = "NATS is unreachable and the outbound buffer is full"
+            except nats.errors.MaxPayloadError:
+                raise _too_large(env, self._nc.max_payload) from None
             else:
                 result = _read_ack(env, reply)
                 if result is not None:
@@ -430,6 +517,23 @@ class Publisher:
         for future in self._pending.values():
             future.cancel()
         self._pending.clear()
+
+
+def _wire_size(env: Envelope) -> int:
+    """Bytes the server counts against max_payload: the header block and the body."""
+    if not env.headers:
+        return len(env.body)
+    block = 12 + sum(len(k) + len(v.encode()) + 4 for k, v in env.headers.items())
+    # The atomic-batch headers publish_batch adds (ADR-50) take at most this much more.
+    return len(env.body) + block + 96
+
+
+def _too_large(env: Envelope, limit: int) -> Unpublishable:
+    return Unpublishable(
+        Reason.OVERSIZED,
+        f"the message on {env.subject} is larger than the {limit:,} bytes the NATS server "
+        "takes per message",
+    )
 
 
 def _batch_key(subject: str) -> str | None:

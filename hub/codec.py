@@ -90,7 +90,9 @@ class Schema:
         out.write(self.fingerprint)
         try:
             fastavro.schemaless_writer(out, self.parsed, record, strict_allow_default=True)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+            # ArithmeticError: fastavro raises OverflowError for a number the type cannot hold
+            # (10**20 for an int), which is the data not fitting like any other.
             raise InputError(f"the data does not fit schema {self.name}: {exc}") from exc
         return out.getvalue()
 

@@ -198,6 +198,17 @@ class SignedFields:
     """Set for a govhub-sig-v2 event: its place in the signed batch (hub/batchsig.py)."""
 
 
+def check_size(body: bytes) -> None:
+    """Refuse a body over MAX_BODY_BYTES, in the one sentence senders and receivers both show."""
+    if len(body) > MAX_BODY_BYTES:
+        raise RejectedEvent(
+            Reason.OVERSIZED,
+            f"the event body is {len(body):,} bytes encoded; events are limited to "
+            f"{MAX_BODY_BYTES:,} bytes ({MAX_BODY_BYTES // 1024} KiB): send large content as a "
+            "document (`govhub doc send`)",
+        )
+
+
 def read_fields(env: Envelope) -> SignedFields:
     """Check that every wire-contract header is present and well formed."""
     headers = env.headers
@@ -210,12 +221,7 @@ def read_fields(env: Envelope) -> SignedFields:
         raise RejectedEvent(
             Reason.MISSING_HEADER, f"the event lacks header(s) {', '.join(missing)}"
         )
-    if len(env.body) > MAX_BODY_BYTES:
-        raise RejectedEvent(
-            Reason.OVERSIZED,
-            f"the body is {len(env.body)} bytes; events are limited to {MAX_BODY_BYTES} bytes "
-            "(send large content through the document exchange)",
-        )
+    check_size(env.body)
     if headers[H_SPECVERSION] != "1.0":
         raise RejectedEvent(Reason.BAD_HEADER, "ce-specversion must be 1.0")
     if headers[H_CONTENT_TYPE] != CONTENT_TYPE:

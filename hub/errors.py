@@ -11,6 +11,7 @@ GovhubError                     one clear sentence in str(), next step in diagno
 │   └── SchemaIncompatible      breaks its subject's compatibility mode; `reasons`   (permanent)
 │       └── SchemaIndistinguishable a registered fingerprint, other logical types    (permanent)
 ├── RejectedEvent               an event failed a receiver check; carries a Reason  (permanent)
+│   └── Unpublishable           receivers would refuse it, so it was never sent     (permanent)
 ├── PublishError                the bus did not accept a publish                    (see subclasses)
 │   ├── PublishTimeout          no acknowledgement in time after retries            (retryable)
 │   └── StreamFull              the stream is full and refuses new events           (permanent)
@@ -169,6 +170,15 @@ class RejectedEvent(GovhubError):
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class Unpublishable(RejectedEvent, InputError):
+    """An event every receiver would refuse, refused by its sender before anything was sent.
+
+    The sender makes the receivers' own checks (hub.verifier.Verifier.preflight) before it
+    publishes, so nothing is acknowledged that a receiver will quarantine; `reason` is the
+    code a receiver would have given. Also an InputError: the data or the signer must change.
+    """
 
 
 class PublishError(GovhubError):

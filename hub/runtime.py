@@ -143,8 +143,15 @@ class Hub:
         return link.publisher if link is not None else self.publisher
 
     async def link(self, as_id: str) -> Link | None:
-        """In a federation, the participant's own connection to its unit's node; else None."""
-        return None if self.federation is None else await self.federation.link(as_id)
+        """In a federation, the participant's own connection to its unit's node; else None.
+
+        Its publishers make the receivers' checks before sending, as the hub's own does.
+        """
+        if self.federation is None:
+            return None
+        link = await self.federation.link(as_id)
+        link.publisher.guard = self.verifier.check_outgoing
+        return link
 
     def consumer(
         self,
@@ -302,6 +309,10 @@ async def open_hub(
             # would refuse every event of the participants it misses.
             await rewrite_bucket(pool, jetstream(nc))
             await participants.wait_until(lambda cache: len(cache) >= recorded)
+        verifier = Verifier(participants, schemas)
+        # From here on nothing is published that a receiver would refuse. Not earlier: the
+        # bootstrap enrolls the operator whose events would find an empty registry copy.
+        publisher.guard = verifier.check_outgoing
         schema_watch = await open_schema_registry(
             settings, pool, nc, publisher, schemas, chosen.operator
         )
@@ -315,7 +326,7 @@ async def open_hub(
             publisher=publisher,
             schemas=schemas,
             participants=participants,
-            verifier=Verifier(participants, schemas),
+            verifier=verifier,
             scenario=chosen,
             federation=federation,
         )

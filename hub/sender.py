@@ -194,7 +194,10 @@ class BatchSender:
                     else [envelope for item in items for envelope in seal_batch(self._key, [item])]
                 )
                 atomic = len(envs) >= min(ATOMIC_FROM, self._max_batch)
-                acks = await self._publisher.publish_many(envs, atomic=atomic)
+                # Each event meets the receivers' checks first; one they would refuse fails
+                # its own future and the others are stored (a leaf left out of a v2 batch
+                # costs the others nothing: each carries its own path).
+                results = await self._publisher.publish_each(envs, atomic=atomic)
             except Exception as exc:
                 for future in futures:
                     if not future.done():
@@ -204,9 +207,13 @@ class BatchSender:
                 self._inflight -= 1
                 if self._items and self._timer is None:
                     self._flush()
-        for future, ack in zip(futures, acks, strict=True):
-            if not future.done():
-                future.set_result(ack)
+        for future, result in zip(futures, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, PubAck):
+                future.set_result(result)
+            else:
+                future.set_exception(result)
 
     async def flush(self) -> None:
         """Publish whatever is queued and wait for every batch in flight."""

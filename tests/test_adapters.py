@@ -260,3 +260,34 @@ async def test_a_native_value_that_does_not_parse_is_dead_lettered_naming_its_fi
     result = await run_mapping(mapping, [record], participant=participant)
     assert result.sent == []
     assert [detail for _, _, detail in result.dead] == [reason]
+
+
+async def test_an_outbox_row_too_large_for_an_event_is_dead_lettered_oversized_not_published(
+    hub: Hub, civil_db: str, tmp_path: Path
+) -> None:
+    (outbound, _register) = parse_adapter_file(CIVIL, tmp_path / "civil.toml").adapters
+    pipeline = build(hub, outbound)
+    running = await start(pipeline)
+    try:
+        rows = [("HouseholdAssistance", case(n)) for n in (1, 2)]
+        rows.append(("HouseholdAssistance", case(3, remark="入户核查记录。" * 3_000)))
+        await write_cases(civil_db, rows)
+        await eventually(lambda: pipeline.stats.delivered == 2, "two events published")
+        await eventually(lambda: pipeline.stats.dead_lettered == 1, "one dead letter")
+    finally:
+        stop, task = running
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    events = await read_stream(hub, HUB_STREAM, ["evt.akto.civil.>"])
+    assert len(events) == 2 and all(d.event is not None for d in events)
+    conn = await asyncpg.connect(civil_db)
+    try:
+        error = await conn.fetchval(
+            "SELECT govhub_error FROM akto_civil.outbox WHERE payload->>'case_no' = 'AKT-2026-0003'"
+        )
+    finally:
+        await conn.close()
+    assert "events are limited to 40,960 bytes (40 KiB)" in error
+    (letter,) = await read_stream(hub, QUARANTINE_STREAM, ["quarantine.oversized"])
+    assert letter.envelope.headers[H_RECORD_KEY].startswith("akto_civil.outbox/")
+    assert json.loads(letter.envelope.body)["payload"]["case_no"] == "AKT-2026-0003"

@@ -13,7 +13,7 @@ from nats.js.api import StreamConfig
 
 from hub.bus import close, connect
 from hub.envelope import Envelope
-from hub.errors import AccessDenied
+from hub.errors import AccessDenied, Unpublishable
 from hub.federation.credentials import service_nkey
 from hub.federation.links import open_link
 from hub.federation.monitor import FederationService
@@ -41,8 +41,13 @@ async def test_a_department_publishing_on_another_departments_subject_is_refused
 ) -> None:
     link = await federation.hub.link("akto.civil")
     assert link is not None
+    forged = _as_other(federation, "akto.civil", "evt.akto.edu.notice")
+    # The participant's own publisher refuses it before sending, as receivers would ...
+    with pytest.raises(Unpublishable, match="may not publish on evt.akto.edu.notice"):
+        await link.publisher.publish(forged)
+    # ... and a client that skips that check meets the server's permissions.
     with pytest.raises(AccessDenied, match="evt.akto.edu.notice"):
-        await link.publisher.publish(_as_other(federation, "akto.civil", "evt.akto.edu.notice"))
+        await link.new_publisher(guard=None).publish(forged)
     own = federation.hub.seal("akto.civil", NOTICE, {"title": "t", "body": "b"})
     assert (await link.publisher.publish(own)).stream == "GOV_AKTO"
 
@@ -53,7 +58,8 @@ async def test_a_prefecture_department_cannot_publish_as_a_county_or_touch_strea
     link = await federation.hub.link("pref.finance")
     assert link is not None
     with pytest.raises(AccessDenied):
-        await link.publisher.publish(_as_other(federation, "pref.finance", "doc.akto.office.x"))
+        bare = link.new_publisher(guard=None)
+        await bare.publish(_as_other(federation, "pref.finance", "doc.akto.office.x"))
     # The server drops the request (a permission violation), so the call can only time out.
     with pytest.raises(nats.errors.TimeoutError):
         await link.nc.jetstream(timeout=2).delete_stream(HUB_STREAM)

@@ -26,7 +26,7 @@ import structlog
 from aiohttp import web
 
 from hub.consumer import Delivery
-from hub.errors import KeyStoreError, RegistryError
+from hub.errors import KeyStoreError, RegistryError, Unpublishable
 from hub.exchange import receipts
 from hub.exchange.ledger import load_document
 from hub.exchange.state import Batch, NotYetKnown, Refused
@@ -210,9 +210,18 @@ class ExchangeTracker:
                     else:
                         # Signed and published as the sender, through its own link in a
                         # federation: the sender's clock and the sender's stream.
-                        await (await self._hub.publisher_for(doc.manifest.sender)).publish(env)
-                        fired += 1
-                        log.info("exchange.timer.fired", doc_id=doc.doc_id, kind=timer["kind"])
+                        publisher = await self._hub.publisher_for(doc.manifest.sender)
+                        try:
+                            await publisher.publish(env)
+                        except Unpublishable as exc:
+                            # Receivers would refuse it (the sender's key closed since, ...):
+                            # like an unsigned one, the timer is spent and the others go on.
+                            log.warning(
+                                "exchange.timer.refused", doc_id=doc.doc_id, reason=exc.reason
+                            )
+                        else:
+                            fired += 1
+                            log.info("exchange.timer.fired", doc_id=doc.doc_id, kind=timer["kind"])
                 await conn.execute(
                     "UPDATE doc_timers SET fired_at = $4"
                     " WHERE doc_id = $1 AND kind = $2 AND number = $3",

@@ -52,8 +52,9 @@ class Link:
 
     def new_publisher(self, **options: Any) -> Publisher:
         """Another publisher on this link (its own ack timeout and attempts) that fails at once,
-        like the link's own, when the server refuses a publish."""
-        publisher = Publisher(self.nc, **options)
+        like the link's own, when the server refuses a publish, and checks what it sends with
+        the link's own guard (pass `guard=None` for a bare transport)."""
+        publisher = Publisher(self.nc, **{"guard": self.publisher.guard, **options})
         self.extra_publishers.append(publisher)
         return publisher
 

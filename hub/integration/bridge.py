@@ -20,7 +20,7 @@ import structlog
 from hub.bus import PubAck, Publisher
 from hub.consumer import Consumer
 from hub.consumer import Delivery as BusDelivery
-from hub.envelope import seal
+from hub.envelope import Envelope, seal
 from hub.errors import (
     ConfigError,
     InputError,
@@ -32,6 +32,7 @@ from hub.errors import (
     SchemaError,
     ServerUnavailable,
     StreamFull,
+    Unpublishable,
 )
 from hub.integration.connector import Check, Outcome, Record, derive_event_id
 from hub.runtime import Hub
@@ -39,6 +40,16 @@ from hub.subjects import check_subject, default_subject, may_publish
 from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.integration.bridge")
+
+SIGNER_REASONS = frozenset(
+    {
+        Reason.UNKNOWN_PARTICIPANT,
+        Reason.UNKNOWN_KEY,
+        Reason.KEY_NOT_VALID,
+        Reason.PARTICIPANT_REVOKED,
+    }
+)
+"""Refusals that are about the signing participant and its key rather than the record."""
 
 
 class EventSink:
@@ -50,8 +61,9 @@ class EventSink:
         self._hub = hub
         self.participant = participant
         self._options: dict[str, Any] = {"ack_timeout": ack_timeout, "attempts": attempts}
-        # Replaced in start() by one on the participant's own link in a federation.
-        self._publisher = Publisher(hub.nc, **self._options)
+        # Replaced in start() by one on the participant's own link in a federation. Either
+        # way it refuses, before sending, what the receivers would refuse.
+        self._publisher = Publisher(hub.nc, guard=hub.verifier.check_outgoing, **self._options)
         self._linked = False
 
     def _signer(self) -> str:
@@ -131,11 +143,23 @@ class EventSink:
                 )
                 continue
             sealed.append((index, seal(key, subject, schema.name, body, event_id=event_id)))
+        for index, outcome in await self._publish(sealed):
+            outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
+
+    async def _publish(self, sealed: list[tuple[int, Envelope]]) -> list[tuple[int, Outcome]]:
+        """Publish sealed events; an outcome for each, by the index of its record.
+
+        An event a receiver would quarantine comes back as Unpublishable: for a reason of the
+        record (too large, an unregistered schema, ...) a REJECT, so the record is
+        dead-lettered at its origin (a webhook caller is told why) instead of acknowledged;
+        for a reason of the signer (SIGNER_REASONS) a RETRY. The rest are published.
+        """
         envs = [env for _, env in sealed]
         results: list[PubAck | BaseException]
         try:
             # One atomic batch per unit: one server sync for the whole batch, not one per event.
-            results = list(await self._publisher.publish_many(envs))
+            results = list(await self._publisher.publish_each(envs))
         except (PublishError, ServerUnavailable) as exc:
             if isinstance(exc, Retryable | StreamFull):
                 results = [exc] * len(envs)
@@ -146,14 +170,21 @@ class EventSink:
                         *(self._publisher.publish(env) for env in envs), return_exceptions=True
                     )
                 )
-        for (index, env), result in zip(sealed, results, strict=True):
-            outcomes[index] = _outcome(env.event_id, result)
-        return [o for o in outcomes if o is not None]
+        return [
+            (index, _outcome(env.event_id, result))
+            for (index, env), result in zip(sealed, results, strict=True)
+        ]
 
 
 def _outcome(event_id: str, result: PubAck | BaseException) -> Outcome:
     if isinstance(result, PubAck):
         return Outcome.done(event_id=event_id, ref=f"{result.stream}#{result.seq}")
+    if isinstance(result, Unpublishable):
+        if result.reason in SIGNER_REASONS:
+            # The signer is at fault, not the record: it waits, as when the participant's
+            # key is missing here, until an operator restores a valid key.
+            return Outcome.retry(str(result))
+        return Outcome.reject(str(result), reason=result.reason, event_id=event_id)
     if isinstance(result, Retryable | StreamFull):
         # Not the record's fault: NATS is away or the stream refuses new data until an
         # operator acts. Either way the record waits at its origin.

@@ -30,6 +30,7 @@ from hub.errors import (
     InputError,
     RegistryError,
     Retryable,
+    Unpublishable,
 )
 from hub.exchange.fetch import Fetcher
 from hub.exchange.model import (
@@ -95,6 +96,9 @@ class DocumentSink:
                 deadline=value.get("deadline"),
             )
             result = await self._sender.send(request)
+        except Unpublishable as exc:
+            # Receivers would refuse its announcement: kept with their reason, not retried.
+            return Outcome.reject(str(exc), reason=exc.reason)
         except (RegistryError, InputError, KeyError, ValueError) as exc:
             return Outcome.reject(str(exc))
         except FileChanged as exc:
