@@ -12,6 +12,7 @@ from hub.cli.common import say
 from hub.errors import GovhubError
 from hub.home import Settings
 from hub.log import configure
+from hub.outage import first_failure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -51,7 +52,12 @@ def main(args: list[str] | None = None) -> None:
     """
     configure()
     try:
-        cli.main(args, standalone_mode=False)
+        try:
+            cli.main(args, standalone_mode=False)
+        except BaseExceptionGroup as group:
+            # A TaskGroup's failure is never shown as a group: the person hears about its
+            # first govhub error (or its first failure), like any other.
+            raise first_failure(group) from group
     except click.exceptions.Abort:
         say("govhub: interrupted")
         sys.exit(130)

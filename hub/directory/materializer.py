@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import nats.errors
 import nats.js.errors
 import structlog
 
+from hub import health
 from hub.bus import jetstream, provision
 from hub.consumer import Consumer, Delivery
 from hub.directory.apply import BatchApplier, Step
@@ -33,6 +35,7 @@ from hub.directory.events import DIRECTORY_FILTER
 from hub.directory.rows import EntryRow
 from hub.errors import DirectoryError, PublishError, Reason, ServerUnavailable
 from hub.metrics import Counter, Gauge
+from hub.outage import Backoff, describe
 from hub.runtime import Hub
 from hub.topology import DIRECTORY_BUCKET, HUB_STREAM
 
@@ -42,7 +45,9 @@ DURABLE = "directory"
 ENTRY_KEY_PREFIX = "entry."
 ACK_WAIT = 10.0
 BATCH = 500
-BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+BACKOFF = (0.2, 5.0)
+"""First and longest wait (seconds, jittered) before the materializer retries after an outage."""
+PART = "materializer"
 _LOCK = 0x60_76_68_75_62_00_07_01  # advisory lock of the directory writer (any constant works)
 
 DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -222,44 +227,46 @@ class Materializer:
 
     async def run(self) -> None:
         """Hold the writer lock and materialize until cancelled; recover from outages."""
-        failures = 0
+        retry = Backoff(*BACKOFF)
         try:
             while True:
                 try:
                     conn = await asyncpg.connect(self.hub.pg_dsn, timeout=10)
                 except DB_ERRORS as exc:
-                    failures = await _backoff("connect", exc, failures)
+                    await _backoff("connect", exc, retry)
                     continue
                 try:
                     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
                         log.info("directory.materializer.standby")
+                        health.resume(PART)  # a standby that waits for the lock is healthy
                         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
                     log.info("directory.materializer.writer")
-                    await self._lead(conn)
+                    await self._lead(conn, retry)
                 except DB_ERRORS as exc:
-                    failures = await _backoff("database", exc, failures)
+                    await _backoff("database", exc, retry)
                 finally:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2.0)
         finally:
             await self.stop()
 
-    async def _lead(self, conn: asyncpg.Connection) -> None:
-        failures = 0
+    async def _lead(self, conn: asyncpg.Connection, retry: Backoff) -> None:
         while True:
             try:
                 if not self._held:
                     self._held = await self.consumer().fetch(BATCH, timeout=1.0)
+                    health.resume(PART)
                     if not self._held:
                         continue
                 await self.commit(conn, self._held)
                 self._held = []
-                failures = 0
-            except (ServerUnavailable, PublishError) as exc:
-                # NATS is away: the held batch is redelivered later and collapses onto the
-                # sequence already applied, so dropping it here loses nothing.
+                retry.reset()
+            except (ServerUnavailable, PublishError, nats.errors.Error) as exc:
+                # NATS is away (the KV write or an ack failed): the held batch is redelivered
+                # later and collapses onto the sequence already applied, so dropping it here
+                # loses nothing.
                 self._held = []
-                failures = await _backoff("nats", exc, failures)
+                await _backoff("nats", exc, retry)
 
     async def stop(self) -> None:
         """Release the consumer subscription (idempotent)."""
@@ -268,11 +275,13 @@ class Materializer:
             self._consumer = None
 
 
-async def _backoff(what: str, exc: BaseException, failures: int) -> int:
-    delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
-    log.warning("directory.materializer.retry", cause=what, error=str(exc), retry_in=delay)
+async def _backoff(what: str, exc: BaseException, retry: Backoff) -> None:
+    delay = retry.next()
+    health.pause(PART, describe(exc))
+    log.warning(
+        "directory.materializer.retry", cause=what, error=describe(exc), retry_in=round(delay, 2)
+    )
     await asyncio.sleep(delay)
-    return failures + 1
 
 
 async def stored_documents(conn: Any, codes: Sequence[str]) -> dict[str, dict[str, Any]]:

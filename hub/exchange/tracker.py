@@ -117,7 +117,14 @@ class ExchangeTracker:
                 batch = await self._consumer.fetch(256, timeout=timeout)
                 if not batch:
                     return 0
-                await self._apply_batch(conn, batch)
+                try:
+                    await self._apply_batch(conn, batch)
+                except Exception:
+                    # Redeliver at once rather than after ack_wait (30 s), so the tracker
+                    # resumes where it stopped as soon as an outage ends; what was applied
+                    # already is recognised by its event id and not applied twice.
+                    await _release(batch)
+                    raise
                 return len(batch)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
@@ -236,3 +243,11 @@ class ExchangeTracker:
             return self._hub.keystore.participants()
         except Exception:  # no passphrase on this machine: it holds no sender's key
             return []
+
+
+async def _release(batch: Sequence[Delivery]) -> None:
+    """Ask for redelivery of a batch that was not applied (best effort: NATS may be away)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            asyncio.gather(*(d.nak() for d in batch), return_exceptions=True), 2.0
+        )
