@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass, field
 
 import asyncpg
+import asyncpg.exceptions
 import nats.errors
 import nats.js.errors
 
@@ -28,6 +29,11 @@ _TRANSIENT: tuple[type, ...] = (
     asyncpg.AdminShutdownError,  # 57P01: terminated by a shutdown or an administrator
     asyncpg.CrashShutdownError,  # 57P02: another backend crashed, the server restarts
     asyncpg.TooManyConnectionsError,
+    # asyncpg's own view of a connection it lost: closed, handed back to the pool under the
+    # caller, or left mid-operation ("cannot switch to state"). Misuse of a connection raises
+    # these too; it then reads as an outage, and is still retried and reported.
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     nats.errors.ConnectionClosedError,
     nats.errors.ConnectionReconnectingError,
     nats.errors.NoServersError,
@@ -46,10 +52,6 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, BaseExceptionGroup):
         return all(is_transient(inner) for inner in exc.exceptions)
-    if isinstance(exc, asyncpg.InterfaceError):
-        # asyncpg says so when a connection the server dropped is used again; its other
-        # interface errors are misuse (a bug), not an outage.
-        return "closed" in str(exc)
     return isinstance(exc, _TRANSIENT)
 
 
@@ -67,6 +69,12 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     for inner in group.exceptions:
         out.extend(_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])
     return out
+
+
+def kinds(exc: BaseException) -> str:
+    """The class names of a failure (each failure of a group), for the logs only."""
+    found = _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return ",".join(type(e).__name__ for e in found)
 
 
 def server_of(exc: BaseException) -> str | None:

@@ -36,7 +36,7 @@ from aiohttp import web
 from hub.errors import ConfigError, ServiceError
 from hub.health import Health, State, probe_servers
 from hub.metrics import REGISTRY
-from hub.outage import Backoff, describe, detail, is_transient
+from hub.outage import Backoff, describe, detail, is_transient, kinds
 from hub.runtime import Hub
 
 log = structlog.get_logger("hub.serve")
@@ -188,7 +188,7 @@ class Supervisor:
             "serve.service.failed",
             service=name,
             error=cause,
-            error_type=type(exc).__name__,
+            error_type=kinds(exc),
             restart_in=round(delay, 2),
             exc_info=exc if os.environ.get("GOVHUB_DEBUG") else None,
         )

@@ -4,6 +4,7 @@ steady load whose acknowledged ids are counted, and checks that nothing was lost
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,9 +21,9 @@ import pytest
 
 from hub.directory.events import ENTRY_SCHEMA, Kind, dir_subject
 from hub.directory.validation import parse_entry
-from hub.embedded import EmbeddedPostgres, ServerInfo, process_alive
+from hub.embedded import EmbeddedPostgres, ServerInfo
 from hub.envelope import Envelope
-from hub.errors import PublishTimeout, ServerUnavailable
+from hub.errors import PublishTimeout, Retryable, ServerUnavailable
 from hub.exchange.send import Sender, SendRequest
 from hub.home import Home, Settings
 from hub.runtime import Hub
@@ -35,14 +36,18 @@ AGENT_FOR = "akto.office"
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[bool]], what: str, *, timeout: float = 60.0
+    condition: Callable[[], Awaitable[bool]],
+    what: str,
+    *,
+    timeout: float = 60.0,
+    every: float = 0.1,
 ) -> None:
     """Wait for a condition in another process's hands (there is no event to wait on)."""
     deadline = time.monotonic() + timeout
     while not await condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(every)
 
 
 def free_port() -> int:
@@ -93,12 +98,12 @@ class Postgres:
         assert self.info is not None
         doomed = [self.info.pid, *_children(self.info.pid)]
         for pid in doomed:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        # Until init has reaped them: PostgreSQL takes even a zombie postmaster for a live one
+        # and would refuse to start on the same data folder.
         deadline = time.monotonic() + 30
-        while any(process_alive(pid) for pid in doomed):
+        while any(Path(f"/proc/{pid}").exists() for pid in doomed):
             assert time.monotonic() < deadline, "PostgreSQL processes outlived SIGKILL"
             time.sleep(0.05)  # reaped by init, not by us: nothing to wait on
         self.info = None
@@ -255,20 +260,26 @@ def directory_events(hub: Hub, codes: Sequence[int]) -> list[Envelope]:
     return envs
 
 
+def _files(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"通知-{i}.pdf" for i in range(count)]
+    for path in paths:
+        path.write_bytes(os.urandom(3000))
+    return paths
+
+
 async def send_documents(hub: Hub, folder: Path, count: int, every: float) -> list[str]:
     """Send `count` small documents from pref.office to the agent's participant."""
-    folder.mkdir(parents=True, exist_ok=True)
+    paths = await asyncio.to_thread(_files, folder, count)
     sent = []
-    for i in range(count):
-        path = folder / f"通知-{i}.pdf"
-        path.write_bytes(os.urandom(3000))
+    for i, path in enumerate(paths):
         request = SendRequest("pref.office", (AGENT_FOR,), path, f"通知 {i}")
         while True:
             try:
                 sent.append((await Sender(hub).send(request)).doc_id)
                 break
-            except (PublishTimeout, ServerUnavailable):
-                continue
+            except Retryable:
+                continue  # the same file again: the send resumes, under the same document id
         await asyncio.sleep(every)
     return sent
 
@@ -285,8 +296,9 @@ async def query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def converged(hub: Hub, dsn: str, docs: Sequence[str], dir_events: int) -> bool:
-    """Every stream message logged, every document delivered, every entry materialized."""
+async def _behind(hub: Hub, dsn: str, docs: Sequence[str], dir_events: int) -> str | None:
+    """What is not there yet (None once everything is): stream messages logged, documents
+    delivered, directory events materialized."""
     try:
         (row,) = await query(
             dsn,
@@ -297,11 +309,32 @@ async def converged(hub: Hub, dsn: str, docs: Sequence[str], dir_events: int) ->
             list(docs),
         )
         messages = await stream_messages(hub)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return False
-    return bool(
-        row["size"] == messages and row["delivered"] == len(docs) and row["dir"] == dir_events
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return f"no answer ({exc})"
+    have = (row["size"], row["delivered"], row["dir"])
+    if have == (messages, len(docs), dir_events):
+        return None
+    return (
+        f"{have[0]}/{messages} messages logged, {have[1]}/{len(docs)} documents delivered, "
+        f"{have[2]}/{dir_events} directory events applied"
     )
+
+
+async def wait_converged(
+    hub: Hub, dsn: str, docs: Sequence[str], dir_events: int, *, timeout: float = 90.0
+) -> None:
+    """Wait until every stream message is logged, every document delivered, every directory
+    event materialized."""
+    last: list[str | None] = [None]
+
+    async def done() -> bool:
+        last[0] = await _behind(hub, dsn, docs, dir_events)
+        return last[0] is None
+
+    try:
+        await wait_until(done, "the hub services to catch up", timeout=timeout)
+    except pytest.fail.Exception as exc:
+        raise AssertionError(f"{exc}: {last[0]}") from None
 
 
 async def assert_nothing_lost_or_doubled(
@@ -338,9 +371,11 @@ async def assert_nothing_lost_or_doubled(
     assert all(r["recipients"] == 1 and r["state"] == "delivered" for r in states)
     directory = await query(
         dsn,
-        "SELECT e.event_id, count(*) AS n FROM directory_events e GROUP BY e.event_id",
+        "SELECT event_id, count(*) AS n, min(outcome) AS outcome FROM directory_events"
+        " GROUP BY event_id",
     )
     assert sorted(r["event_id"] for r in directory) == sorted(acked.get("directory", []))
     assert all(r["n"] == 1 for r in directory)
-    entries = await query(dsn, "SELECT count(*) AS n FROM directory_entries WHERE status = 'active'")
-    assert entries[0]["n"] == len(acked.get("directory", []))
+    assert all(r["outcome"] == "applied" for r in directory)
+    entries = await query(dsn, "SELECT count(*) FROM directory_entries WHERE status = 'active'")
+    assert entries[0][0] == len(acked.get("directory", []))

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import asyncpg.exceptions
 import nats.errors
 import nats.js.errors
 import structlog
@@ -65,6 +66,7 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a connection lost mid-operation
     asyncpg.PostgresError,
     AuditError,
 )
@@ -237,7 +239,7 @@ class Appender:
         log.warning(
             "audit.appender.retry",
             cause=what,
-            error=str(exc) or type(exc).__name__,
+            error=describe(exc),
             held=len(self._held),
             retry_in=round(delay, 2),
         )

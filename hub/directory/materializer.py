@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import asyncpg.exceptions
 import nats.errors
 import nats.js.errors
 import structlog
@@ -54,6 +55,7 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a connection lost mid-operation
     asyncpg.PostgresError,
 )
 
@@ -200,6 +202,7 @@ class Materializer:
         try:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
                 return await self._wait_for_writer(deadline)
+            await self._rewind(conn)
             consumer = self.consumer()
             js = jetstream(self.hub.nc)
             while time.monotonic() < deadline:
@@ -251,8 +254,12 @@ class Materializer:
             await self.stop()
 
     async def _lead(self, conn: asyncpg.Connection, retry: Backoff) -> None:
+        rewind = True
         while True:
             try:
+                if rewind:
+                    await self._rewind(conn)
+                    rewind = False
                 if not self._held:
                     self._held = await self.consumer().fetch(BATCH, timeout=1.0)
                     health.resume(PART)
@@ -262,11 +269,20 @@ class Materializer:
                 self._held = []
                 retry.reset()
             except (ServerUnavailable, PublishError, nats.errors.Error) as exc:
-                # NATS is away (the KV write or an ack failed): the held batch is redelivered
-                # later and collapses onto the sequence already applied, so dropping it here
-                # loses nothing.
+                # NATS is away (the KV write or an ack failed): the held batch is read again
+                # after the rewind and collapses onto the sequence already applied (its KV
+                # entries rewritten), so dropping it here loses nothing.
                 self._held = []
+                rewind = True
                 await _backoff("nats", exc, retry)
+
+    async def _rewind(self, conn: asyncpg.Connection) -> None:
+        """Start reading, in stream order, after what this writer (PostgreSQL) has applied and
+        the consumer has had acknowledged; see `Consumer.rewind`."""
+        applied = int(await conn.fetchval("SELECT last_seq FROM directory_state"))
+        start = await self.consumer().rewind(applied)
+        self._held = []  # read again from `start`, in order
+        log.info("directory.materializer.position", applied=applied, start=start)
 
     async def stop(self) -> None:
         """Release the consumer subscription (idempotent)."""
