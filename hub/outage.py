@@ -9,6 +9,7 @@ several `govhub serve` processes do not all knock on a restarted server at the s
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 
@@ -117,9 +118,12 @@ def detail(exc: BaseException) -> str:
     if isinstance(exc, GovhubError):
         return str(exc)
     phrase = next((p for kind, p in _PHRASES if isinstance(exc, kind)), None)
+    if phrase is None and isinstance(exc, OSError):
+        # The system's words for the error number, not asyncio's "[Errno 98] error while ...".
+        errno = exc.errno if isinstance(exc.errno, int) else 0
+        phrase = os.strerror(errno).lower() if errno > 0 else exc.strerror
     if phrase is None:
-        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        phrase = text.removeprefix("nats: ").strip()
+        phrase = str(exc).removeprefix("nats: ").strip()
     return phrase or "failed without a message"
 
 

@@ -5,7 +5,9 @@ lock while it consumes, so events apply in stream order (a grant after its reque
 when several `govhub serve` processes run. A batch is verified by the `Consumer`, applied in
 one transaction together with the last applied stream sequence, then written to the KV
 bucket, and only then acked; a batch that fails is held and retried, never skipped, and a
-redelivered event collapses onto the sequence already applied.
+redelivered event collapses onto the sequence already applied. Each writer starts by rewinding
+the consumer to the first event never acknowledged (`Consumer.rewind`), so what a killed writer
+had fetched is read again in order rather than redelivered behind newer events and skipped.
 
 `catch_up()` is the same code path for commands and the demo, which usually run without
 `govhub serve`: it applies everything the stream holds, or, when a serve process holds the
