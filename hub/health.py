@@ -5,7 +5,8 @@ Every service reports into one `Health`. The supervisor (hub/serve.py) sets a se
 `restarting` (it failed for another reason and starts again after a backoff) or `stopped`.
 A service that rides out an outage in its own loop (the audit appender, the directory
 materializer) says so with `pause(part, cause)` and `resume(part)`; these reach the Health of
-the service whose task calls them, and do nothing outside `govhub serve`. `probe_servers`
+the service whose task calls them, and do nothing outside `govhub serve`; their waits
+(`retry_after`) end early when a server that was away answers again. `probe_servers`
 asks PostgreSQL and NATS every second on connections of its own, and while one does not
 answer every service reads `degraded` with that cause: `/healthz` turns `degraded` as soon as
 a server goes away, even for a service that has not touched it yet, and `ok` again by itself
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import random
 import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -39,6 +41,7 @@ log = structlog.get_logger("hub.health")
 POSTGRES, NATS = "postgres", "nats"
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 5.0
+RECOVERY_JITTER_S = 0.5
 
 SERVICE_UP = Gauge(
     "govhub_service_up", "1 while a hub service runs and its servers answer.", ("service",)
@@ -80,6 +83,7 @@ class Health:
         self._down: dict[str, str] = {}
         self._up = asyncio.Event()
         self._up.set()
+        self._recovered = asyncio.Event()
         for name in services:
             self.add(name)
         for dependency in (POSTGRES, NATS):
@@ -126,6 +130,8 @@ class Health:
             log.warning("serve.dependency.down", dependency=name, cause=cause)
         elif was is not None and cause is None:
             log.info("serve.dependency.up", dependency=name)
+            self._recovered.set()  # wakes every retry_after() waiting now
+            self._recovered = asyncio.Event()
         DEPENDENCY_UP.set(0.0 if cause else 1.0, name)
         if self._down:
             self._up.clear()
@@ -137,6 +143,17 @@ class Health:
     async def servers_up(self) -> None:
         """Wait until both servers answer the probes."""
         await self._up.wait()
+
+    async def retry_after(self, delay: float) -> None:
+        """Wait `delay` seconds before retrying, or less: until a server that was away answers
+        again, then a random moment (up to `RECOVERY_JITTER_S`) so that the services do not
+        all reconnect in the same instant."""
+        recovered = self._recovered
+        try:
+            await asyncio.wait_for(recovered.wait(), delay)
+        except TimeoutError:
+            return
+        await asyncio.sleep(random.uniform(0, min(RECOVERY_JITTER_S, delay)))
 
     def status(self, name: str) -> tuple[State, str | None]:
         """A service's state and cause, servers included: a running service whose servers do
@@ -197,6 +214,16 @@ def pause(part: str, cause: str) -> None:
     current = _CURRENT.get()
     if current is not None:
         current[0].pause(current[1], part, cause)
+
+
+async def retry_after(delay: float) -> None:
+    """The calling service's wait before a retry (`Health.retry_after`; a plain sleep outside
+    `govhub serve`)."""
+    current = _CURRENT.get()
+    if current is None:
+        await asyncio.sleep(delay)
+    else:
+        await current[0].retry_after(delay)
 
 
 def resume(part: str) -> None:

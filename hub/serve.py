@@ -175,7 +175,7 @@ class Supervisor:
         cause = describe(exc)
         self._health.set(name, State.DEGRADED, cause)
         log.warning("serve.service.paused", service=name, cause=cause, retry_in=round(delay, 2))
-        await asyncio.sleep(delay)
+        await self._health.retry_after(delay)
         await self._health.servers_up()
 
     async def _restart(self, name: str, exc: Exception, delay: float) -> None:

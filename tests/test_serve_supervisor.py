@@ -144,6 +144,16 @@ async def test_an_outage_pauses_a_service_as_degraded_until_the_servers_answer()
         assert RESTARTS.value("exchange") == restarts, "an outage is not a restart"
 
 
+async def test_a_wait_before_retrying_ends_early_once_the_server_answers_again() -> None:
+    health = Health()
+    health.dependency("postgres", "PostgreSQL does not answer (connection refused)")
+    waiting = asyncio.create_task(health.retry_after(60.0))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    health.dependency("postgres", None)
+    await asyncio.wait_for(waiting, 2.0)  # within the jitter, not after 60 s
+
+
 async def test_a_service_pausing_part_of_itself_reads_degraded_until_it_resumes() -> None:
     from hub import health as health_module
 

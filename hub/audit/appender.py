@@ -243,7 +243,7 @@ class Appender:
             held=len(self._held),
             retry_in=round(delay, 2),
         )
-        await asyncio.sleep(delay)
+        await health.retry_after(delay)
 
     async def commit(
         self,

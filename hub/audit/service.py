@@ -176,7 +176,7 @@ class AuditService:
                 log.error("audit.checkpoint.failed", error=describe(exc))
                 health.pause("checkpoints", describe(exc))
                 self._grew.set()
-                await asyncio.sleep(retry.next())
+                await health.retry_after(retry.next())
                 continue
             retry.reset()
             health.resume("checkpoints")

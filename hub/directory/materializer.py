@@ -299,7 +299,7 @@ async def _backoff(what: str, exc: BaseException, retry: Backoff) -> None:
     log.warning(
         "directory.materializer.retry", cause=what, error=describe(exc), retry_in=round(delay, 2)
     )
-    await asyncio.sleep(delay)
+    await health.retry_after(delay)
 
 
 async def stored_documents(conn: Any, codes: Sequence[str]) -> dict[str, dict[str, Any]]:
