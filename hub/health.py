@@ -189,6 +189,7 @@ class Health:
         }
         return {
             "status": "ok" if self.ok else "degraded",
+            "ok": self.ok,
             "services": services,
             "dependencies": dependencies,
         }
