@@ -32,6 +32,8 @@ from hub.verifier import VerifiedEvent, Verifier
 log = structlog.get_logger("hub.consumer")
 
 DEFAULT_BACKOFF = (1.0, 5.0, 30.0, 120.0, 600.0)
+ACK_WAIT_S = 30.0
+"""Seconds before JetStream redelivers what a consumer without a backoff list did not ack."""
 
 
 @dataclass(slots=True)
@@ -83,12 +85,14 @@ class Consumer:
         deliver_new: bool = False,
         max_deliver: int = 10,
         backoff: Sequence[float] = DEFAULT_BACKOFF,
+        ack_wait: float = ACK_WAIT_S,
         max_ack_pending: int = 20_000,
         quarantine: bool = True,
         domain: str | None = None,
     ) -> None:
         # `domain`: the JetStream domain holding the stream, when it is not the connected
         # node's own (a county participant reading the hub's stream uses `pref`).
+        # `ack_wait` applies without a backoff list (with one, its first step is the wait).
         self._nc = nc
         self._js = jetstream(nc, domain=domain)
         self._verifier = verifier
@@ -101,20 +105,26 @@ class Consumer:
         self._deliver_new = deliver_new
         self.max_deliver = max_deliver
         self._backoff = list(backoff)[: max(max_deliver - 1, 1)]
+        self._ack_wait = ack_wait
         self._max_ack_pending = max_ack_pending
         self._quarantine = quarantine
+        self._start_seq: int | None = None
         self._sub: Any = None
 
     async def start(self) -> None:
         """Create (or bind to) the consumer; idempotent."""
         if self._sub is not None:
             return
+        policy = DeliverPolicy.NEW if self._deliver_new else DeliverPolicy.ALL
+        if self._start_seq is not None:
+            policy = DeliverPolicy.BY_START_SEQUENCE
         config = ConsumerConfig(
             ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.NEW if self._deliver_new else DeliverPolicy.ALL,
+            deliver_policy=policy,
+            opt_start_seq=self._start_seq,
             max_deliver=self.max_deliver,
             backoff=self._backoff,
-            ack_wait=self._backoff[0] if self._backoff else 30.0,
+            ack_wait=self._backoff[0] if self._backoff else self._ack_wait,
             max_ack_pending=self._max_ack_pending,
             max_waiting=64,
         )
@@ -126,6 +136,28 @@ class Consumer:
         self._sub = await self._js.pull_subscribe(
             subject, durable=self.durable, stream=self.stream, config=config
         )
+
+    async def rewind(self, applied: int) -> int:
+        """Re-create this durable consumer to deliver again, in stream order, from the first
+        message it never had acknowledged (at the latest from sequence ``applied + 1``).
+
+        For a single writer that keeps its position in PostgreSQL and applies in stream order
+        (the directory): what a previous holder fetched and never acked (it was killed, or
+        lost NATS) would otherwise come back only after the ack wait, behind newer messages
+        the writer has applied by then, and be skipped as already applied. Returns the
+        sequence delivery starts from.
+        """
+        assert self.durable is not None, "only a durable consumer has a position to rewind"
+        floor: int | None = None
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            info = await self._js.consumer_info(self.stream, self.durable)
+            floor = int(info.ack_floor.stream_seq)
+        await self.stop()
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self._js.delete_consumer(self.stream, self.durable)
+        self._start_seq = applied + 1 if floor is None else min(floor, applied) + 1
+        await self.start()
+        return self._start_seq
 
     async def fetch(
         self, batch: int = 256, timeout: float = 1.0, *, linger: bool = True
@@ -219,6 +251,8 @@ class Consumer:
         if self._sub is None:
             return
         sub, self._sub = self._sub, None
+        with contextlib.suppress(Exception):
+            await pull.hand_back(sub)  # redelivered now to whoever fetches next
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
         if delete and self.durable:

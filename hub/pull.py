@@ -102,3 +102,27 @@ async def fetch(psub: Any, batch: int, timeout: float, *, linger: bool = True) -
             break
     _take(sub, queue, msgs, batch)
     return msgs
+
+
+async def hand_back(psub: Any) -> int:
+    """Nak the messages a subscription was sent but nobody fetched yet; returns how many.
+
+    Called before unsubscribing: JetStream would otherwise hold them as delivered to no one
+    until their ack wait runs out, while later messages go ahead (a receipt before its
+    manifest). Best effort: a nak that cannot be sent leaves the ack wait to redeliver.
+    """
+    sub = psub._sub
+    queue: asyncio.Queue[Msg] = sub._pending_queue
+    naked = 0
+    while not queue.empty():
+        msg = queue.get_nowait()
+        queue.task_done()
+        sub._pending_size -= len(msg.data)
+        if msg.headers and msg.headers.get(_STATUS):
+            continue  # a status of the pull request, not a message
+        try:
+            await msg.nak()
+        except Exception:  # best effort, see above
+            break
+        naked += 1
+    return naked

@@ -1,12 +1,22 @@
-"""`govhub serve`: the hub services in one process, with health, metrics and HTTP routes.
+"""`govhub serve`: the hub services in one process, supervised, with health, metrics and routes.
 
 A service is an object with a `name`, an async `run()` that works until cancelled, and
 optional aiohttp `routes()`. `SERVICES` maps names to factories `(hub) -> Service`; more
 `govhub serve` processes share the work through durable consumers, and single-writer services
-(the audit appender) take a PostgreSQL advisory lock and wait as standby.
+(the audit appender, the directory materializer) take a PostgreSQL advisory lock and wait as
+standby.
 
-Shutdown: SIGTERM or SIGINT stops intake, gives services a grace period to finish in-flight
-work, then cancels them.
+Supervision: every service runs in a restart loop of its own, so no failure of one stops
+another. A failure that is an outage (`hub.outage.is_transient`: PostgreSQL or NATS away) is
+a pause: the service reads `degraded` with the cause, waits a jittered backoff (up to 10 s)
+and until both servers answer the probes, then runs again. Any other failure is logged,
+counted and the service restarted after a longer backoff (up to 60 s). `serve` ends with an
+error only when it cannot make progress at all: it cannot listen on its HTTP address, or every
+service failed `GIVE_UP_AFTER` times in a row for reasons that are not outages. The HTTP
+routes answer 503 with the cause while a server they need is away.
+
+Shutdown: SIGTERM or SIGINT cancels the services, gives them a grace period to finish their
+cleanup, then stops the HTTP server.
 """
 
 from __future__ import annotations
@@ -14,16 +24,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import os
 import signal
-from collections.abc import Sequence
-from typing import Any, Protocol
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import structlog
 from aiohttp import web
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, ServiceError
+from hub.health import Health, State, probe_servers
 from hub.listen import start_site
 from hub.metrics import REGISTRY
+from hub.outage import Backoff, describe, is_transient, kinds
 from hub.runtime import Hub
 
 log = structlog.get_logger("hub.serve")
@@ -38,7 +52,17 @@ SERVICES: dict[str, str] = {
     "approval": "hub.approval.service:create",
 }
 
+HTTP = "http"
+"""The health entry of the HTTP API itself (its routes belong to the services)."""
 GRACE_S = 10.0
+OUTAGE_BACKOFF = (0.2, 10.0)
+"""First and longest wait (seconds) before a service runs again after an outage."""
+FAILURE_BACKOFF = (1.0, 60.0)
+"""First and longest wait (seconds) before a service restarts after another failure."""
+STEADY_S = 30.0
+"""A service that ran this long before failing starts again from the shortest backoff."""
+GIVE_UP_AFTER = 5
+"""`serve` stops when every service has failed this many times in a row (outages aside)."""
 
 
 class Service(Protocol):
@@ -68,17 +92,35 @@ def build_services(hub: Hub, only: Sequence[str] = ()) -> list[Service]:
     return services
 
 
-def make_app(services: Sequence[Service], health: dict[str, Any]) -> web.Application:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _outages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A route that needs a server which is away answers 503 with the cause, not 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return web.json_response(
+            {"error": describe(exc), "retry": True}, status=503, headers={"Retry-After": "1"}
+        )
+
+
+def make_app(services: Sequence[Service], health: Health | None = None) -> web.Application:
     """The HTTP application: /healthz, /metrics and every service's routes."""
+    health = health or Health(s.name for s in services)
 
     async def healthz(_request: web.Request) -> web.Response:
-        ok = all(state == "running" for state in health.values())
-        return web.json_response({"ok": ok, "services": health}, status=200 if ok else 503)
+        return web.json_response(health.to_json(), status=200 if health.ok else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(text=REGISTRY.render(), content_type="text/plain", charset="utf-8")
 
-    app = web.Application()
+    app = web.Application(middlewares=[_outages])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     for service in services:
@@ -86,6 +128,75 @@ def make_app(services: Sequence[Service], health: dict[str, Any]) -> web.Applica
         if routes is not None:
             app.router.add_routes(routes())
     return app
+
+
+class Supervisor:
+    """Runs each service in its own restart loop and reports every turn into `health`."""
+
+    def __init__(self, services: Sequence[Service], health: Health) -> None:
+        self._services = list(services)
+        self._health = health
+        self._failures = {s.name: 0 for s in services}
+        self._causes: dict[str, str] = {}
+        self.stuck = asyncio.Event()
+        """Set when every service keeps failing for reasons that are not outages."""
+
+    def why_stuck(self) -> str:
+        """The sentence `serve` exits with when it cannot make progress."""
+        causes = "; ".join(f"{name}: {cause}" for name, cause in self._causes.items())
+        return f"no hub service can make progress, each failed {GIVE_UP_AFTER} times: {causes}"
+
+    async def run(self, service: Service) -> None:
+        """Run one service until cancelled, pausing on outages and restarting on failures."""
+        name = service.name
+        outage, failure = Backoff(*OUTAGE_BACKOFF), Backoff(*FAILURE_BACKOFF)
+        while True:
+            self._health.set(name, State.RUNNING)
+            started = time.monotonic()
+            try:
+                with self._health.reporting(name):
+                    await service.run()
+            except asyncio.CancelledError:
+                self._health.set(name, State.STOPPED)
+                raise
+            except Exception as exc:
+                if time.monotonic() - started >= STEADY_S:
+                    outage.reset()
+                    failure.reset()
+                    self._failures[name] = 0
+                if is_transient(exc):
+                    await self._pause(name, exc, outage.next())
+                else:
+                    await self._restart(name, exc, failure.next())
+                continue
+            self._health.set(name, State.STOPPED)
+            log.info("serve.service.stopped", service=name)
+            return
+
+    async def _pause(self, name: str, exc: Exception, delay: float) -> None:
+        cause = describe(exc)
+        self._health.set(name, State.DEGRADED, cause)
+        log.warning("serve.service.paused", service=name, cause=cause, retry_in=round(delay, 2))
+        await self._health.retry_after(delay)
+        await self._health.servers_up()
+
+    async def _restart(self, name: str, exc: Exception, delay: float) -> None:
+        cause = describe(exc)
+        self._health.set(name, State.RESTARTING, cause)
+        self._health.restarted(name)
+        self._failures[name] += 1
+        self._causes[name] = cause
+        log.error(
+            "serve.service.failed",
+            service=name,
+            error=cause,
+            error_type=kinds(exc),
+            restart_in=round(delay, 2),
+            exc_info=exc if os.environ.get("GOVHUB_DEBUG") else None,
+        )
+        if all(count >= GIVE_UP_AFTER for count in self._failures.values()):
+            self.stuck.set()
+        await asyncio.sleep(delay)
 
 
 async def serve(
@@ -96,9 +207,13 @@ async def serve(
     port: int = 8480,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run services until `stop` is set or SIGTERM/SIGINT arrives."""
+    """Run services until `stop` is set or SIGTERM/SIGINT arrives.
+
+    Raises ServiceError only when no service can make progress (see the module docstring).
+    """
     services = build_services(hub, only)
-    health: dict[str, Any] = {s.name: "starting" for s in services}
+    health = Health([s.name for s in services] + [HTTP])
+    supervisor = Supervisor(services, health)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -106,45 +221,27 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(make_app(services, health))
     await runner.setup()
+    tasks: list[asyncio.Task[None]] = []
     try:
         await start_site(web.TCPSite(runner, host, port), host, port, "the hub's HTTP API")
-    except BaseException:
-        await runner.cleanup()
-        raise
-    log.info("serve.started", services=[s.name for s in services], http=f"http://{host}:{port}")
-
-    async def supervise(service: Service) -> None:
-        health[service.name] = "running"
-        try:
-            await service.run()
-            health[service.name] = "stopped"
-        except asyncio.CancelledError:
-            health[service.name] = "stopped"
-            raise
-        except Exception as exc:
-            health[service.name] = f"failed: {exc}"
-            log.error("serve.service.failed", service=service.name, error=str(exc))
-            raise
-
-    tasks = [asyncio.create_task(supervise(s), name=s.name) for s in services]
-    try:
-        stopper = asyncio.create_task(stop.wait())
-        # Wake on the stop event or on a failing service; a service that simply returns must
-        # not end the others. (FIRST_EXCEPTION alone never returns when the stop event is set.)
-        pending: set[asyncio.Task[Any]] = {stopper, *tasks}
-        while stopper in pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if any(t.exception() for t in done if t is not stopper and not t.cancelled()):
-                break
-        stopper.cancel()
-        if not stop.is_set():
-            failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
-            if failed:
-                raise failed[0].exception()  # type: ignore[misc]
+        health.set(HTTP, State.RUNNING)
+        log.info("serve.started", services=[s.name for s in services], http=f"http://{host}:{port}")
+        tasks = [asyncio.create_task(supervisor.run(s), name=s.name) for s in services]
+        tasks.append(asyncio.create_task(probe_servers(health, hub.pg_dsn, hub.nc), name="probe"))
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(supervisor.stuck.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        if supervisor.stuck.is_set() and not stop.is_set():
+            raise ServiceError(
+                supervisor.why_stuck(),
+                hint="Fix that cause and start it again; GOVHUB_DEBUG=1 logs each traceback.",
+            )
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.wait(tasks, timeout=GRACE_S) if tasks else None
+        if tasks:
+            await asyncio.wait(tasks, timeout=GRACE_S)
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)

@@ -9,7 +9,7 @@ import pytest
 
 from hub.directory.deadlines import DeadlinePolicy, WorkCalendar
 from hub.directory.events import ENTRY_SCHEMA, REQUEST_SCHEMA, Kind, dir_subject, new_id
-from hub.directory.materializer import event_outcome
+from hub.directory.materializer import Materializer, event_outcome
 from hub.directory.store import get_request, list_requests, load_entry
 from hub.directory.validation import parse_entry
 from hub.directory.workflow import Directory
@@ -266,3 +266,20 @@ async def test_events_published_before_a_nats_crash_are_materialized_after_it_re
     await directory.catch_up()
     entry, status, _ = await load_entry(hub.pool, "101001-000017")
     assert status == "active" and entry.version == 1
+
+
+async def test_events_a_killed_directory_writer_had_fetched_are_applied_in_order_not_skipped(
+    directory: Directory, hub: Hub
+) -> None:
+    entries = [entry_file(code=f"101001-{n:06d}") for n in (21, 22, 23)]
+    first = await directory.publish(PROVIDER, entries[0], settle=False)
+    # A writer fetches the first event and is killed before it applies or acks it: JetStream
+    # holds it for the ack wait while the next writer reads the events published after it.
+    held = await Materializer(hub).consumer().fetch(10, timeout=5.0)
+    assert [d.envelope.event_id for d in held] == [first["event_id"]]
+    for data in entries[1:]:
+        await directory.publish(PROVIDER, data, settle=False)
+    await directory.catch_up(timeout=60)
+    for data in entries:
+        _, status, _ = await load_entry(hub.pool, data["code"])
+        assert status == "active"

@@ -15,6 +15,7 @@ import pytest
 from hub.envelope import seal
 from hub.errors import DocumentClosed, InputError, NotRecipient, UnknownDocument
 from hub.exchange import receipts
+from hub.exchange import tracker as tracker_module
 from hub.exchange.agent import RecipientAgent
 from hub.exchange.fetch import Fetcher
 from hub.exchange.ledger import document_status, ledger, verified_document
@@ -22,7 +23,7 @@ from hub.exchange.model import PROCESSING_SCHEMA, Kind, doc_subject
 from hub.exchange.send import Sender, SendRequest
 from hub.exchange.tracker import ExchangeTracker
 from hub.runtime import Hub
-from hub.topology import QUARANTINE_STREAM
+from hub.topology import HUB_STREAM, QUARANTINE_STREAM
 
 OFFICES = ("akto.office", "akqi.office", "wuqia.office")
 
@@ -163,8 +164,11 @@ def _forged_receipt(hub: Hub, doc_id: str, signer: str, manifest_id: str, digest
 
 
 async def test_receipts_that_do_not_fit_their_document_are_quarantined_with_a_reason(
-    hub: Hub, tmp_path: Path
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A receipt of an unknown document waits out the tracker's ack wait before it is refused
+    # (its manifest may be held by a tracker that died); a short one keeps this test quick.
+    monkeypatch.setattr(tracker_module, "ACK_WAIT_S", 2.0)
     doc_id = await send(hub, tmp_path)
     status = await document_status(hub, doc_id)
     digest = bytes.fromhex(status["sha256"])
@@ -314,3 +318,33 @@ async def test_the_ledger_shows_the_prefecture_every_unit_and_a_county_its_own(
     assert {e["doc_id"]: e["direction"] for e in akto["entries"]} == {down: "in", up: "out"}
     finance = await ledger(hub, "akto.finance")
     assert finance["scope"] == "own" and finance["entries"] == []
+
+
+async def test_a_receipt_is_applied_when_its_manifest_was_held_by_a_tracker_that_crashed(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tracker killed mid-batch holds its events unacked until the ack wait runs out; a
+    # receipt arriving at another tracker meanwhile must wait for that manifest, not be
+    # quarantined as unknown_document after a few quick retries.
+    monkeypatch.setattr(tracker_module, "ACK_WAIT_S", 4.0)
+    await ExchangeTracker(hub).catch_up()  # the durable consumer, with that ack wait
+    path = tmp_path / "通知.txt"
+    path.write_bytes(os.urandom(3000))
+    sent = await Sender(hub).send(SendRequest("pref.office", ("akto.office",), path, "通知"))
+    dying = hub.consumer(HUB_STREAM, tracker_module.DURABLE, ["doc.>"], backoff=())
+    held = await dying.fetch(16, timeout=5.0)  # and then the process dies: no ack, no nak
+    assert [d.envelope.event_id for d in held] == [sent.manifest_event_id]
+    delivered = await RecipientAgent(hub, ["akto.office"]).deliver_pending()
+    assert [d.doc_id for d in delivered] == [sent.doc_id]
+    survivor = ExchangeTracker(hub)
+
+    async def applied() -> bool:
+        await survivor.catch_up()
+        try:
+            status = await document_status(hub, sent.doc_id)
+        except UnknownDocument:
+            return False  # the manifest is still held by the dead tracker
+        return bool(status["recipients"][0]["state"] == "delivered")
+
+    await eventually(applied, timeout=30.0)
+    assert not [q for q in await quarantined(hub) if q["govhub-reason"] == "unknown_document"]

@@ -19,10 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import asyncpg.exceptions
 import nats.errors
 import nats.js.errors
 import structlog
 
+from hub import health
 from hub.audit import leaf as leafmod
 from hub.audit import store
 from hub.audit.config import AuditConfig
@@ -32,15 +34,19 @@ from hub.audit.store import StaleState, TreeState
 from hub.consumer import Consumer, Delivery
 from hub.errors import AuditError, PublishError, Reason, ServerUnavailable
 from hub.metrics import Counter, Gauge
+from hub.outage import Backoff, describe
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.audit.appender")
 
 DURABLE = "audit_appender"
+PART = "appender"
+"""How the appender names itself in `/healthz` causes."""
 ACK_WAIT = 5.0
 """Seconds before JetStream redelivers a message the appender fetched but never acked."""
-BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+BACKOFF = (0.2, 10.0)
+"""First and longest wait (seconds, jittered) before the appender retries after an outage."""
 TOP_UP_WAIT = 0.005
 """Seconds the top-up after a commit may take to collect what the server already holds."""
 
@@ -60,6 +66,7 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a connection lost mid-operation
     asyncpg.PostgresError,
     AuditError,
 )
@@ -103,7 +110,7 @@ class Appender:
         self._held: list[Delivery] = []
         self._state: TreeState | None = None
         self._tracker = SequenceTracker()
-        self._failures = 0
+        self._retry = Backoff(*BACKOFF)
         self.leading = asyncio.Event()
 
     @property
@@ -135,6 +142,7 @@ class Appender:
                 try:
                     if not await store.try_lock(conn):
                         log.info("audit.appender.standby")
+                        health.resume(PART)  # a standby that waits for the lock is healthy
                         await store.lock(conn)
                     await self._lead(conn)
                 except DB_ERRORS as exc:
@@ -153,6 +161,7 @@ class Appender:
         WRITER.set(1)
         TREE_SIZE.set(self._state.size)
         self.leading.set()
+        health.resume(PART)
         log.info("audit.appender.writer", size=self._state.size)
         if self._on_commit is not None:
             self._on_commit(self._state.size)
@@ -167,6 +176,7 @@ class Appender:
                     if not self._held:
                         task, ahead = ahead, None
                         self._held, records = await (task or self._prepare())
+                        health.resume(PART)
                         if task is not None and 0 < len(self._held) < self._config.batch_size:
                             # What arrived while the last batch committed joins this one, so
                             # batches grow with the load instead of staying as small as the
@@ -178,7 +188,7 @@ class Appender:
                     ahead = asyncio.create_task(self._prepare())
                     await self.commit(conn, self._held, records)
                     self._held, records = [], None
-                    self._failures = 0
+                    self._retry.reset()
                 except (ServerUnavailable, PublishError, nats.errors.Error) as exc:
                     # NATS is away: whatever was committed but not acked is redelivered later
                     # and collapses onto its leaf, so dropping the held batch loses nothing.
@@ -223,17 +233,17 @@ class Appender:
         WRITER.set(0)
 
     async def _backoff(self, what: str, exc: BaseException) -> None:
-        delay = BACKOFF[min(self._failures, len(BACKOFF) - 1)]
-        self._failures += 1
+        delay = self._retry.next()
         RETRIES.inc()
+        health.pause(PART, describe(exc))
         log.warning(
             "audit.appender.retry",
             cause=what,
-            error=str(exc) or type(exc).__name__,
+            error=describe(exc),
             held=len(self._held),
-            retry_in=delay,
+            retry_in=round(delay, 2),
         )
-        await asyncio.sleep(delay)
+        await health.retry_after(delay)
 
     async def commit(
         self,

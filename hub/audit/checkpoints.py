@@ -27,6 +27,7 @@ from hub.audit.reader import StoredCheckpoint, TileReader, latest_checkpoint
 from hub.audit.witness import WitnessClient, format_request
 from hub.errors import TamperEvidence
 from hub.metrics import Counter, Gauge
+from hub.outage import describe, is_transient
 
 log = structlog.get_logger("hub.audit.checkpoints")
 
@@ -185,7 +186,15 @@ class Checkpointer:
                 old = self._sizes.get(name, 0)
                 if old > cp.size:
                     return None  # it already cosigned a newer checkpoint
-                proof = await TileReader(self._pool).consistency(old, cp.size) if old else []
+                try:
+                    proof = await TileReader(self._pool).consistency(old, cp.size) if old else []
+                except Exception as exc:
+                    # The database went away: this witness is asked again with the next
+                    # checkpoint (an unpublished one is cosigned again on the next sign()).
+                    if not is_transient(exc):
+                        raise
+                    log.warning("audit.witness.unasked", witness=name, error=describe(exc))
+                    return None
                 try:
                     answer = await asyncio.wait_for(
                         witness.add_checkpoint(format_request(old, proof, cp.note)), self._timeout

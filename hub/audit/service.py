@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from hub import health
 from hub.audit import api
 from hub.audit.appender import DB_ERRORS, Appender
 from hub.audit.checkpoints import ALARM_SUBJECT, CHECKPOINT_SUBJECT, Checkpointer
@@ -35,6 +36,7 @@ from hub.audit.witness import (
 )
 from hub.envelope import Envelope
 from hub.errors import ConfigError
+from hub.outage import Backoff, describe, is_transient
 from hub.runtime import Hub
 
 log = structlog.get_logger("hub.audit.service")
@@ -166,7 +168,7 @@ class AuditService:
 
     async def _checkpoints(self) -> None:
         interval = self.log.config.checkpoint_interval
-        failures = 0
+        retry = Backoff(0.5, 10.0)
         while True:
             await self._grew.wait()
             self._grew.clear()
@@ -175,13 +177,18 @@ class AuditService:
             started = time.monotonic()
             try:
                 await self.log.checkpointer.sign()
-                failures = 0
-            except DB_ERRORS as exc:
-                failures += 1
-                log.error("audit.checkpoint.failed", error=str(exc))
+            except Exception as exc:
+                # An outage (the database, or NATS for the announcement) pauses checkpoints
+                # without stopping the appender; the next attempt signs what is committed.
+                if not (is_transient(exc) or isinstance(exc, DB_ERRORS)):
+                    raise
+                log.error("audit.checkpoint.failed", error=describe(exc))
+                health.pause("checkpoints", describe(exc))
                 self._grew.set()
-                await asyncio.sleep(min(0.5 * 2**failures, 10.0))
+                await health.retry_after(retry.next())
                 continue
+            retry.reset()
+            health.resume("checkpoints")
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     def routes(self) -> list[web.RouteDef]:

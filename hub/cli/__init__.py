@@ -14,6 +14,7 @@ from hub.cli.common import say
 from hub.errors import GovhubError
 from hub.home import Settings
 from hub.log import configure
+from hub.outage import first_failure
 from hub.userfiles import why
 
 
@@ -54,7 +55,12 @@ def main(args: list[str] | None = None) -> None:
     """
     configure()
     try:
-        code = cli.main(args, standalone_mode=False)
+        try:
+            code = cli.main(args, standalone_mode=False)
+        except BaseExceptionGroup as group:
+            # A TaskGroup's failure is never shown as a group: the person hears about its
+            # first govhub error (or its first failure), like any other.
+            raise first_failure(group) from group
         sys.stdout.flush()  # a full disk or closed pipe under stdout is reported here, not lost
     except click.exceptions.Abort:
         say("govhub: interrupted")

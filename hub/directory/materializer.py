@@ -5,7 +5,9 @@ lock while it consumes, so events apply in stream order (a grant after its reque
 when several `govhub serve` processes run. A batch is verified by the `Consumer`, applied in
 one transaction together with the last applied stream sequence, then written to the KV
 bucket, and only then acked; a batch that fails is held and retried, never skipped, and a
-redelivered event collapses onto the sequence already applied.
+redelivered event collapses onto the sequence already applied. Each writer starts by rewinding
+the consumer to the first event never acknowledged (`Consumer.rewind`), so what a killed writer
+had fetched is read again in order rather than redelivered behind newer events and skipped.
 
 `catch_up()` is the same code path for commands and the demo, which usually run without
 `govhub serve`: it applies everything the stream holds, or, when a serve process holds the
@@ -22,9 +24,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import asyncpg.exceptions
+import nats.errors
 import nats.js.errors
 import structlog
 
+from hub import health
 from hub.bus import jetstream, provision
 from hub.consumer import Consumer, Delivery
 from hub.directory.apply import BatchApplier, Step
@@ -33,6 +38,7 @@ from hub.directory.events import DIRECTORY_FILTER
 from hub.directory.rows import EntryRow
 from hub.errors import DirectoryError, PublishError, Reason, ServerUnavailable
 from hub.metrics import Counter, Gauge
+from hub.outage import Backoff, describe
 from hub.runtime import Hub
 from hub.topology import DIRECTORY_BUCKET, HUB_STREAM
 
@@ -42,13 +48,16 @@ DURABLE = "directory"
 ENTRY_KEY_PREFIX = "entry."
 ACK_WAIT = 10.0
 BATCH = 500
-BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+BACKOFF = (0.2, 5.0)
+"""First and longest wait (seconds, jittered) before the materializer retries after an outage."""
+PART = "materializer"
 _LOCK = 0x60_76_68_75_62_00_07_01  # advisory lock of the directory writer (any constant works)
 
 DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a connection lost mid-operation
     asyncpg.PostgresError,
 )
 
@@ -195,6 +204,7 @@ class Materializer:
         try:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
                 return await self._wait_for_writer(deadline)
+            await self._rewind(conn)
             consumer = self.consumer()
             js = jetstream(self.hub.nc)
             while time.monotonic() < deadline:
@@ -222,44 +232,59 @@ class Materializer:
 
     async def run(self) -> None:
         """Hold the writer lock and materialize until cancelled; recover from outages."""
-        failures = 0
+        retry = Backoff(*BACKOFF)
         try:
             while True:
                 try:
                     conn = await asyncpg.connect(self.hub.pg_dsn, timeout=10)
                 except DB_ERRORS as exc:
-                    failures = await _backoff("connect", exc, failures)
+                    await _backoff("connect", exc, retry)
                     continue
                 try:
                     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
                         log.info("directory.materializer.standby")
+                        health.resume(PART)  # a standby that waits for the lock is healthy
                         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
                     log.info("directory.materializer.writer")
-                    await self._lead(conn)
+                    await self._lead(conn, retry)
                 except DB_ERRORS as exc:
-                    failures = await _backoff("database", exc, failures)
+                    await _backoff("database", exc, retry)
                 finally:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2.0)
         finally:
             await self.stop()
 
-    async def _lead(self, conn: asyncpg.Connection) -> None:
-        failures = 0
+    async def _lead(self, conn: asyncpg.Connection, retry: Backoff) -> None:
+        rewind = True
         while True:
             try:
+                if rewind:
+                    await self._rewind(conn)
+                    rewind = False
                 if not self._held:
                     self._held = await self.consumer().fetch(BATCH, timeout=1.0)
+                    health.resume(PART)
                     if not self._held:
                         continue
                 await self.commit(conn, self._held)
                 self._held = []
-                failures = 0
-            except (ServerUnavailable, PublishError) as exc:
-                # NATS is away: the held batch is redelivered later and collapses onto the
-                # sequence already applied, so dropping it here loses nothing.
+                retry.reset()
+            except (ServerUnavailable, PublishError, nats.errors.Error) as exc:
+                # NATS is away (the KV write or an ack failed): the held batch is read again
+                # after the rewind and collapses onto the sequence already applied (its KV
+                # entries rewritten), so dropping it here loses nothing.
                 self._held = []
-                failures = await _backoff("nats", exc, failures)
+                rewind = True
+                await _backoff("nats", exc, retry)
+
+    async def _rewind(self, conn: asyncpg.Connection) -> None:
+        """Start reading, in stream order, after what this writer (PostgreSQL) has applied and
+        the consumer has had acknowledged; see `Consumer.rewind`."""
+        applied = int(await conn.fetchval("SELECT last_seq FROM directory_state"))
+        start = await self.consumer().rewind(applied)
+        self._held = []  # read again from `start`, in order
+        log.info("directory.materializer.position", applied=applied, start=start)
 
     async def stop(self) -> None:
         """Release the consumer subscription (idempotent)."""
@@ -268,11 +293,13 @@ class Materializer:
             self._consumer = None
 
 
-async def _backoff(what: str, exc: BaseException, failures: int) -> int:
-    delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
-    log.warning("directory.materializer.retry", cause=what, error=str(exc), retry_in=delay)
-    await asyncio.sleep(delay)
-    return failures + 1
+async def _backoff(what: str, exc: BaseException, retry: Backoff) -> None:
+    delay = retry.next()
+    health.pause(PART, describe(exc))
+    log.warning(
+        "directory.materializer.retry", cause=what, error=describe(exc), retry_in=round(delay, 2)
+    )
+    await health.retry_after(delay)
 
 
 async def stored_documents(conn: Any, codes: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from hub import health
 from hub.directory.dcat import default_base, export_catalog
 from hub.directory.materializer import Materializer
 from hub.directory.sharing import share
@@ -25,6 +26,7 @@ from hub.directory.store import SearchFilters, entry_document, search
 from hub.directory.workflow import Directory
 from hub.errors import GovhubError, InputError, KeyStoreError, NotProvider, UnknownResource
 from hub.jsonout import dumps
+from hub.outage import Backoff, describe, is_transient
 from hub.runtime import Hub
 
 log = structlog.get_logger("hub.directory.service")
@@ -62,13 +64,25 @@ class DirectoryService:
                 group.create_task(self._sweeps(), name="directory-deadlines")
 
     async def _sweeps(self) -> None:
+        retry = Backoff(1.0, SWEEP_INTERVAL)
+        delay = SWEEP_INTERVAL
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(delay)
+            delay = SWEEP_INTERVAL
             try:
                 done = await self.directory.sweep()
-            except GovhubError as exc:
-                log.warning("directory.sweep.failed", error=str(exc))
+            except Exception as exc:
+                if is_transient(exc):
+                    # An outage: sweep again soon rather than at the next interval.
+                    health.pause("deadlines", describe(exc))
+                    delay = retry.next()
+                elif isinstance(exc, GovhubError):
+                    log.warning("directory.sweep.failed", error=str(exc))
+                else:
+                    raise
                 continue
+            retry.reset()
+            health.resume("deadlines")
             if done["reminded"] or done["escalated"]:
                 log.info(
                     "directory.sweep.done",

@@ -85,8 +85,11 @@ class RecipientAgent:
         try:
             while True:
                 await self._batch(timeout=1.0)
-        finally:
+        except asyncio.CancelledError:
+            # Only when stopped: after a failure `govhub serve` runs this again, and the
+            # subscription keeps what it was already sent instead of stranding it (ack_wait).
             await self._consumer.stop()
+            raise
 
     async def deliver_pending(self) -> list[Delivered]:
         """Deliver everything waiting now, then return (the CLI's one-shot mode)."""

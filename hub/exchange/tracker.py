@@ -41,6 +41,8 @@ DURABLE = "exchange_tracker"
 _LOCK = 0x60_76_68_75_62_00_00_04
 # Another process may schedule a timer this one was not woken for; re-read at least this often.
 TIMER_RECHECK_S = 30.0
+ACK_WAIT_S = 30.0
+"""Seconds before the events a tracker fetched and never answered (it died) are redelivered."""
 UNKNOWN_RETRIES = 3
 
 APPLIED = Counter("govhub_exchange_events_total", "Document events applied, by kind.", ("kind",))
@@ -60,8 +62,9 @@ class ExchangeTracker:
             max_deliver=UNKNOWN_RETRIES + 3,
             # No backoff list: with one, the server spaces redeliveries by it even when a
             # NAK asks for a shorter delay, and a receipt that overtook its manifest would
-            # wait minutes. Plain ack_wait (30 s) covers a tracker that died mid-batch.
+            # wait minutes. Plain ack_wait covers a tracker that died mid-batch.
             backoff=(),
+            ack_wait=ACK_WAIT_S,
         )
         self._wake = asyncio.Event()
 
@@ -75,8 +78,12 @@ class ExchangeTracker:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._follow())
                 tg.create_task(self._timers())
-        finally:
+        except asyncio.CancelledError:
+            # Only when stopped: after a failure `govhub serve` runs this again, and the
+            # subscription keeps what it was already sent (a redelivered manifest, say)
+            # instead of stranding it for ack_wait while its receipts run out of retries.
             await self._consumer.stop()
+            raise
 
     async def _follow(self) -> None:
         while True:
@@ -117,7 +124,14 @@ class ExchangeTracker:
                 batch = await self._consumer.fetch(256, timeout=timeout)
                 if not batch:
                     return 0
-                await self._apply_batch(conn, batch)
+                try:
+                    await self._apply_batch(conn, batch)
+                except Exception:
+                    # Redeliver at once rather than after ack_wait (30 s), so the tracker
+                    # resumes where it stopped as soon as an outage ends; what was applied
+                    # already is recognised by its event id and not applied twice.
+                    await _release(batch)
+                    raise
                 return len(batch)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
@@ -160,8 +174,7 @@ class ExchangeTracker:
             )
             await self._consumer.quarantine(delivery, refusal.reason, str(refusal))
         for delivery in retry:
-            # Across federated streams a receipt can overtake its manifest; give it time.
-            await delivery.nak(delay=1.0)
+            await delivery.nak(delay=_unknown_delay(delivery.delivered))
         for delivery, error in failed:
             log.error("exchange.event.unreadable", event_id=delivery.envelope.event_id)
             await self._consumer.failed(delivery, error)
@@ -245,3 +258,21 @@ class ExchangeTracker:
             return self._hub.keystore.participants()
         except Exception:  # no passphrase on this machine: it holds no sender's key
             return []
+
+
+async def _release(batch: Sequence[Delivery]) -> None:
+    """Ask for redelivery of a batch that was not applied (best effort: NATS may be away)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            asyncio.gather(*(d.nak() for d in batch), return_exceptions=True), 2.0
+        )
+
+
+def _unknown_delay(delivered: int) -> float:
+    """How long a receipt whose document is not known yet waits before its next try.
+
+    First a moment: across federated streams a receipt can overtake its manifest. Then longer
+    than the ack wait, because the manifest may be held by a tracker that died before it
+    applied it (a killed `govhub serve`), and only comes back once that wait runs out.
+    """
+    return 1.0 if delivered <= 1 else 1.5 * ACK_WAIT_S
