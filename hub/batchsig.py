@@ -12,7 +12,6 @@ signatures do with hash chains).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -118,7 +117,7 @@ def read_proof(headers: Mapping[str, str]) -> tuple[bytes, BatchProof]:
     try:
         signature = base64.b64decode(headers[H_BATCH_SIG], validate=True)
         raw_path = base64.b64decode(headers[H_BATCH_PATH], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or plain ValueError for non-ASCII text
         raise RejectedEvent(
             Reason.BAD_HEADER, "govhub-batch-sig and -path must be base64"
         ) from None

@@ -8,7 +8,6 @@ is the normative description; this module is its implementation and must not dri
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 import re
@@ -240,7 +239,7 @@ def read_fields(env: Envelope) -> SignedFields:
     else:
         try:
             signature = base64.b64decode(headers[H_SIG], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or plain ValueError for non-ASCII text
             raise RejectedEvent(Reason.BAD_HEADER, "govhub-sig is not standard base64") from None
         if len(signature) != 64:
             raise RejectedEvent(Reason.BAD_HEADER, "govhub-sig must be a 64-byte Ed25519 signature")
