@@ -61,6 +61,18 @@ def key_id(name: str, alg: int, public_key: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()[:4]
 
 
+def plain_size(text: str) -> int | None:
+    """A tree size written as tlog formats write it, else None.
+
+    Plain ASCII decimal below 2**64, no sign, no leading zero: ``str.isdigit`` would also pass
+    "²" or "٣", which ``int`` refuses, and one size must have one spelling.
+    """
+    if not _SIZE.fullmatch(text):
+        return None
+    size = int(text)
+    return size if size < 1 << 64 else None
+
+
 def _valid_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() for c in name)
 
@@ -367,7 +379,8 @@ class Checkpoint:
                 "checkpoint needs origin, size and root hash lines, none empty"
             )
         origin, size, root_b64, *extensions = lines
-        if not _SIZE.fullmatch(size) or int(size) >= 1 << 64:
+        tree_size = plain_size(size)
+        if tree_size is None:
             raise MalformedNoteError(f"checkpoint tree size {size[:24]!r} is not a plain decimal")
         try:
             root = _b64decode(root_b64)
@@ -375,7 +388,7 @@ class Checkpoint:
             raise MalformedNoteError(f"checkpoint root hash is {exc}") from exc
         if len(root) != 32:
             raise MalformedNoteError("checkpoint root hash is not 32 bytes")
-        return cls(origin, int(size), root, tuple(extensions))
+        return cls(origin, tree_size, root, tuple(extensions))
 
 
 def open_checkpoint(

@@ -240,7 +240,7 @@ def batch_signing_input(
 def _parse_leaf(raw: bytes) -> dict[str, Any]:
     try:
         leaf = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nesting deeper than Python's stack
         raise VerificationError("leaf is not UTF-8 JSON") from None
     if not isinstance(leaf, dict) or leaf.get("v") != 1:
         raise VerificationError("leaf is not a version 1 govhub leaf")
@@ -455,6 +455,8 @@ def _load_json(path: str, what: str) -> Any:
         raise BundleError(f"cannot read {what} {path}: {exc.strerror}") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise BundleError(f"{what} {path} is not valid JSON (truncated or corrupted?)") from exc
+    except RecursionError:  # JSON nested deeper than Python's stack allows
+        raise BundleError(f"{what} {path} nests too deeply to be a bundle") from None
 
 
 def main(argv: list[str] | None = None) -> int:

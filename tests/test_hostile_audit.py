@@ -1,0 +1,348 @@
+"""Hostile input to the audit log: leaves, signed notes, checkpoints, witnesses, tiles, bundles.
+
+The offline verifier and the note, Merkle and tile modules it uses import only the standard
+library and `cryptography` (an auditor runs them on a machine without govhub), so their typed
+errors are their own (NoteError, ProofError, TileError, BundleError, VerificationError) rather
+than govhub's tree; the property is the same: those, with a clear message, and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from hub.audit import merkle, note, tiles
+from hub.audit.checkpoints import Checkpointer, read_cosignature, resync_size
+from hub.audit.leaf import build, requalify
+from hub.audit.note import ALG_COSIGNATURE_V1, Checkpoint, NoteError, Signer, Verifier
+from hub.audit.reader import StoredCheckpoint
+from hub.audit.tiles import MAX_ENTRY_SIZE, Tile, TileError
+from hub.audit.verify import (
+    BundleError,
+    VerificationError,
+    _parse_leaf,
+    load_trust,
+    main,
+    verify_bundle,
+)
+from hub.audit.witness import HttpWitnessClient, Witness, format_request
+from hub.bus import HubClient
+from hub.consumer import Delivery
+from hub.envelope import Envelope
+from hub.errors import Reason
+from tests.hostile import (
+    any_text,
+    deep_json_text,
+    hostile_bytes,
+    hostile_text,
+    ints,
+    mutated_bytes,
+    mutated_json,
+    only,
+    scaled,
+)
+from tests.test_audit_verify import NOW, standard_bundle, trust_for
+
+ORIGIN = "kezhou.gov.cn/audit/2026"
+LOG = Signer.generate(ORIGIN)
+WITNESS = Signer.generate("witness.akto.gov.cn", ALG_COSIGNATURE_V1)
+ROOT = merkle.leaf_hash(b"root")
+CHECKPOINT = Checkpoint(ORIGIN, 5, ROOT, ("ext line",))
+SIGNED = note.cosign(note.sign_note(CHECKPOINT.body(), LOG), WITNESS, timestamp=1_772_400_000)
+
+# --- leaves: whatever NATS delivers is logged, and every leaf reads back offline -------------
+
+_HEADER_BYTES = [
+    b"ce-id", b"ce-source", b"ce-time", b"Nats-Msg-Id", b"X", b"x", b": ", b"\r\n", b"\xff",
+    b"\xc3\xa9", b"\x00", b" ", b"govhub-sig", b"CE-ID", b"a" * 300,
+]  # fmt: skip
+header_blocks = st.lists(st.sampled_from(_HEADER_BYTES), max_size=16).map(b"".join)
+
+
+@st.composite
+def deliveries(draw: st.DrawFn) -> Delivery:
+    """Messages as a receiver gets them: decoded by HubClient, whatever the publisher wrote."""
+    subject = draw(hostile_bytes(b"evt.akto.civil.notice")).decode("utf-8", "replace")
+    headers = HubClient._parse_header_lines(draw(header_blocks))
+    if draw(st.booleans()):
+        headers[draw(st.sampled_from(["ce-time", "x-big"]))] = draw(
+            st.one_of(any_text, st.integers(0, 70_000).map(lambda n: "A" * n))
+        )
+    body = draw(st.one_of(st.binary(max_size=64), st.integers(0, 70_000).map(bytes)))
+    origin = draw(st.one_of(st.none(), st.tuples(st.text(max_size=8), st.integers(1, 2**63))))
+    return Delivery(
+        msg=None,  # type: ignore[arg-type]  # never acked here
+        envelope=Envelope(subject, headers, body),
+        event=None,
+        rejection=None,
+        stream="GOVHUB",
+        seq=draw(st.integers(1, 2**63)),
+        delivered=1,
+        stored_at=datetime(2026, 3, 1, tzinfo=UTC),
+        origin=origin,
+    )
+
+
+@scaled(0.5)
+@given(
+    delivery=deliveries(),
+    verdict=st.sampled_from(["accepted", "quarantined"]),
+    detail=st.one_of(st.none(), any_text, st.just("d" * 2000)),
+)
+def test_every_delivered_message_makes_a_leaf_that_fits_a_tile_and_reads_back_offline(
+    delivery: Delivery, verdict: str, detail: str | None
+) -> None:
+    record = build(delivery, verdict, None if verdict == "accepted" else "bad_header", detail)
+    assert len(record.leaf) <= MAX_ENTRY_SIZE
+    leaf = _parse_leaf(record.leaf)
+    env = delivery.envelope
+    if leaf["body"] or not env.body:  # kept whole: it round-trips exactly
+        assert (leaf["subject"], leaf["headers"]) == (env.subject, dict(env.headers))
+        assert base64.b64decode(leaf["body"]) == env.body
+    again = requalify(record, Reason.POISON, "handling failed")
+    assert _parse_leaf(again.leaf)["verdict"] == "quarantined"
+
+
+# --- signed notes and checkpoints -----------------------------------------------------------
+
+
+def _signed_by_the_log(body: str) -> str:
+    """A damaged checkpoint body the log key really signed (when it is signable at all)."""
+    try:
+        return note.sign_note(body, LOG)
+    except NoteError:
+        return body
+
+
+notes = st.one_of(
+    hostile_text(SIGNED),
+    hostile_bytes(SIGNED.encode()),
+    hostile_text(CHECKPOINT.body()).map(_signed_by_the_log),
+)
+
+
+@given(data=notes)
+@example(data="x\n\n— a " + "A" * 5000 + "\n")
+def test_damaged_notes_are_refused_with_a_note_error(data: str | bytes) -> None:
+    only(NoteError)(lambda: note.parse_note(data))
+
+
+@given(data=notes)
+def test_a_damaged_checkpoint_never_opens_as_anything_but_what_the_log_signed(
+    data: str | bytes,
+) -> None:
+    opened = only(NoteError)(lambda: note.open_checkpoint(data, [LOG.verifier], ORIGIN))
+    if not isinstance(opened, NoteError):
+        assert opened[0] == CHECKPOINT
+
+
+_LINE = st.text(st.characters(exclude_categories=["Cc", "Cs"]), min_size=1, max_size=20)
+
+
+@given(
+    origin=_LINE.filter(lambda s: "\n" not in s),
+    size=st.integers(0, 2**64 - 1),
+    root=st.binary(min_size=32, max_size=32),
+    extensions=st.lists(_LINE, max_size=3),
+)
+def test_a_checkpoint_signed_by_the_log_opens_to_exactly_what_was_signed(
+    origin: str, size: int, root: bytes, extensions: list[str]
+) -> None:
+    checkpoint = Checkpoint(origin, size, root, tuple(extensions))
+    signed = note.sign_note(checkpoint.body(), LOG)
+    cosigned = note.cosign(signed, WITNESS, timestamp=1_772_400_000)
+    opened, verified = note.open_checkpoint(cosigned, [LOG.verifier])
+    assert opened == checkpoint and [v.verifier for v in verified] == [LOG.verifier]
+    _, witnessed = note.open_note(cosigned, [WITNESS.verifier])
+    assert witnessed[0].timestamp == 1_772_400_000
+
+
+@given(text=st.one_of(hostile_text(LOG.verifier.vkey()), hostile_text(WITNESS.verifier.vkey())))
+def test_damaged_verifier_keys_are_a_key_format_error(text: str) -> None:
+    parsed = only(NoteError)(lambda: Verifier.from_vkey(text))
+    if isinstance(parsed, Verifier):
+        assert parsed.vkey() == text
+
+
+@given(text=hostile_text(LOG.skey()))
+def test_damaged_signer_keys_are_a_key_format_error(text: str) -> None:
+    only(NoteError)(lambda: Signer.from_skey(text))
+
+
+# --- what a witness gets (anyone may post) and what the log gets back from witnesses -------
+
+
+@pytest.fixture(scope="module")
+def witness() -> Any:
+    with tempfile.TemporaryDirectory() as folder:
+        yield Witness(WITNESS, lambda: {ORIGIN: [LOG.verifier]}, Path(folder))
+
+
+REQUEST = format_request(0, [], note.sign_note(CHECKPOINT.body(), LOG))
+
+
+@given(body=hostile_bytes(REQUEST))
+@example(body=b"old \xc2\xb2\n\n" + REQUEST.split(b"\n\n", 1)[1])  # "old ²": a Unicode digit
+@example(body=b"old " + b"9" * 5000 + b"\n\n" + REQUEST.split(b"\n\n", 1)[1])
+def test_a_witness_answers_every_request_with_a_status_and_never_fails(
+    witness: Witness, body: bytes
+) -> None:
+    answer = asyncio.run(witness.add_checkpoint(body))
+    assert answer.status in (200, 400, 403, 404, 409, 422), answer
+
+
+@given(lines=st.one_of(hostile_text(WITNESS.sign(CHECKPOINT.body(), timestamp=1).line()), any_text))
+def test_the_log_takes_a_witness_answer_only_if_it_is_a_valid_cosignature(lines: str) -> None:
+    plain = note.sign_note(CHECKPOINT.body(), LOG)
+    found = read_cosignature(plain, lines, WITNESS.verifier)
+    if found is not None:
+        assert note.verify_signatures(note.parse_note(plain + found.line()), [WITNESS.verifier])[0]
+
+
+@given(body=st.one_of(hostile_text("17\n"), st.sampled_from(["²", "٣", "9" * 5000, "-1", " 1"])))
+def test_a_witness_size_answer_is_a_plain_decimal_or_ignored(body: str) -> None:
+    size = resync_size(body)
+    assert size is None or (0 <= size < 2**64 and str(size) == body.strip())
+
+
+# --- tiles and Merkle proofs ----------------------------------------------------------------
+
+tile_values = st.builds(
+    Tile,
+    st.one_of(st.just(tiles.ENTRIES), st.integers(0, 63)),
+    st.integers(0, 2**64),
+    st.integers(1, 256),
+)
+
+
+@given(tile=tile_values)
+def test_every_tile_path_parses_back_to_its_tile(tile: Tile) -> None:
+    assert tiles.parse_tile_path(tile.path()) == tile
+
+
+@given(path=st.one_of(tile_values.map(Tile.path).flatmap(hostile_text), any_text))
+@example(path="tile/0/" + "x001/" * 1500 + "000")
+@example(path="tile/" + "9" * 5000 + "/000")
+@example(path="tile/0/000.p/" + "9" * 5000)
+def test_damaged_tile_paths_are_a_tile_error(path: str) -> None:
+    tile = only(TileError)(lambda: tiles.parse_tile_path(path))
+    if isinstance(tile, Tile):
+        assert tile.path() == path
+
+
+@given(entries=st.lists(st.binary(max_size=300), max_size=20))
+def test_entry_bundles_decode_to_the_entries_they_were_made_of(entries: list[bytes]) -> None:
+    assert tiles.decode_entry_bundle(tiles.encode_entry_bundle(entries)) == entries
+
+
+@given(data=hostile_bytes(tiles.encode_entry_bundle([b"leaf one", b"", b"leaf three"])))
+def test_damaged_entry_bundles_are_a_tile_error(data: bytes) -> None:
+    only(TileError)(lambda: tiles.decode_entry_bundle(data))
+
+
+@given(data=st.binary(max_size=200), width=st.integers(1, 256))
+def test_hash_tiles_of_the_wrong_length_are_a_tile_error(data: bytes, width: int) -> None:
+    only(TileError)(lambda: tiles.split_tile(data, Tile(0, 0, width)))
+
+
+hashes = st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=40))
+
+
+@given(index=ints, size=ints, proof=st.lists(hashes, max_size=8), leaf=hashes, root=hashes)
+def test_inclusion_proofs_of_any_shape_verify_or_are_a_proof_error(
+    index: int, size: int, proof: list[bytes], leaf: bytes, root: bytes
+) -> None:
+    only(merkle.ProofError)(lambda: merkle.verify_inclusion(leaf, index, size, proof, root))
+    assert merkle.root_from_inclusion(leaf, index, size, proof) is None or len(leaf) == 32
+
+
+@given(old=ints, new=ints, proof=st.lists(hashes, max_size=8), a=hashes, b=hashes)
+def test_consistency_proofs_of_any_shape_verify_or_are_a_proof_error(
+    old: int, new: int, proof: list[bytes], a: bytes, b: bytes
+) -> None:
+    only(merkle.ProofError)(lambda: merkle.verify_consistency(old, new, a, b, proof))
+
+
+# --- evidence bundles and trust files for the offline verifier -------------------------------
+
+BUNDLE = standard_bundle()
+REPORT = verify_bundle(BUNDLE, now=NOW)
+
+
+@scaled(0.3)
+@given(bundle=mutated_json(BUNDLE))
+def test_a_damaged_bundle_is_refused_or_verifies_to_what_the_log_signed(bundle: Any) -> None:
+    report = only(BundleError, VerificationError)(lambda: verify_bundle(bundle, now=NOW))
+    if not isinstance(report, Exception):
+        assert (report.tree_size, report.root_hash) == (REPORT.tree_size, REPORT.root_hash)
+
+
+@given(trust=mutated_json(trust_for(BUNDLE)))
+def test_a_damaged_trust_file_is_refused_with_a_bundle_error(trust: Any) -> None:
+    only(BundleError)(lambda: load_trust(trust, "trust file"))
+
+
+TEXT = json.dumps(BUNDLE).encode()
+
+
+@settings(
+    max_examples=scaled(0.2).max_examples,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    data=st.one_of(
+        mutated_bytes(TEXT),
+        st.sampled_from([deep_json_text(100_000).encode(), b'{"a":' * 5000, b"\xff\xfe"]),
+    )
+)
+@example(data=deep_json_text(100_000).encode())
+def test_the_verifier_command_exits_1_or_2_for_damaged_bundle_files(
+    data: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tempfile.NamedTemporaryFile(suffix=".json") as handle:
+        handle.write(data)
+        handle.flush()
+        status = main([handle.name])
+    err = capsys.readouterr().err
+    assert status in (0, 1, 2) and (status == 0 or err.count("\n") == 1), err
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (409, "²".encode()),  # isdigit() says yes, int() says no
+        (409, b"9" * 5000),  # int() refuses 4,300 digits and more
+        (200, b"\xff\xfe\xe2\x80\x94 witness.akto.gov.cn AAAA\n"),  # not UTF-8
+    ],
+)
+async def test_a_hostile_witness_answer_is_ignored_not_raised_by_the_log(
+    status: int, body: bytes
+) -> None:
+    async def answer(_request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_post("/add-checkpoint", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        client = HttpWitnessClient(WITNESS.verifier, f"http://127.0.0.1:{port}")
+        plain = note.sign_note(CHECKPOINT.body(), LOG)
+        stored = StoredCheckpoint(5, ROOT, plain, (), None, None)
+        checkpointer = Checkpointer(None, None, [client])  # type: ignore[arg-type]  # no SQL here
+        assert await checkpointer._ask(client, stored) is None
+    finally:
+        await runner.cleanup()
