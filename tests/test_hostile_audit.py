@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from hub.audit import merkle, note, tiles
 from hub.audit.checkpoints import Checkpointer, read_cosignature, resync_size
+from hub.audit.fsck import VerifyReport, _check_columns
 from hub.audit.leaf import build, requalify
 from hub.audit.note import ALG_COSIGNATURE_V1, Checkpoint, NoteError, Signer, Verifier
 from hub.audit.reader import StoredCheckpoint
@@ -30,16 +31,16 @@ from hub.audit.tiles import MAX_ENTRY_SIZE, Tile, TileError
 from hub.audit.verify import (
     BundleError,
     VerificationError,
-    _parse_leaf,
     load_trust,
     main,
+    parse_leaf,
     verify_bundle,
 )
 from hub.audit.witness import HttpWitnessClient, Witness, format_request
 from hub.bus import HubClient
 from hub.consumer import Delivery
 from hub.envelope import Envelope
-from hub.errors import Reason
+from hub.errors import Reason, TamperEvidence
 from tests.hostile import (
     any_text,
     deep_json_text,
@@ -51,7 +52,7 @@ from tests.hostile import (
     only,
     scaled,
 )
-from tests.test_audit_verify import NOW, standard_bundle, trust_for
+from tests.test_audit_verify import NOW, standard_bundle, standard_leaves, trust_for
 
 ORIGIN = "kezhou.gov.cn/audit/2026"
 LOG = Signer.generate(ORIGIN)
@@ -104,13 +105,13 @@ def test_every_delivered_message_makes_a_leaf_that_fits_a_tile_and_reads_back_of
 ) -> None:
     record = build(delivery, verdict, None if verdict == "accepted" else "bad_header", detail)
     assert len(record.leaf) <= MAX_ENTRY_SIZE
-    leaf = _parse_leaf(record.leaf)
+    leaf = parse_leaf(record.leaf)
     env = delivery.envelope
     if leaf["body"] or not env.body:  # kept whole: it round-trips exactly
         assert (leaf["subject"], leaf["headers"]) == (env.subject, dict(env.headers))
         assert base64.b64decode(leaf["body"]) == env.body
     again = requalify(record, Reason.POISON, "handling failed")
-    assert _parse_leaf(again.leaf)["verdict"] == "quarantined"
+    assert parse_leaf(again.leaf)["verdict"] == "quarantined"
 
 
 # --- signed notes and checkpoints -----------------------------------------------------------
@@ -346,3 +347,20 @@ async def test_a_hostile_witness_answer_is_ignored_not_raised_by_the_log(
         assert await checkpointer._ask(client, stored) is None
     finally:
         await runner.cleanup()
+
+
+# --- `govhub audit verify --full` reads stored leaves as evidence -----------------------------
+
+STORED_LEAF = standard_leaves(1)[0]
+STORED_ROW = {
+    "idx": 0, "event_id": "01JEVENT000000", "source": "artux.finance",
+    "type": "gov.exchange.v1.DocumentSent", "subject": "gov.out.artux.finance.doc",
+    "verdict": "accepted", "reason": None, "event_key": "01JEVENT000000",
+}  # fmt: skip
+
+
+@given(leaf=st.one_of(hostile_bytes(STORED_LEAF), st.sampled_from([b'{"v":1}', b"[1]"])))
+@example(leaf=b'{"v":1,"headers":{},"body":""}')  # once a KeyError out of `verify --full`
+def test_a_tampered_stored_leaf_is_tamper_evidence(leaf: bytes) -> None:
+    report = VerifyReport(0, 0, None, None, [])
+    only(TamperEvidence)(lambda: _check_columns(STORED_ROW, leaf, None, report))  # type: ignore[arg-type]

@@ -237,7 +237,8 @@ def batch_signing_input(
     return text.encode(), signature
 
 
-def _parse_leaf(raw: bytes) -> dict[str, Any]:
+def parse_leaf(raw: bytes) -> dict[str, Any]:
+    """Read leaf bytes v1, checking every field's type; VerificationError says what is wrong."""
     try:
         leaf = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):  # nesting deeper than Python's stack
@@ -371,7 +372,7 @@ def _check_entries(
             merkle.verify_inclusion(
                 merkle.leaf_hash(raw), index, latest.size, proof, latest.root_hash
             )
-            leaf = _parse_leaf(raw)
+            leaf = parse_leaf(raw)
             seen[index] = _time(leaf["received_at"], "leaf received_at")
             if leaf["verdict"] == "accepted":
                 _check_sender(leaf, trust)
