@@ -341,7 +341,7 @@ def avro_values(schema: Any, named: dict[str, Any] | None = None) -> st.SearchSt
 _LIBRARY_TEXT = re.compile(
     r"<class |Traceback|codec can't|object has no attribute|object is not|unhashable type|"
     r"NoneType|invalid literal for|Invalid isoformat|not subscriptable|positional argument|"
-    r"keyword argument|recursion depth|\(type |Exceeds the limit|"
+    r"keyword argument|recursion depth|\(type |Exceeds the limit|datetime\.\w+\(|"
     r"\b(?:Value|Type|Key|Index|Attribute|UnicodeDecode|UnicodeEncode|Recursion|Overflow|EOF|"
     r"Struct|SchemaResolution|TOMLDecode|JSONDecode|Assertion|Runtime|NotImplemented)Error\b"
 )
