@@ -550,5 +550,5 @@ def quarantine_envelope(
 
 
 def _header_safe(text: str) -> str:
-    """NATS header values are one line of printable ASCII-compatible text."""
-    return " ".join(text.split())[:500]
+    """NATS header values are one line of UTF-8 text (lone surrogates cannot be sent)."""
+    return " ".join(text.split())[:500].encode("utf-8", "replace").decode()

@@ -20,7 +20,13 @@ from datetime import UTC, datetime
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.batchsig import H_BATCH_SIG, BatchProof, check_batch_signature, read_proof
+from hub.batchsig import (
+    H_BATCH_SIG,
+    UNSIGNABLE,
+    BatchProof,
+    check_batch_signature,
+    read_proof,
+)
 from hub.errors import Reason, RejectedEvent
 
 SIG_V1 = "govhub-sig-v1"
@@ -272,9 +278,17 @@ def check_signature(env: Envelope, fields: SignedFields, public_key: Ed25519Publ
             f"{fields.key_participant}/{fields.key_id}",
         )
         return
-    message = signing_input(
-        env.subject, fields.event_id, fields.source, fields.type_name, fields.time_text, env.body
-    )
+    try:
+        message = signing_input(
+            env.subject,
+            fields.event_id,
+            fields.source,
+            fields.type_name,
+            fields.time_text,
+            env.body,
+        )
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 signing input, so nothing signed it
+        raise RejectedEvent(Reason.BAD_HEADER, UNSIGNABLE) from None
     try:
         public_key.verify(fields.signature, message)
     except InvalidSignature:

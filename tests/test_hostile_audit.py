@@ -52,7 +52,17 @@ from tests.hostile import (
     only,
     scaled,
 )
-from tests.test_audit_verify import NOW, standard_bundle, standard_leaves, trust_for
+from tests.test_audit_verify import (
+    LOG_KEY,
+    NOW,
+    SENDERS,
+    WITNESSES,
+    Log,
+    b64,
+    standard_bundle,
+    standard_leaves,
+    trust_for,
+)
 
 ORIGIN = "kezhou.gov.cn/audit/2026"
 LOG = Signer.generate(ORIGIN)
@@ -76,8 +86,10 @@ def deliveries(draw: st.DrawFn) -> Delivery:
     subject = draw(hostile_bytes(b"evt.akto.civil.notice")).decode("utf-8", "replace")
     headers = HubClient._parse_header_lines(draw(header_blocks))
     if draw(st.booleans()):
+        # Values arrive as bytes and are decoded with replacement: never a lone surrogate.
+        text = any_text.map(lambda t: t.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
         headers[draw(st.sampled_from(["ce-time", "x-big"]))] = draw(
-            st.one_of(any_text, st.integers(0, 70_000).map(lambda n: "A" * n))
+            st.one_of(text, st.integers(0, 70_000).map(lambda n: "A" * n))
         )
     body = draw(st.one_of(st.binary(max_size=64), st.integers(0, 70_000).map(bytes)))
     origin = draw(st.one_of(st.none(), st.tuples(st.text(max_size=8), st.integers(1, 2**63))))
@@ -364,3 +376,40 @@ STORED_ROW = {
 def test_a_tampered_stored_leaf_is_tamper_evidence(leaf: bytes) -> None:
     report = VerifyReport(0, 0, None, None, [])
     only(TamperEvidence)(lambda: _check_columns(STORED_ROW, leaf, None, report))  # type: ignore[arg-type]
+
+
+def _logged(leaf: dict[str, Any], *, ascii_only: bool = False) -> str:
+    raw = json.dumps(leaf, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only).encode()
+    bundle = Log([raw], LOG_KEY, WITNESSES).bundle([1], [0])
+    with pytest.raises(VerificationError) as caught:
+        verify_bundle(bundle, now=NOW)
+    return str(caught.value)
+
+
+def test_a_logged_event_with_an_escaped_lone_surrogate_is_reported_not_raised() -> None:
+    leaf = json.loads(SENDERS[0].event_leaf(0))
+    leaf["headers"]["ce-type"] += "\ud800"  # JSON can escape it; UTF-8 cannot carry it
+    assert _logged(leaf, ascii_only=True) == "entry 0 (leaf index 0): leaf is not UTF-8 JSON"
+
+
+@pytest.mark.parametrize("name", ["govhub-batch-index", "govhub-batch-size"])
+def test_a_logged_batch_event_with_a_number_of_thousands_of_digits_is_reported(name: str) -> None:
+    leaf = json.loads(SENDERS[0].event_leaf(0))
+    headers = leaf["headers"]
+    del headers["govhub-sig"]
+    headers.update({"govhub-batch-sig": b64(bytes(64)), "govhub-batch-index": "0",
+                    "govhub-batch-size": "2", "govhub-batch-path": b64(bytes(32))})  # fmt: skip
+    headers[name] = "1" * 5000
+    assert _logged(leaf).endswith("the batch signature headers of key "
+                                  f"{headers['govhub-key']} are malformed")  # fmt: skip
+
+
+def test_a_leaf_whose_detail_quotes_an_undecodable_file_name_is_still_logged() -> None:
+    delivery = Delivery(
+        None, Envelope("evt.akto.civil.x", {}, b""), None, None, "GOVHUB", 1, 5,  # type: ignore[arg-type]
+        datetime(2026, 3, 1, tzinfo=UTC), None,
+    )  # fmt: skip
+    record = build(delivery, "quarantined", "poison", "cannot read /srv/\udcff.pdf")
+    assert parse_leaf(record.leaf)["detail"] == "cannot read /srv/?.pdf"
+    again = requalify(record, Reason.POISON, "last error: /srv/\udcfe")
+    assert parse_leaf(again.leaf)["detail"] == "last error: /srv/?"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 
 from hub.batchsig import BATCH_HEADERS, H_BATCH_INDEX, H_BATCH_PATH, H_BATCH_SIG, H_BATCH_SIZE
-from hub.bus import HubClient
+from hub.bus import H_DETAIL, HubClient, quarantine_envelope
 from hub.codec import SchemaCache
 from hub.envelope import (
     H_ID,
@@ -331,3 +331,33 @@ def test_a_record_that_does_not_fit_names_the_field_in_plain_words(
 ) -> None:
     with pytest.raises(InputError, match=f"^the data does not fit schema {NOTICE}: {message}"):
         SCHEMAS.by_name(NOTICE).encode(record)
+
+
+@pytest.mark.parametrize("base", [GOOD, BATCH[1]], ids=["v1", "v2"])
+@pytest.mark.parametrize("where", ["subject", H_ID, H_TYPE])
+def test_a_lone_surrogate_in_what_was_signed_is_a_bad_header_not_a_crash(
+    base: Envelope, where: str
+) -> None:
+    headers, subject = dict(base.headers), base.subject
+    if where == "subject":
+        subject += "\ud800"
+    else:
+        headers[where] += "\ud800"
+        headers["Nats-Msg-Id"] = headers[H_ID]
+    with pytest.raises(RejectedEvent, match="is not valid Unicode text") as caught:
+        VERIFIER.verify(Envelope(subject, headers, base.body), STORED)
+    assert caught.value.reason is Reason.BAD_HEADER
+
+
+@pytest.mark.parametrize("name", [H_BATCH_INDEX, H_BATCH_SIZE])
+def test_a_batch_number_of_thousands_of_digits_is_a_bad_header(name: str) -> None:
+    env = Envelope(BATCH[1].subject, {**BATCH[1].headers, name: "1" * 5000}, BATCH[1].body)
+    with pytest.raises(RejectedEvent, match="must be decimal") as caught:
+        VERIFIER.verify(env, STORED)
+    assert caught.value.reason is Reason.BAD_HEADER
+
+
+def test_a_quarantine_detail_quoting_an_undecodable_file_name_can_still_be_sent() -> None:
+    detail = "cannot read /srv/share/\udcff\udcfe.pdf"  # os.fsdecode of a non-UTF-8 name
+    copy = quarantine_envelope(GOOD, Reason.POISON, detail)
+    assert copy.headers[H_DETAIL].encode() == b"cannot read /srv/share/??.pdf"

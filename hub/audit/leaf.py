@@ -103,7 +103,7 @@ def build(
     env = delivery.envelope
     headers = dict(env.headers)
     digest = content_digest(env.subject, headers, env.body)
-    detail = detail[:MAX_DETAIL] if detail is not None else None
+    detail = _text(detail[:MAX_DETAIL]) if detail is not None else None
     subject, body = env.subject, env.body
     obj: dict[str, Any] = {
         "v": LEAF_VERSION,
@@ -150,7 +150,7 @@ def build(
 def requalify(record: LeafRecord, reason: Reason, detail: str) -> LeafRecord:
     """The same message logged as quarantined instead (keyed by its content digest)."""
     obj = json.loads(record.leaf)
-    obj.update(verdict="quarantined", reason=reason.value, detail=detail[:MAX_DETAIL])
+    obj.update(verdict="quarantined", reason=reason.value, detail=_text(detail[:MAX_DETAIL]))
     return replace(
         record,
         key=quarantine_key(record.digest),
@@ -159,6 +159,13 @@ def requalify(record: LeafRecord, reason: Reason, detail: str) -> LeafRecord:
         reason=reason.value,
         detail=obj["detail"],
     )
+
+
+def _text(detail: str) -> str:
+    """A detail as UTF-8 can carry it: an error message may quote a file name that the
+    operating system decoded with lone surrogates, and a leaf that cannot be encoded would
+    stop the appender on it."""
+    return detail.encode("utf-8", "replace").decode()
 
 
 def _shrink(

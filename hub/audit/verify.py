@@ -49,6 +49,7 @@ BUNDLE_FORMAT = "govhub-audit-bundle-v1"
 CLOCK_SKEW = 300
 """Seconds a witness timestamp may lie in the future before it counts as forged."""
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+_BATCH_NUMBER = re.compile(r"[0-9]{1,4}")
 _LEAF_FIELDS: dict[str, tuple[type, ...]] = {
     "subject": (str,), "headers": (dict,), "body": (str,), "verdict": (str,),
     "reason": (str, type(None)), "detail": (str, type(None)), "stream": (str,),
@@ -217,7 +218,8 @@ def batch_signing_input(
     batch headers are malformed or the path does not fit its index and size.
     """
     index, size = headers["govhub-batch-index"], headers["govhub-batch-size"]
-    if not (index.isdecimal() and size.isdecimal() and index.isascii() and size.isascii()):
+    # Four ASCII digits at most, as receivers require (and int() refuses 4,300 digits and more).
+    if not (_BATCH_NUMBER.fullmatch(index) and _BATCH_NUMBER.fullmatch(size)):
         return None
     try:
         signature = base64.b64decode(headers["govhub-batch-sig"], validate=True)
@@ -240,8 +242,11 @@ def batch_signing_input(
 def parse_leaf(raw: bytes) -> dict[str, Any]:
     """Read leaf bytes v1, checking every field's type; VerificationError says what is wrong."""
     try:
-        leaf = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):  # nesting deeper than Python's stack
+        text = raw.decode("utf-8")
+        leaf = json.loads(text)
+        if "\\u" in text:  # an escaped lone surrogate is JSON but not Unicode text
+            json.dumps(leaf, ensure_ascii=False).encode()
+    except (UnicodeError, ValueError, RecursionError):  # RecursionError: absurd nesting
         raise VerificationError("leaf is not UTF-8 JSON") from None
     if not isinstance(leaf, dict) or leaf.get("v") != 1:
         raise VerificationError("leaf is not a version 1 govhub leaf")
