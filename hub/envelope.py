@@ -78,6 +78,7 @@ def format_time(moment: datetime | None = None) -> str:
 # rule as the offline verifier (hub/audit/verify.py), so a receiver and an auditor never
 # disagree about whether a `ce-time` is valid.
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def parse_time(text: str) -> datetime:
@@ -221,6 +222,16 @@ def read_fields(env: Envelope) -> SignedFields:
             f"the body is {len(env.body)} bytes; events are limited to {MAX_BODY_BYTES} bytes "
             "(send large content through the document exchange)",
         )
+    # A line end inside a signed field would let two different events share one signing
+    # input (the offline verifier refuses them too); NUL anywhere cannot be stored in the
+    # PostgreSQL text and JSON columns every receiver writes what it accepts into.
+    signed_text = (env.subject, headers[H_ID], headers[H_SOURCE], headers[H_TYPE], headers[H_KEY])
+    if any(_CONTROL.search(text) for text in signed_text):
+        raise RejectedEvent(
+            Reason.BAD_HEADER, "the subject and signed headers must hold no control characters"
+        )
+    if any("\x00" in name or "\x00" in value for name, value in headers.items()):
+        raise RejectedEvent(Reason.BAD_HEADER, "a header holds a NUL character")
     if headers[H_SPECVERSION] != "1.0":
         raise RejectedEvent(Reason.BAD_HEADER, "ce-specversion must be 1.0")
     if headers[H_CONTENT_TYPE] != CONTENT_TYPE:

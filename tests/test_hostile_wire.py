@@ -361,3 +361,22 @@ def test_a_quarantine_detail_quoting_an_undecodable_file_name_can_still_be_sent(
     detail = "cannot read /srv/share/\udcff\udcfe.pdf"  # os.fsdecode of a non-UTF-8 name
     copy = quarantine_envelope(GOOD, Reason.POISON, detail)
     assert copy.headers[H_DETAIL].encode() == b"cannot read /srv/share/??.pdf"
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("subject", "evt.akto.civil.\x00"), ("subject", "evt.akto.civil.a\nb"), (H_ID, "a\x00"),
+     (H_SOURCE, "akto.civil\n"), (H_TYPE, "gov.common.v1.Notice\r"), ("x-note", "a\x00b")],
+)  # fmt: skip
+def test_control_characters_where_they_could_forge_or_break_storage_are_a_bad_header(
+    where: str, value: str
+) -> None:
+    headers, subject = dict(GOOD.headers), GOOD.subject
+    if where == "subject":
+        subject = value
+    else:
+        headers[where] = value
+        headers["Nats-Msg-Id"] = headers[H_ID]
+    with pytest.raises(RejectedEvent, match="control characters|NUL") as caught:
+        read_fields(Envelope(subject, headers, GOOD.body))
+    assert caught.value.reason is Reason.BAD_HEADER

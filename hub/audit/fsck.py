@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from hub.audit import merkle, note
-from hub.audit.leaf import content_digest, quarantine_key
+from hub.audit.leaf import column_text, content_digest, quarantine_key
 from hub.audit.merkle import CompactRange
 from hub.audit.note import Checkpoint, Verifier
 from hub.audit.reader import StoredCheckpoint, TileReader, checkpoints, open_gaps
@@ -264,10 +264,10 @@ def _check_columns(
         raise TamperEvidence(f"leaf {index} is not a version 1 leaf", index=index) from None
     headers: dict[str, str] = obj["headers"]
     claims = {
-        "event_id": headers.get("ce-id", ""),
-        "source": headers.get("ce-source", ""),
-        "type": headers.get("ce-type", ""),
-        "subject": obj["subject"],
+        "event_id": column_text(headers.get("ce-id", "")),
+        "source": column_text(headers.get("ce-source", "")),
+        "type": column_text(headers.get("ce-type", "")),
+        "subject": column_text(obj["subject"]),
         "verdict": obj["verdict"],
         "reason": obj["reason"],
     }

@@ -54,6 +54,15 @@ def content_digest(subject: str, headers: dict[str, str], body: bytes) -> bytes:
     return hashlib.sha256(text.encode() + b"\n\n" + body).digest()
 
 
+def column_text(text: str) -> str:
+    """A leaf's value as its search column holds it: PostgreSQL text cannot hold U+0000.
+
+    The leaf bytes keep the value exactly; receivers refuse NUL, so only quarantined leaves
+    differ. ``audit verify --full`` compares columns through this function too.
+    """
+    return text.replace("\x00", "\ufffd")
+
+
 def quarantine_key(digest: bytes) -> str:
     """The idempotency key of a quarantined message."""
     return "q:" + digest.hex()
@@ -128,10 +137,10 @@ def build(
         key=env.event_id if accepted else quarantine_key(digest),
         digest=digest,
         leaf=leaf,
-        event_id=headers.get(H_ID, ""),
-        source=headers.get(H_SOURCE, ""),
-        type=headers.get(H_TYPE, ""),
-        subject=obj["subject"],
+        event_id=column_text(headers.get(H_ID, "")),
+        source=column_text(headers.get(H_SOURCE, "")),
+        type=column_text(headers.get(H_TYPE, "")),
+        subject=column_text(obj["subject"]),
         verdict=obj["verdict"],
         reason=obj["reason"],
         detail=obj["detail"],
