@@ -1,0 +1,125 @@
+"""Hostile records: directory entries and document manifests, as files and as signed events.
+
+An entry file comes from a department (`govhub dir publish FILE`), and the same rules run again
+on every entry that arrives on the bus; a manifest arrives inside a signed DocumentSent event
+from any enrolled sender. Both are damaged here and must fail only with the typed errors their
+callers turn into a refusal (EntryInvalid, InputError), and what they accept must be storable:
+PostgreSQL text and JSON cannot hold U+0000.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import example, given
+
+from hub.codec import SchemaCache
+from hub.directory.events import check_request_id
+from hub.directory.model import Entry, template
+from hub.directory.validation import parse_entry
+from hub.errors import EntryInvalid, InputError
+from hub.exchange.model import Manifest, check_doc_id
+from hub.jsonout import to_jsonable
+from schemas import SCHEMA_DIR
+from tests.hostile import avro_values, mutated_json, only, scaled
+
+SCHEMAS = SchemaCache.from_directory(SCHEMA_DIR)
+TEMPLATE = template()
+ENTRY = parse_entry(TEMPLATE)
+PUBLISHED = SCHEMAS.by_name("gov.directory.v1.EntryPublished")
+SENT = SCHEMAS.by_name("gov.exchange.v1.DocumentSent")
+
+
+def _storable(record: Any) -> None:
+    assert "\\u0000" not in json.dumps(to_jsonable(record)), "PostgreSQL cannot store this"
+
+
+# --- directory entries ----------------------------------------------------------------------
+
+
+def test_an_entry_file_round_trips_through_the_file_and_the_signed_record() -> None:
+    assert parse_entry(ENTRY.to_file()) == ENTRY
+    _, decoded = SCHEMAS.decode(PUBLISHED.encode(ENTRY.to_record()))
+    assert Entry.from_record(decoded) == ENTRY
+
+
+@given(data=mutated_json(TEMPLATE))
+@example(data={**TEMPLATE, "classification": {**TEMPLATE["classification"], "category": [],
+                                              "code": "201001"}})  # fmt: skip
+@example(data={**TEMPLATE, "code": "١٠١٠٠١-٠٠٠٠١٧"})  # Arabic-Indic digits
+@example(data={**TEMPLATE, "title": "人口\x00统计"})
+def test_a_damaged_entry_file_is_entry_invalid_and_what_passes_can_be_stored(data: Any) -> None:
+    entry = only(EntryInvalid)(lambda: parse_entry(data))
+    if isinstance(entry, Entry):
+        _storable(entry.to_json_record())
+        assert entry.code.isascii() and entry.class_code.isascii()
+        assert parse_entry(entry.to_file()) == entry
+
+
+@scaled(0.5)
+@given(record=avro_values(PUBLISHED.parsed))
+def test_any_signed_entry_record_is_applied_or_refused_as_an_invalid_entry(record: Any) -> None:
+    # What the directory does with a verified EntryPublished event (hub/directory/apply.py).
+    entry = only(EntryInvalid)(lambda: parse_entry(Entry.from_record(record).to_file()))
+    if isinstance(entry, Entry):
+        _storable(entry.to_json_record())
+
+
+# --- document manifests ---------------------------------------------------------------------
+
+
+def _check(record: Any) -> Manifest:
+    manifest = Manifest.from_record(record)
+    manifest.check()
+    return manifest
+
+
+@scaled(0.5)
+@given(record=avro_values(SENT.parsed))
+def test_any_signed_manifest_is_taken_or_refused_as_inconsistent(record: Any) -> None:
+    manifest = only(InputError)(lambda: _check(record))
+    if isinstance(manifest, Manifest):
+        _storable(manifest.to_record())
+        assert len(manifest.sha256) == len(manifest.chunk_list_sha256) == 32
+
+
+GOOD_MANIFEST = {
+    "doc_id": "019a0000-0000-7000-8000-000000000001", "title": "关于开展社会救助的通知",
+    "doc_number": "克政办发〔2026〕12号", "sender": "pref.office", "recipients": ["akto.office"],
+    "file_name": "notice.pdf", "media_type": "application/pdf", "size": 10, "sha256": bytes(32),
+    "chunk_size": 262144, "chunk_count": 1, "chunk_digests": [bytes(32)],
+    "chunk_list_sha256": bytes(32), "index_parts": 0, "classification": "PUBLIC",
+    "urgency": "NORMAL", "deadline": None, "store_domain": "", "store_stream": "DOCS_PREF",
+    "store_prefix": "docs.pref.x", "encryption": None,
+}  # fmt: skip
+
+
+def test_a_consistent_manifest_passes() -> None:
+    assert _check(GOOD_MANIFEST).doc_id == GOOD_MANIFEST["doc_id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"recipients": ["Akto.Office"]}, "participant id 'Akto.Office' must be"),
+        ({"sender": "pref.office\n"}, "participant id 'pref.office\\n' must be"),
+        ({"doc_id": "019a0000-0000-7000-8000-000000000001\n"}, "is not a document id"),
+        ({"title": "通知\x00"}, "its title holds a control character"),
+        ({"sha256": b"short"}, "digest is not 32 bytes"),
+        ({"chunk_digests": [b"x"]}, "digest is not 32 bytes"),
+        ({"index_parts": -1}, "impossible number of index parts"),
+    ],
+)
+def test_an_inconsistent_manifest_is_an_input_error_naming_what_is_wrong(
+    change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InputError, match=message.replace("\\", "\\\\").replace("(", r"\(")):
+        _check({**GOOD_MANIFEST, **change})
+
+
+@pytest.mark.parametrize("check", [check_doc_id, check_request_id])
+def test_an_id_with_a_final_newline_is_refused_before_it_meets_a_subject(check: Any) -> None:
+    with pytest.raises(InputError, match="is not a"):
+        check("019a0000-0000-7000-8000-000000000001\n")
