@@ -10,20 +10,33 @@ PostgreSQL text and JSON cannot hold U+0000.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import example, given
+from hypothesis import strategies as st
 
+from hub.cli.audit import _trusted_keys
+from hub.cli.dir import _read_json
+from hub.cli.events import parse_data
 from hub.codec import SchemaCache
 from hub.directory.events import check_request_id
 from hub.directory.model import Entry, template
 from hub.directory.validation import parse_entry
-from hub.errors import EntryInvalid, InputError
+from hub.errors import ConfigError, EntryInvalid, InputError
 from hub.exchange.model import Manifest, check_doc_id
 from hub.jsonout import to_jsonable
 from schemas import SCHEMA_DIR
-from tests.hostile import avro_values, mutated_json, only, scaled
+from tests.hostile import (
+    avro_values,
+    deep_json_text,
+    hostile_text,
+    mutated_json,
+    only,
+    scaled,
+    typed,
+)
 
 SCHEMAS = SchemaCache.from_directory(SCHEMA_DIR)
 TEMPLATE = template()
@@ -123,3 +136,26 @@ def test_an_inconsistent_manifest_is_an_input_error_naming_what_is_wrong(
 def test_an_id_with_a_final_newline_is_refused_before_it_meets_a_subject(check: Any) -> None:
     with pytest.raises(InputError, match="is not a"):
         check("019a0000-0000-7000-8000-000000000001\n")
+
+
+# --- JSON a person hands the CLI: `publish --data`, `dir publish FILE`, `audit verify --trust` ---
+
+
+@given(text=st.one_of(hostile_text('{"title": "t", "body": "b"}'), st.just(deep_json_text(50_000))))
+@example(text=deep_json_text(50_000))
+def test_publish_data_of_any_shape_is_an_input_error_or_an_object(text: str) -> None:
+    value = typed(lambda: parse_data(text))
+    assert isinstance(value, InputError | dict)
+
+
+@example(text=deep_json_text(50_000))
+@given(text=hostile_text(json.dumps(TEMPLATE, ensure_ascii=False)))
+def test_an_entry_file_of_any_text_is_an_input_error_or_json(text: str) -> None:
+    typed(lambda: _read_json(text, "the entry file"))
+
+
+def test_a_trust_file_nested_past_the_stack_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "trust.json"
+    path.write_text(deep_json_text(50_000))
+    with pytest.raises(ConfigError, match="it nests too deeply$"):
+        _trusted_keys(None, str(path))  # type: ignore[arg-type]  # a trust file: no log needed

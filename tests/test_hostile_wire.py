@@ -51,6 +51,7 @@ from tests.hostile import (
     only,
     scaled,
 )
+from tests.test_bus_headers import _Recorder
 
 SCHEMAS = SchemaCache.from_directory(SCHEMA_DIR)
 NOTICE = "gov.common.v1.Notice"
@@ -380,3 +381,26 @@ def test_control_characters_where_they_could_forge_or_break_storage_are_a_bad_he
     with pytest.raises(RejectedEvent, match="control characters|NUL") as caught:
         read_fields(Envelope(subject, headers, GOOD.body))
     assert caught.value.reason is Reason.BAD_HEADER
+
+
+def _written(cls: type[Client], headers: dict[str, str]) -> bytes | str:
+    recorder = _Recorder(cls)
+    try:
+        return recorder.publish(headers)  # type: ignore[return-value]
+    except Exception as exc:  # both clients must fail alike, whatever the failure
+        return type(exc).__name__
+
+
+_NAME_PARTS = ["ce-id", "x", " ", "\t", "é", ":", "\r\n", "Nats-Msg-Id", "a b", "", "\x00"]
+
+
+@given(
+    headers=st.dictionaries(
+        st.lists(st.sampled_from(_NAME_PARTS), max_size=3).map("".join),
+        st.one_of(any_text, st.sampled_from(["", " v ", "a\r\nb", "\n", "中文"])),
+        max_size=5,
+    )
+)
+def test_headers_are_written_byte_for_byte_as_nats_py_writes_them(headers: dict[str, str]) -> None:
+    HubClient._names.clear()  # the name cache must not change what is written either
+    assert _written(HubClient, headers) == _written(Client, headers)

@@ -209,6 +209,8 @@ def _trusted_keys(log: AuditLog, trust_path: str | None) -> tuple[list[Any], lis
     try:
         data = json.loads(Path(trust_path).read_text(encoding="utf-8"))
         trust = load_trust(data, "trust file")
+    except RecursionError:  # nested deeper than Python's stack: no trust file looks like that
+        raise ConfigError(f"cannot use trust file {trust_path}: it nests too deeply") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot use trust file {trust_path}: {exc}") from exc
     return [k.verifier for k in trust.log_keys], trust.witnesses, trust.k

@@ -74,6 +74,8 @@ def _read_json(text: str, what: str) -> Any:
         raise InputError(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:  # nested deeper than Python's stack: no entry looks like that
+        raise InputError(f"{what} nests too deeply to be read") from None
 
 
 def _write(path: str, text: str) -> None:

@@ -32,6 +32,8 @@ def parse_data(text: str) -> dict[str, Any]:
         raise InputError(
             f"--data is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:  # nested deeper than Python's stack: no record looks like that
+        raise InputError("--data nests too deeply to be read") from None
     if not isinstance(value, dict):
         raise InputError("--data must be a JSON object with the schema's fields")
     return value
