@@ -112,12 +112,12 @@ def parse_scenario(text: str, path: Path) -> Scenario:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
         parsed = load(_ScenarioFile, data, "")
-        for unit in (parsed.hub.unit, *(b.unit for b in parsed.units)):
-            check_unit(unit)
+        blocks = [*parsed.units, *([parsed.upstream] if parsed.upstream else [])]
+        for unit in (parsed.hub.unit, *(b.unit for b in blocks)):
+            check_unit(unit)  # units name streams, leaf nodes and folders
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     participants: list[ScenarioParticipant] = []
-    blocks = [*parsed.units, *([parsed.upstream] if parsed.upstream else [])]
     for block in blocks:
         for entry in block.participants:
             try:
