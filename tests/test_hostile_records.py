@@ -24,13 +24,15 @@ from hub.codec import SchemaCache
 from hub.directory.events import check_request_id
 from hub.directory.model import Entry, template
 from hub.directory.validation import parse_entry
-from hub.errors import ConfigError, EntryInvalid, InputError
+from hub.errors import ConfigError, ContentCorrupted, EntryInvalid, InputError
+from hub.exchange.crypto import KeyWrap, wraps_from_bytes, wraps_to_bytes
 from hub.exchange.model import Manifest, check_doc_id
 from hub.jsonout import to_jsonable
 from schemas import SCHEMA_DIR
 from tests.hostile import (
     avro_values,
     deep_json_text,
+    hostile_bytes,
     hostile_text,
     mutated_json,
     only,
@@ -159,3 +161,16 @@ def test_a_trust_file_nested_past_the_stack_is_a_config_error(tmp_path: Path) ->
     path.write_text(deep_json_text(50_000))
     with pytest.raises(ConfigError, match="it nests too deeply$"):
         _trusted_keys(None, str(path))  # type: ignore[arg-type]  # a trust file: no log needed
+
+
+# --- the sealed key list a confidential document's sender stores beside its chunks ----------
+
+WRAPS = wraps_to_bytes([KeyWrap("akto.office", "0011223344556677", "x25519", bytes(48))])
+
+
+@given(data=st.one_of(hostile_bytes(WRAPS), st.just(deep_json_text(50_000).encode())))
+@example(data=b'[{"recipient": "akto.office"}]')  # once "unreadable: 'key_id'"
+@example(data=deep_json_text(50_000).encode())
+def test_a_damaged_sealed_key_list_is_content_corrupted(data: bytes) -> None:
+    wraps = typed(lambda: wraps_from_bytes(data))
+    assert isinstance(wraps, ContentCorrupted | list)
