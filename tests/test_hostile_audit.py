@@ -137,26 +137,32 @@ def _signed_by_the_log(body: str) -> str:
         return body
 
 
-notes = st.one_of(
-    hostile_text(SIGNED),
-    hostile_bytes(SIGNED.encode()),
-    hostile_text(CHECKPOINT.body()).map(_signed_by_the_log),
-)
+damaged_notes = st.one_of(hostile_text(SIGNED), hostile_bytes(SIGNED.encode()))
+notes = st.one_of(damaged_notes, hostile_text(CHECKPOINT.body()).map(_signed_by_the_log))
 
 
 @given(data=notes)
 @example(data="x\n\n— a " + "A" * 5000 + "\n")
+@example(data=SIGNED.replace("kezhou", "\ud800ezhou", 1))
 def test_damaged_notes_are_refused_with_a_note_error(data: str | bytes) -> None:
     only(NoteError)(lambda: note.parse_note(data))
 
 
-@given(data=notes)
+@given(data=damaged_notes)
 def test_a_damaged_checkpoint_never_opens_as_anything_but_what_the_log_signed(
     data: str | bytes,
 ) -> None:
     opened = only(NoteError)(lambda: note.open_checkpoint(data, [LOG.verifier], ORIGIN))
     if not isinstance(opened, NoteError):
         assert opened[0] == CHECKPOINT
+
+
+@given(body=hostile_text(CHECKPOINT.body()))
+def test_a_damaged_body_the_log_did_sign_opens_to_exactly_that_body(body: str) -> None:
+    signed = _signed_by_the_log(body)
+    opened = only(NoteError)(lambda: note.open_checkpoint(signed, [LOG.verifier]))
+    if not isinstance(opened, NoteError):
+        assert opened[0].body() == body
 
 
 _LINE = st.text(st.characters(exclude_categories=["Cc", "Cs"]), min_size=1, max_size=20)
@@ -181,6 +187,7 @@ def test_a_checkpoint_signed_by_the_log_opens_to_exactly_what_was_signed(
 
 
 @given(text=st.one_of(hostile_text(LOG.verifier.vkey()), hostile_text(WITNESS.verifier.vkey())))
+@example(text="\ud800" + LOG.verifier.vkey()[1:])  # a JSON trust file can escape a surrogate
 def test_damaged_verifier_keys_are_a_key_format_error(text: str) -> None:
     parsed = only(NoteError)(lambda: Verifier.from_vkey(text))
     if isinstance(parsed, Verifier):
@@ -188,6 +195,7 @@ def test_damaged_verifier_keys_are_a_key_format_error(text: str) -> None:
 
 
 @given(text=hostile_text(LOG.skey()))
+@example(text="PRIVATE+KEY+\ud800" + LOG.skey()[13:])
 def test_damaged_signer_keys_are_a_key_format_error(text: str) -> None:
     only(NoteError)(lambda: Signer.from_skey(text))
 
@@ -373,6 +381,7 @@ STORED_ROW = {
 
 @given(leaf=st.one_of(hostile_bytes(STORED_LEAF), st.sampled_from([b'{"v":1}', b"[1]"])))
 @example(leaf=b'{"v":1,"headers":{},"body":""}')  # once a KeyError out of `verify --full`
+@example(leaf=STORED_LEAF.replace(b'"reason":null,', b""))  # a null field left out
 def test_a_tampered_stored_leaf_is_tamper_evidence(leaf: bytes) -> None:
     report = VerifyReport(0, 0, None, None, [])
     only(TamperEvidence)(lambda: _check_columns(STORED_ROW, leaf, None, report))  # type: ignore[arg-type]

@@ -74,7 +74,10 @@ def plain_size(text: str) -> int | None:
 
 
 def _valid_name(name: str) -> bool:
-    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+    # Printable excludes control characters and lone surrogates, which UTF-8 cannot carry.
+    return (
+        bool(name) and name.isprintable() and "+" not in name and not any(c.isspace() for c in name)
+    )
 
 
 def _b64decode(text: str) -> bytes:
@@ -268,6 +271,15 @@ def _check_text(text: str) -> None:
         raise MalformedNoteError("note text must end in a newline and hold no control characters")
 
 
+def _encodable(text: str) -> bool:
+    """Whether UTF-8 can carry the text (a str may hold lone surrogates, from JSON escapes)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_note(data: bytes | str) -> Note:
     """Parse a signed note strictly (format only; signatures are not checked)."""
     if isinstance(data, bytes):
@@ -275,6 +287,8 @@ def parse_note(data: bytes | str) -> Note:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MalformedNoteError("note is not valid UTF-8") from exc
+    elif not _encodable(data):
+        raise MalformedNoteError("note is not valid UTF-8")
     split = data.rfind("\n\n")
     if split < 0:
         raise MalformedNoteError("note has no blank line separating text from signatures")

@@ -251,7 +251,8 @@ def parse_leaf(raw: bytes) -> dict[str, Any]:
     if not isinstance(leaf, dict) or leaf.get("v") != 1:
         raise VerificationError("leaf is not a version 1 govhub leaf")
     for name, kinds in _LEAF_FIELDS.items():
-        if not isinstance(leaf.get(name), kinds):
+        # Present even when null: a leaf without "reason" is not one the appender wrote.
+        if name not in leaf or not isinstance(leaf[name], kinds):
             raise VerificationError(f"leaf field {name!r} is missing or has the wrong type")
     if leaf["verdict"] not in ("accepted", "quarantined"):
         raise VerificationError(f"leaf verdict {leaf['verdict']!r} is unknown")
