@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.errors import ConfigError
-from hub.integration.tomlconfig import load
+from hub.integration.tomlconfig import load, parse_toml
 from hub.subjects import check_participant_id, check_unit
 from ops import SCENARIO_DIR
 
@@ -106,10 +105,7 @@ def load_scenario(name_or_path: str = "kezhou") -> Scenario:
 
 def parse_scenario(text: str, path: Path) -> Scenario:
     """Check a scenario file's text completely; ConfigError names the first problem."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data = parse_toml(text, str(path))
     try:
         parsed = load(_ScenarioFile, data, "")
         blocks = [*parsed.units, *([parsed.upstream] if parsed.upstream else [])]

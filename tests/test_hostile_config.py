@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from hub.audit.config import parse_config
 from hub.audit.note import ALG_COSIGNATURE_V1, Signer
+from hub.directory.deadlines import parse_policy
 from hub.errors import ConfigError
 from hub.integration.adapter import parse_adapter_file
 from hub.scenario import Scenario, load_scenario, parse_scenario
@@ -140,3 +142,47 @@ def test_a_damaged_audit_config_is_a_config_error(text: str) -> None:
         numbers = (config.flush_interval, config.checkpoint_interval, config.witness_timeout)
         assert all(0 < n < float("inf") for n in numbers), numbers
         assert set(config.local_witnesses) <= set(KEZHOU.units)
+
+
+# --- the directory's config.toml (answer deadlines) -----------------------------------------
+
+DIRECTORY = """
+[deadlines]
+working_days = 10
+reminder_days = 2
+utc_offset_hours = 8
+[deadlines.units]
+akto = 5
+[calendar]
+holidays = ["2026-10-01", "2026-10-02"]
+workdays = ["2026-09-27"]
+"""
+
+
+def test_a_complete_directory_config_is_read_as_written() -> None:
+    policy = parse_policy(DIRECTORY, "config.toml")
+    assert (policy.days_for("akto"), policy.days_for("artux"), policy.reminder_days) == (5, 10, 2)
+
+
+@given(text=toml_documents(DIRECTORY))
+@example(text='[calendar]\nholidays = ["2026-13-01"]\n')  # once "Invalid isoformat string"
+@example(text="[deadlines]\nworking_days = 1000000000\n")  # once counted day by day
+@example(text="[deadlines]\nutc_offset_hours = 100\n")
+def test_a_damaged_directory_config_is_a_config_error(text: str) -> None:
+    policy = typed(lambda: parse_policy(text, "config.toml"))
+    if not isinstance(policy, ConfigError):
+        policy.deadline("akto", datetime(2026, 9, 30, tzinfo=UTC))  # a deadline can be counted
+
+
+PARSERS = {
+    "adapter file": lambda text: parse_adapter_file(ADAPTERS + text, ADAPTERS_PATH),
+    "scenario": lambda text: parse_scenario(SCENARIO + text, SCENARIO_PATH),
+    "audit config": lambda text: parse_config(AUDIT + text, "config.toml", KEZHOU),
+    "directory config": lambda text: parse_policy(DIRECTORY + text, "config.toml"),
+}
+
+
+@pytest.mark.parametrize("parse", PARSERS.values(), ids=PARSERS.keys())
+def test_toml_nested_past_the_stack_is_a_config_error(parse: Any) -> None:
+    with pytest.raises(ConfigError, match="it nests too deeply$"):
+        parse("\nx = " + "[" * 2000 + "]" * 2000 + "\n")

@@ -20,7 +20,6 @@ Unknown keys are errors naming the key path.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from hub.audit.note import ALG_COSIGNATURE_V1, KeyFormatError, Verifier
 from hub.errors import ConfigError
 from hub.home import Home
+from hub.integration.tomlconfig import parse_toml
 from hub.scenario import Scenario
 
 DOMAIN = "govhub.example"
@@ -124,10 +124,7 @@ def load_config(home: Home, scenario: Scenario) -> AuditConfig:
 
 def parse_config(text: str, name: str, scenario: Scenario) -> AuditConfig:
     """Check the text of an audit config file called ``name`` (empty text: all defaults)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"cannot read {name}: {exc}") from exc
+    data = parse_toml(text, name)
     where = f"{name}: "
     _check_keys(
         data, {"origin", "batch_size", "flush_interval", "checkpoint_interval", "witnesses"}, where

@@ -29,7 +29,6 @@ key path (`adapters[1].connector.table: unknown key "tabel"`; indexes count from
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +39,7 @@ from typing import Any, Literal
 from hub.errors import ConfigError
 from hub.integration.connector import ConnectorContext, ConnectorFactory, Record, load_connector
 from hub.integration.pipeline import PipelineOptions
-from hub.integration.tomlconfig import load
+from hub.integration.tomlconfig import load, parse_toml
 from hub.subjects import check_participant_id
 
 ADAPTER_GROUP = "govhub.adapters"
@@ -243,11 +242,7 @@ def configure(entry: AdapterEntry, path: str) -> Configured:
 
 def parse_adapter_file(text: str, path: Path) -> AdapterFile:
     """Check an adapter file's text completely; ConfigError names the first problem."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    parsed = load(AdapterFileData, data, "")
+    parsed = load(AdapterFileData, parse_toml(text, str(path)), "")
     names = [e.name for e in parsed.adapters]
     for index, name in enumerate(names):
         if names.index(name) != index:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import difflib
 import os
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -159,6 +160,16 @@ def _secret(value: Any, path: str) -> Secret:
     if not isinstance(value["file"], str) or not value["file"]:
         raise ConfigError(f"{_join(path, 'file')}: expected a file path")
     return Secret(file=Path(value["file"]).expanduser())
+
+
+def parse_toml(text: str, where: str) -> dict[str, Any]:
+    """TOML text as a table; ConfigError, naming `where`, for text that is not TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib has no depth limit: arrays nested hundreds deep
+        raise ConfigError(f"{where}: not valid TOML: it nests too deeply") from None
 
 
 def load(cls: type[T], data: Any, path: str) -> T:
