@@ -65,6 +65,8 @@ def test_an_entry_file_round_trips_through_the_file_and_the_signed_record() -> N
                                               "code": "201001"}})  # fmt: skip
 @example(data={**TEMPLATE, "code": "١٠١٠٠١-٠٠٠٠١٧"})  # Arabic-Indic digits
 @example(data={**TEMPLATE, "title": "人口\x00统计"})
+@example(data={**TEMPLATE, "sharing": {}})  # once taken as "no sharing rules to check"
+@example(data={**TEMPLATE, "classification": {}})
 def test_a_damaged_entry_file_is_entry_invalid_and_what_passes_can_be_stored(data: Any) -> None:
     entry = only(EntryInvalid)(lambda: parse_entry(data))
     if isinstance(entry, Entry):

@@ -269,6 +269,8 @@ class VerifiedSignature:
 def _check_text(text: str) -> None:
     if not text.endswith("\n") or _CONTROL.search(text):
         raise MalformedNoteError("note text must end in a newline and hold no control characters")
+    if not _encodable(text):
+        raise MalformedNoteError("note is not valid UTF-8")
 
 
 def _encodable(text: str) -> bool:

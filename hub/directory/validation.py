@@ -159,14 +159,16 @@ def parse_entry(data: Any, *, schemas: SchemaCache | None = None) -> Entry:
         except Exception:
             p.add("provider", f"{provider!r} is not a participant id such as akto.stats")
     cls = p.table(data, "classification", ("category", "code", "name", "theme"))
+    # A table that is given, even empty, is checked in full: `{}` is not "no table".
+    has_cls = isinstance(data.get("classification"), dict)
     category = Category.BASE
     raw_category = cls.get("category")
     try:
         category = Category(str(raw_category))
     except ValueError:
-        if cls:
+        if has_cls:
             p.add("classification.category", "must be one of base, theme, department")
-    class_code = p.text(cls, "code", "classification.code", required=bool(cls), limit=12) or ""
+    class_code = p.text(cls, "code", "classification.code", required=has_cls, limit=12) or ""
     if class_code and not CLASS_RE.fullmatch(class_code):
         p.add("classification.code", "must be 6-12 digits: 类 (1-3), 项 (2), 目 (3), 细目")
     elif class_code:
@@ -179,30 +181,31 @@ def parse_entry(data: Any, *, schemas: SchemaCache | None = None) -> Entry:
             )
         if match is not None and match.group("cls") != class_code:
             p.add("code", f"must start with the classification code {class_code}")
-    class_name = p.text(cls, "name", "classification.name", required=bool(cls), limit=200) or ""
+    class_name = p.text(cls, "name", "classification.name", required=has_cls, limit=200) or ""
     theme = p.text(cls, "theme", "classification.theme", required=False, limit=200)
     keywords = p.strings(data, "keywords", limit=MAX_KEYWORDS)
     fmt = p.text(data, "format", "format", required=True, limit=100) or ""
     schema_name = p.text(data, "schema", "schema", required=True, limit=200) or ""
     items = _data_items(p, data.get("data_items"))
     sharing = p.table(data, "sharing", ("type", "conditions", "legal_basis", "methods"))
-    sharing_type = _sharing_type(p, sharing) if sharing else SharingType.UNCONDITIONAL
+    has_sharing = isinstance(data.get("sharing"), dict)
+    sharing_type = _sharing_type(p, sharing) if has_sharing else SharingType.UNCONDITIONAL
     conditions = p.text(sharing, "conditions", "sharing.conditions", required=False, limit=MAX_TEXT)
     basis = p.text(sharing, "legal_basis", "sharing.legal_basis", required=False, limit=MAX_TEXT)
-    if sharing and sharing_type is SharingType.CONDITIONAL and not conditions:
+    if has_sharing and sharing_type is SharingType.CONDITIONAL and not conditions:
         p.add("sharing.conditions", "is required for a conditional (有条件共享) resource")
-    if sharing and sharing_type is SharingType.UNCONDITIONAL and conditions:
+    if has_sharing and sharing_type is SharingType.UNCONDITIONAL and conditions:
         # 《政务数据共享条例》 bans adding conditions on one's own initiative: an unconditional
         # resource that carried conditions would be a conditional one in disguise.
         p.add("sharing.conditions", "an unconditional resource cannot carry conditions")
-    if sharing and sharing_type is not SharingType.UNCONDITIONAL and not basis:
+    if has_sharing and sharing_type is not SharingType.UNCONDITIONAL and not basis:
         p.add(
             "sharing.legal_basis",
             f"is required for a {sharing_type.label_zh} resource: restricting sharing needs a "
             "basis in law, regulation or policy",
         )
-    methods = p.strings(sharing, "methods", limit=3) if sharing else ()
-    if sharing and not methods and sharing_type is not SharingType.NOT_SHARED:
+    methods = p.strings(sharing, "methods", limit=3) if has_sharing else ()
+    if has_sharing and not methods and sharing_type is not SharingType.NOT_SHARED:
         p.add("sharing.methods", f"name at least one of {', '.join(SHARING_METHODS)}")
     for i, method in enumerate(methods):
         if method not in SHARING_METHODS:
