@@ -358,7 +358,8 @@ def assert_clear(exc: BaseException) -> None:
 
 
 def only(*allowed: type[BaseException]) -> Callable[[Callable[[], Any]], Any]:
-    """Run `call()`; an exception must be one of `allowed` with a clear message (else re-raised)."""
+    """A runner of `call()` that returns its result, or the exception if it is one of `allowed`
+    with a clear message; any other exception propagates and fails the property."""
 
     def run(call: Callable[[], Any]) -> Any:
         try:
