@@ -92,6 +92,14 @@ def test_a_name_or_participant_with_a_final_newline_is_refused(
         parse_adapter_file(text, ADAPTERS_PATH)
 
 
+def test_a_table_name_with_a_final_newline_is_refused() -> None:
+    entry = {"name": "a", "adapter": "civil_assistance", "participant": "akto.civil"}
+    connector = {"type": "postgres", "dsn": {"env": "DSN"}, "table": "outbox\n"}
+    text = toml_text({"adapters": [{**entry, "connector": connector}]})
+    with pytest.raises(ConfigError, match="must be letters, digits and '_'"):
+        parse_adapter_file(text, ADAPTERS_PATH)
+
+
 # --- scenario files -------------------------------------------------------------------------
 
 
