@@ -10,6 +10,7 @@ PostgreSQL text and JSON cannot hold U+0000.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,20 @@ from hub.cli.audit import _trusted_keys
 from hub.cli.dir import _read_json
 from hub.cli.events import parse_data
 from hub.codec import SchemaCache
-from hub.directory.events import check_request_id
+from hub.consumer import Delivery
+from hub.directory.apply import BatchApplier
+from hub.directory.deadlines import parse_policy
+from hub.directory.events import Kind as DirKind
+from hub.directory.events import check_request_id, dir_subject
 from hub.directory.model import Entry, template
 from hub.directory.validation import parse_entry
-from hub.errors import ConfigError, ContentCorrupted, EntryInvalid, InputError
+from hub.envelope import Envelope, SignedFields
+from hub.errors import ConfigError, ContentCorrupted, EntryInvalid, InputError, Reason
 from hub.exchange.crypto import KeyWrap, wraps_from_bytes, wraps_to_bytes
 from hub.exchange.model import Manifest, check_doc_id
 from hub.jsonout import to_jsonable
+from hub.participants import Participant
+from hub.verifier import VerifiedEvent
 from schemas import SCHEMA_DIR
 from tests.hostile import (
     avro_values,
@@ -45,6 +53,7 @@ TEMPLATE = template()
 ENTRY = parse_entry(TEMPLATE)
 PUBLISHED = SCHEMAS.by_name("gov.directory.v1.EntryPublished")
 SENT = SCHEMAS.by_name("gov.exchange.v1.DocumentSent")
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _storable(record: Any) -> None:
@@ -176,3 +185,19 @@ WRAPS = wraps_to_bytes([KeyWrap("akto.office", "0011223344556677", "x25519", byt
 def test_a_damaged_sealed_key_list_is_content_corrupted(data: bytes) -> None:
     wraps = typed(lambda: wraps_from_bytes(data))
     assert isinstance(wraps, ContentCorrupted | list)
+
+
+async def test_a_signed_directory_event_that_cannot_be_applied_is_refused_in_plain_words() -> None:
+    # A record the directory cannot read (here: one without its fields, as an older writer
+    # schema could give) is refused, and the refusal a person reads holds no Python repr.
+    env = Envelope(dir_subject("akto.stats", DirKind.PUBLISHED, "101001-000017"), {}, b"")
+    fields = SignedFields("e1", "akto.stats", PUBLISHED.name, NOW, "", "akto.stats", "k", b"")
+    sender = Participant(id="akto.stats", unit="akto", name="akto.stats")
+    event = VerifiedEvent(env, fields, sender, PUBLISHED, {})
+    delivery = Delivery(None, env, event, None, "GOVHUB", 1, 1, NOW, None)  # type: ignore[arg-type]
+    applier = BatchApplier(None, parse_policy("", "config.toml"), "pref.egov")  # type: ignore[arg-type]
+    step = await applier.apply(delivery)
+    assert (step.outcome, step.reason) == ("refused", Reason.INVALID_ENTRY)
+    assert (
+        step.detail == "it cannot be applied: a field is missing or holds a value of the wrong kind"
+    )
