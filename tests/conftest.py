@@ -29,7 +29,7 @@ LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 # Property tests (tests/test_hostile_*.py). `ci`, the default, draws the same examples on every
 # run and keeps no example database, so a red build is reproducible and a green one stays
-# green; `long` searches fifty times deeper and remembers failures, for a local hunt:
+# green; `long` searches eighty times deeper and remembers failures, for a local hunt:
 #   GOVHUB_HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest tests/test_hostile_*.py -n 0
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile(
