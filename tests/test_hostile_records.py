@@ -122,8 +122,9 @@ GOOD_MANIFEST = {
 }  # fmt: skip
 
 
-def test_a_consistent_manifest_passes() -> None:
+def test_a_consistent_manifest_passes_even_with_a_title_over_two_lines() -> None:
     assert _check(GOOD_MANIFEST).doc_id == GOOD_MANIFEST["doc_id"]
+    assert _check({**GOOD_MANIFEST, "title": "关于开展\n社会救助的通知"}).title.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -111,8 +111,10 @@ SCHEMA_OF_KIND = {
 
 # Matched whole: `$` would let a final "\n" into a subject.
 _DOC_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# What the exchange stores and shows (PostgreSQL text and JSON cannot hold U+0000).
+# What the exchange stores and shows (PostgreSQL text and JSON cannot hold U+0000); a title
+# may run over lines, names and store coordinates may not.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def check_doc_id(doc_id: str) -> str:
@@ -314,7 +316,8 @@ class Manifest:
         if self.encryption is not None:
             texts.update(suite=self.encryption.suite, cipher=self.encryption.cipher)
         for what, text in texts.items():
-            if _CONTROL.search(text):
+            rule = _TEXT_CONTROL if what in ("title", "document number") else _CONTROL
+            if rule.search(text):
                 raise InputError(f"document {self.doc_id}: its {what} holds a control character")
         digests = [self.sha256, self.chunk_list_sha256, *self.chunk_digests]
         if self.encryption is not None:
