@@ -22,7 +22,7 @@ from hub.errors import ServerUnavailable
 from hub.integration.connector import ConnectorContext, Sink, Source
 from hub.integration.tomlconfig import Secret
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # fullmatch: `$` would let a final "\n" in
 
 # Errors that mean "the server or the connection is gone", not "this statement is wrong":
 # connection exceptions (08), operator intervention such as admin shutdown (57), and
@@ -32,7 +32,7 @@ _UNAVAILABLE_CLASSES = ("08", "57", "53")
 
 def check_identifier(value: str, what: str) -> str:
     """A plain SQL identifier (letters, digits, `_`); anything else is refused at config time."""
-    if not _IDENT.match(value):
+    if not _IDENT.fullmatch(value):
         raise ValueError(f"{what} {value!r} must be letters, digits and '_' (a plain identifier)")
     return value
 

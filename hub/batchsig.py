@@ -12,8 +12,8 @@ signatures do with hash chains).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +37,10 @@ BATCH_HEADERS = (H_BATCH_SIG, H_BATCH_INDEX, H_BATCH_SIZE, H_BATCH_PATH)
 MAX_BATCH_EVENTS = 4096
 """Events one batch signature may cover: keeps every inclusion path within 12 hashes."""
 
+UNSIGNABLE = "the subject or a signed header is not valid Unicode text"
+
 _sha256 = hashlib.sha256
+_DECIMAL = re.compile(r"[0-9]{1,4}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +107,9 @@ def read_proof(headers: Mapping[str, str]) -> tuple[bytes, BatchProof]:
             Reason.BAD_HEADER, f"an event carries {H_SIG_V1} or {H_BATCH_SIG}, not both"
         )
     index_text, size_text = headers[H_BATCH_INDEX], headers[H_BATCH_SIZE]
-    # Plain decimal only: "+1" or " 1" would give one event two header spellings.
-    if not (index_text.isdecimal() and size_text.isdecimal() and index_text.isascii()
-            and size_text.isascii()):  # fmt: skip
+    # Plain decimal only: "+1" or " 1" would give one event two header spellings. At most four
+    # digits (MAX_BATCH_EVENTS): int() refuses 4,300 digits and more with an error of its own.
+    if not (_DECIMAL.fullmatch(index_text) and _DECIMAL.fullmatch(size_text)):
         raise RejectedEvent(Reason.BAD_HEADER, "govhub-batch-index and -size must be decimal")
     index, size = int(index_text), int(size_text)
     if not (2 <= size <= MAX_BATCH_EVENTS and index < size):
@@ -118,7 +121,7 @@ def read_proof(headers: Mapping[str, str]) -> tuple[bytes, BatchProof]:
     try:
         signature = base64.b64decode(headers[H_BATCH_SIG], validate=True)
         raw_path = base64.b64decode(headers[H_BATCH_PATH], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or plain ValueError for non-ASCII text
         raise RejectedEvent(
             Reason.BAD_HEADER, "govhub-batch-sig and -path must be base64"
         ) from None
@@ -173,9 +176,11 @@ def check_batch_signature(
     key_ref: str,
 ) -> None:
     """Verify a v2 event: its statement, path and the batch signature, or raise RejectedEvent."""
-    leaf = _sha256(
-        b"\x00" + statement(subject, event_id, source, type_name, time_text, body)
-    ).digest()
+    try:
+        signed = statement(subject, event_id, source, type_name, time_text, body)
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 statement, so nothing signed it
+        raise RejectedEvent(Reason.BAD_HEADER, UNSIGNABLE) from None
+    leaf = _sha256(b"\x00" + signed).digest()
     root = root_from_inclusion(leaf, proof.index, proof.size, proof.path)
     if root is None or not ROOTS.check(
         public_key, signature, signing_input(source, proof.size, root)

@@ -131,6 +131,33 @@ class HubClient(NatsClient):
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
 
+    # nats-server forwards a publisher's subject and header block as written. nats-py decodes
+    # both strictly and raises on a header block shorter than its version line; any exception
+    # there ends the connection's read loop, so one hostile message would silently stop every
+    # subscription of the process. Here such bytes are read leniently instead: the message is
+    # delivered, fails the receiver checks (what was signed no longer matches) and is
+    # quarantined like any other refused event.
+
+    async def _process_headers(self, headers: bytes) -> dict[str, str] | None:
+        try:
+            parsed: dict[str, str] | None = await super()._process_headers(headers)
+        except (UnicodeDecodeError, IndexError):
+            # Not a status line the server writes: keep the header lines, drop the status.
+            return self._parse_header_lines(headers.partition(b"\r\n")[2]) or None
+        return parsed
+
+    def _build_message(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any
+    ) -> Msg:
+        return self.msg_class(
+            subject=subject.decode("utf-8", "replace"),
+            reply=reply.decode("utf-8", "replace"),
+            data=data,
+            headers=headers,
+            _client=self,
+            _sid=sid,
+        )
+
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -627,5 +654,5 @@ def quarantine_envelope(
 
 
 def _header_safe(text: str) -> str:
-    """NATS header values are one line of printable ASCII-compatible text."""
-    return " ".join(text.split())[:500]
+    """NATS header values are one line of UTF-8 text (lone surrogates cannot be sent)."""
+    return " ".join(text.split())[:500].encode("utf-8", "replace").decode()

@@ -22,6 +22,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 
 from hub.errors import InputError, Reason, RejectedEvent, SchemaError
+from hub.misfit import misfit
 from hub.schema.compat import Rule, can_read
 from hub.schema.identity import normalized_form, wire_differences
 from hub.userfiles import json_problem, read_text
@@ -93,7 +94,8 @@ class Schema:
         except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
             # ArithmeticError: fastavro raises OverflowError for a number the type cannot hold
             # (10**20 for an int), which is the data not fitting like any other.
-            raise InputError(f"the data does not fit schema {self.name}: {exc}") from exc
+            why = misfit(self.parsed, record) or "it does not fit the schema's types"
+            raise InputError(f"the data does not fit schema {self.name}: {why}") from exc
         return out.getvalue()
 
     def decode(self, body: bytes) -> Any:
@@ -104,7 +106,8 @@ class Schema:
             value = fastavro.schemaless_reader(reader, self.parsed, None)
         except Exception as exc:  # fastavro raises many unrelated types on truncated input
             raise RejectedEvent(
-                Reason.MALFORMED_BODY, f"the body does not decode as {self.name}: {exc}"
+                Reason.MALFORMED_BODY,
+                f"the body does not decode as {self.name}: {_undecodable(exc)}",
             ) from exc
         if reader.tell() != len(body):
             raise RejectedEvent(
@@ -141,7 +144,8 @@ class Schema:
             ) from exc
         except Exception as exc:  # fastavro raises many unrelated types on truncated input
             raise RejectedEvent(
-                Reason.MALFORMED_BODY, f"the body does not decode as {self.name}: {exc}"
+                Reason.MALFORMED_BODY,
+                f"the body does not decode as {self.name}: {_undecodable(exc)}",
             ) from exc
         if stream.tell() != len(body):
             raise RejectedEvent(
@@ -174,6 +178,17 @@ class Schema:
             known = next((str(f) for f in findings if f.rule is Rule.DECIMAL), "")
             self._refusals[writer.normalized] = known
         return known
+
+
+def _undecodable(exc: Exception) -> str:
+    """Why fastavro could not read a datum, said for a person rather than in fastavro's words."""
+    if isinstance(exc, EOFError):
+        return "it is truncated or holds an impossible length"
+    if isinstance(exc, UnicodeDecodeError):
+        return "a string in it is not valid UTF-8"
+    if isinstance(exc, IndexError):
+        return "a union branch or enum symbol number in it is out of range"
+    return "it does not follow the schema's binary encoding"
 
 
 def schema_from_json(source: Any, named: dict[str, Any] | None = None) -> Schema:

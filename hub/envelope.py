@@ -8,7 +8,6 @@ is the normative description; this module is its implementation and must not dri
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 import re
@@ -21,7 +20,13 @@ from datetime import UTC, datetime
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.batchsig import H_BATCH_SIG, BatchProof, check_batch_signature, read_proof
+from hub.batchsig import (
+    H_BATCH_SIG,
+    UNSIGNABLE,
+    BatchProof,
+    check_batch_signature,
+    read_proof,
+)
 from hub.errors import Reason, RejectedEvent
 
 SIG_V1 = "govhub-sig-v1"
@@ -73,6 +78,7 @@ def format_time(moment: datetime | None = None) -> str:
 # rule as the offline verifier (hub/audit/verify.py), so a receiver and an auditor never
 # disagree about whether a `ce-time` is valid.
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def parse_time(text: str) -> datetime:
@@ -222,6 +228,16 @@ def read_fields(env: Envelope) -> SignedFields:
             Reason.MISSING_HEADER, f"the event lacks header(s) {', '.join(missing)}"
         )
     check_size(env.body)
+    # A line end inside a signed field would let two different events share one signing
+    # input (the offline verifier refuses them too); NUL anywhere cannot be stored in the
+    # PostgreSQL text and JSON columns every receiver writes what it accepts into.
+    signed_text = (env.subject, headers[H_ID], headers[H_SOURCE], headers[H_TYPE], headers[H_KEY])
+    if any(_CONTROL.search(text) for text in signed_text):
+        raise RejectedEvent(
+            Reason.BAD_HEADER, "the subject and signed headers must hold no control characters"
+        )
+    if any("\x00" in name or "\x00" in value for name, value in headers.items()):
+        raise RejectedEvent(Reason.BAD_HEADER, "a header holds a NUL character")
     if headers[H_SPECVERSION] != "1.0":
         raise RejectedEvent(Reason.BAD_HEADER, "ce-specversion must be 1.0")
     if headers[H_CONTENT_TYPE] != CONTENT_TYPE:
@@ -246,7 +262,7 @@ def read_fields(env: Envelope) -> SignedFields:
     else:
         try:
             signature = base64.b64decode(headers[H_SIG], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or plain ValueError for non-ASCII text
             raise RejectedEvent(Reason.BAD_HEADER, "govhub-sig is not standard base64") from None
         if len(signature) != 64:
             raise RejectedEvent(Reason.BAD_HEADER, "govhub-sig must be a 64-byte Ed25519 signature")
@@ -279,9 +295,17 @@ def check_signature(env: Envelope, fields: SignedFields, public_key: Ed25519Publ
             f"{fields.key_participant}/{fields.key_id}",
         )
         return
-    message = signing_input(
-        env.subject, fields.event_id, fields.source, fields.type_name, fields.time_text, env.body
-    )
+    try:
+        message = signing_input(
+            env.subject,
+            fields.event_id,
+            fields.source,
+            fields.type_name,
+            fields.time_text,
+            env.body,
+        )
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 signing input, so nothing signed it
+        raise RejectedEvent(Reason.BAD_HEADER, UNSIGNABLE) from None
     try:
         public_key.verify(fields.signature, message)
     except InvalidSignature:

@@ -26,12 +26,17 @@ from nats.aio.msg import Msg
 # 408 request expired, 409 conflicts (max waiting, consumer changed); 100 is a heartbeat.
 _END = frozenset({"404", "408", "409"})
 _STATUS = "Status"
+_ACK_PREFIX = "$JS.ACK."
 
 
 def _accept(sub: Any, msg: Msg, msgs: list[Msg]) -> bool:
     """Keep a delivered message; True if it is the status that ends a pull request."""
     sub._pending_size -= len(msg.data)  # nats-py's slow-consumer accounting
-    status = msg.headers.get(_STATUS) if msg.headers else None
+    # A stored message comes with its ack subject; a status from the server comes with none.
+    # The headers cannot tell them apart: a publisher may write `Status: 404` itself, and a
+    # message taken for a status would never be handled nor quarantined, only redelivered.
+    stored = msg.reply.startswith(_ACK_PREFIX)
+    status = msg.headers.get(_STATUS) if msg.headers and not stored else None
     if status is None:
         msgs.append(msg)
         return False

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.errors import ConfigError
-from hub.subjects import check_participant_id
+from hub.integration.tomlconfig import load
+from hub.subjects import check_participant_id, check_unit
+from hub.userfiles import parse_toml
 from ops import SCENARIO_DIR
 
 
@@ -58,50 +59,90 @@ class Scenario:
         return [p for p in self.participants if p.role == role]
 
 
+@dataclass(frozen=True, kw_only=True)
+class _ParticipantEntry:
+    id: str
+    name: str = ""
+    role: str = "department"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _UnitBlock:
+    unit: str
+    name: str | None = None
+    participants: tuple[_ParticipantEntry, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _HubBlock:
+    unit: str
+    name: str | None = None
+    operator: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ScenarioFile:
+    hub: _HubBlock
+    units: tuple[_UnitBlock, ...] = ()
+    upstream: _UnitBlock | None = None
+
+
 def load_scenario(name_or_path: str = "kezhou") -> Scenario:
     """Load a shipped scenario by name (`kezhou`) or any scenario file by path."""
     path = Path(name_or_path)
     if not path.suffix:
         path = SCENARIO_DIR / f"{name_or_path}.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         known = ", ".join(p.stem for p in SCENARIO_DIR.glob("*.toml"))
         raise ConfigError(f"no scenario {name_or_path!r}; shipped scenarios: {known}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the scenario file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    return parse_scenario(text, path)
+
+
+def parse_scenario(text: str, path: Path) -> Scenario:
+    """Check a scenario file's text completely; ConfigError names the first problem."""
+    data = parse_toml(text, str(path))
     try:
-        hub = data["hub"]
-        participants: list[ScenarioParticipant] = []
-        blocks = list(data.get("units", []))
-        upstream = data.get("upstream")
-        if upstream:
-            blocks.append(upstream)
-        for block in blocks:
-            unit = block["unit"]
-            for entry in block["participants"]:
-                pid = entry["id"]
-                if check_participant_id(pid)[0] != unit:
-                    raise ConfigError(f"{path}: participant {pid} is listed under unit {unit}")
-                participants.append(
-                    ScenarioParticipant(
-                        id=pid,
-                        unit=unit,
-                        name=entry.get("name", ""),
-                        role=entry.get("role", "department"),
-                        unit_name=block.get("name", unit),
-                    )
+        parsed = load(_ScenarioFile, data, "")
+        blocks = [*parsed.units, *([parsed.upstream] if parsed.upstream else [])]
+        for unit in (parsed.hub.unit, *(b.unit for b in blocks)):
+            check_unit(unit)  # units name streams, leaf nodes and folders
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    participants: list[ScenarioParticipant] = []
+    for block in blocks:
+        for entry in block.participants:
+            try:
+                unit, _ = check_participant_id(entry.id)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+            if unit != block.unit:
+                raise ConfigError(
+                    f"{path}: participant {entry.id} is listed under unit {block.unit}"
                 )
-        scenario = Scenario(
-            name=path.stem,
-            hub_unit=hub["unit"],
-            hub_name=hub.get("name", hub["unit"]),
-            operator=hub["operator"],
-            upstream_unit=upstream["unit"] if upstream else None,
-            participants=tuple(participants),
-        )
-    except KeyError as exc:
-        raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from None
+            participants.append(
+                ScenarioParticipant(
+                    id=entry.id,
+                    unit=block.unit,
+                    name=entry.name,
+                    role=entry.role,
+                    unit_name=block.name if block.name is not None else block.unit,
+                )
+            )
+    hub = parsed.hub
+    scenario = Scenario(
+        name=path.stem,
+        hub_unit=hub.unit,
+        hub_name=hub.name if hub.name is not None else hub.unit,
+        operator=hub.operator,
+        upstream_unit=parsed.upstream.unit if parsed.upstream else None,
+        participants=tuple(participants),
+    )
     ids = [p.id for p in participants]
     if len(ids) != len(set(ids)):
         raise ConfigError(f"{path}: a participant id is listed twice")

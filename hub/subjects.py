@@ -17,14 +17,17 @@ CHANNELS = ("evt", "doc", "dir", "adm")
 QUARANTINE_PREFIX = "quarantine"
 SYSTEM_PREFIX = "sys"
 
+# Matched with fullmatch: `$` also matches before a final newline, so "akto.civil\n" would
+# pass `match` and break every subject built from it.
 _TOKEN = r"[a-z0-9](?:[a-z0-9_-]{0,30}[a-z0-9])?"
-_PARTICIPANT_RE = re.compile(rf"^({_TOKEN})\.({_TOKEN})$")
-_NAME_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_UNIT_RE = re.compile(_TOKEN)
+_PARTICIPANT_RE = re.compile(rf"({_TOKEN})\.({_TOKEN})")
+_NAME_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_participant_id(participant: str) -> tuple[str, str]:
     """Split `unit.dept` into its tokens, refusing ids that are not two subject-safe tokens."""
-    match = _PARTICIPANT_RE.match(participant)
+    match = _PARTICIPANT_RE.fullmatch(participant) if isinstance(participant, str) else None
     if match is None:
         raise ConfigError(
             f"participant id {participant!r} must be <unit>.<department>: two lowercase tokens "
@@ -33,13 +36,23 @@ def check_participant_id(participant: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+def check_unit(unit: str) -> str:
+    """Refuse a unit name that is not one subject-safe token (it names streams and folders)."""
+    if not isinstance(unit, str) or _UNIT_RE.fullmatch(unit) is None:
+        raise ConfigError(
+            f"unit {unit!r} must be one lowercase token of letters, digits, '-' or '_' "
+            "(for example akto)"
+        )
+    return unit
+
+
 def subject_for(channel: str, participant: str, *name: str) -> str:
     """Build a subject on a channel for a participant; name tokens follow."""
     if channel not in CHANNELS:
         raise ConfigError(f"unknown channel {channel!r}; channels are {', '.join(CHANNELS)}")
     check_participant_id(participant)
     for token in name:
-        if not _NAME_TOKEN_RE.match(token):
+        if not _NAME_TOKEN_RE.fullmatch(token):
             raise ConfigError(f"subject token {token!r} must be letters, digits, '-' or '_'")
     return ".".join((channel, participant, *name))
 

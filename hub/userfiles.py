@@ -84,7 +84,7 @@ def parse_json(text: str, what: str, *, error: type[GovhubError] = InputError) -
         raise error(f"{what} is not valid JSON: {json_problem(exc)}") from None
     except RecursionError:
         # The parser follows nesting by recursion; a record is never nested this deep.
-        raise error(f"{what} nests arrays or objects deeper than govhub reads") from None
+        raise error(f"{what} cannot be read: it nests too deeply") from None
     except ValueError:  # an integer of more digits than Python converts (4,300)
         raise error(f"{what} holds a number with more digits than govhub reads") from None
 
@@ -95,6 +95,8 @@ def parse_toml(text: str, what: str, *, error: type[GovhubError] = ConfigError) 
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib has no depth limit: arrays nested hundreds deep
+        raise error(f"{what} is not valid TOML: it nests too deeply") from None
 
 
 def json_argument(text: str, what: str) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from hub.embedded import EmbeddedPostgres, ServerInfo
 from hub.home import Home, Settings
@@ -27,6 +28,18 @@ from hub.runtime import Hub, open_hub
 from tests.servers import NatsServer
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+# Property tests (tests/test_hostile_*.py). `ci`, the default, draws the same examples on every
+# run and keeps no example database, so a red build is reproducible and a green one stays
+# green; `long` searches eighty times deeper and remembers failures, for a local hunt:
+#   GOVHUB_HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest tests/test_hostile_*.py -n 0
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci", max_examples=60, derandomize=True, database=None, deadline=None,
+    suppress_health_check=_QUIET, print_blob=True,
+)  # fmt: skip
+settings.register_profile("long", max_examples=5000, deadline=None, suppress_health_check=_QUIET)
+settings.load_profile(os.environ.get("GOVHUB_HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

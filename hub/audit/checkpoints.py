@@ -202,8 +202,9 @@ class Checkpointer:
                 except TimeoutError:
                     log.warning("audit.witness.timeout", witness=name, size=cp.size)
                     return None
-                if answer.status == 409 and answer.body.strip().isdigit():
-                    self._sizes[name] = int(answer.body.strip())
+                size = resync_size(answer.body) if answer.status == 409 else None
+                if size is not None:
+                    self._sizes[name] = size
                     continue
                 if not answer.ok:
                     log.warning(
@@ -220,20 +221,32 @@ class Checkpointer:
     def _accept(
         self, witness: WitnessClient, cp: StoredCheckpoint, lines: str
     ) -> NoteSignature | None:
-        try:
-            combined = note.parse_note(cp.note + lines)
-            verified, _ = note.verify_signatures(combined, [witness.verifier])
-        except note.NoteError as exc:
-            log.warning(
-                "audit.witness.bad_cosignature", witness=witness.verifier.name, error=str(exc)
-            )
-            return None
-        if not verified:
-            return None
-        self._sizes[witness.verifier.name] = cp.size
-        return verified[0].signature
+        signature = read_cosignature(cp.note, lines, witness.verifier)
+        if signature is not None:
+            self._sizes[witness.verifier.name] = cp.size
+        return signature
 
     async def close(self) -> None:
         """Wait for late cosignature answers still in flight (bounded by the witness timeout)."""
         if self._stragglers:
             await asyncio.wait(set(self._stragglers), timeout=self._timeout + 1)
+
+
+def resync_size(body: str) -> int | None:
+    """The tree size a witness's 409 answer says it last cosigned; None if it says no size."""
+    return note.plain_size(body.strip())
+
+
+def read_cosignature(signed: str, lines: str, verifier: note.Verifier) -> NoteSignature | None:
+    """The witness's valid cosignature of ``signed`` among its answer ``lines``, if there is one.
+
+    The answer comes from another party; anything but a cosignature by that witness's key over
+    exactly this checkpoint is logged and ignored.
+    """
+    try:
+        combined = note.parse_note(signed + lines)
+        verified, _ = note.verify_signatures(combined, [verifier])
+    except note.NoteError as exc:
+        log.warning("audit.witness.bad_cosignature", witness=verifier.name, error=str(exc))
+        return None
+    return verified[0].signature if verified else None

@@ -19,7 +19,7 @@ Unknown keys are errors naming the key path.
 
 from __future__ import annotations
 
-import tomllib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from hub.audit.note import ALG_COSIGNATURE_V1, KeyFormatError, Verifier
 from hub.errors import ConfigError
 from hub.home import Home
 from hub.scenario import Scenario
+from hub.userfiles import parse_toml
 
 DOMAIN = "govhub.example"
 
@@ -89,21 +90,42 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
 
 def _number(table: dict[str, Any], key: str, default: float, where: str, low: float) -> float:
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-        raise ConfigError(f"{where}{key}: must be a number of at least {low:g}")
+    # TOML has nan and inf: neither is a batch size or a number of seconds to wait.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < low
+    ):
+        raise ConfigError(f"{where}{key}: must be a finite number of at least {low:g}")
     return float(value)
+
+
+def _integer(table: dict[str, Any], key: str, default: int, where: str, low: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{where}{key}: must be an integer of at least {low}")
+    return value
 
 
 def load_config(home: Home, scenario: Scenario) -> AuditConfig:
     """Read ``<home>/audit/config.toml`` (defaults when absent) and check it."""
     path = audit_dir(home) / "config.toml"
-    data: dict[str, Any] = {}
+    text = ""
     if path.exists():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-    where = f"{path.name}: "
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            raise ConfigError(f"cannot read {path}: it is not UTF-8 text") from None
+    return parse_config(text, path.name, scenario)
+
+
+def parse_config(text: str, name: str, scenario: Scenario) -> AuditConfig:
+    """Check the text of an audit config file called ``name`` (empty text: all defaults)."""
+    data = parse_toml(text, name)
+    where = f"{name}: "
     _check_keys(
         data, {"origin", "batch_size", "flush_interval", "checkpoint_interval", "witnesses"}, where
     )
@@ -115,8 +137,20 @@ def load_config(home: Home, scenario: Scenario) -> AuditConfig:
     local = wit.get("local", list(counties))
     if not isinstance(local, list) or not all(isinstance(u, str) and u for u in local):
         raise ConfigError(f"{where}witnesses.local: must be a list of unit names")
+    if len(set(local)) != len(local):
+        raise ConfigError(f"{where}witnesses.local: lists a unit twice")
+    for unit in local:
+        # A local witness keeps its key and state in <home>/audit/witnesses/<unit>/: only a
+        # unit of the scenario may name that folder.
+        if unit not in scenario.units:
+            raise ConfigError(
+                f"{where}witnesses.local: {unit[:40]!r} is not a unit of scenario {scenario.name}"
+            )
     remote = []
-    for i, item in enumerate(wit.get("remote", [])):
+    items = wit.get("remote", [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}witnesses.remote: must be a list of tables")
+    for i, item in enumerate(items):
         at = f"{where}witnesses.remote[{i}]."
         if not isinstance(item, dict):
             raise ConfigError(f"{at[:-1]}: must be a table")
@@ -136,11 +170,18 @@ def load_config(home: Home, scenario: Scenario) -> AuditConfig:
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= count:
         raise ConfigError(f"{where}witnesses.k: must be an integer from 0 to {count}")
     origin = data.get("origin", default_origin(scenario))
-    if not isinstance(origin, str) or not origin or any(c.isspace() or c == "+" for c in origin):
+    # The origin is the first line of every checkpoint and the log key's name (signed notes
+    # allow neither spaces, '+' nor control characters there).
+    if (
+        not isinstance(origin, str)
+        or not origin.isprintable()
+        or not origin
+        or any(c.isspace() or c == "+" for c in origin)
+    ):
         raise ConfigError(f"{where}origin: must be a non-empty name without spaces or '+'")
     return AuditConfig(
         origin=origin,
-        batch_size=int(_number(data, "batch_size", 1000, where, 1)),
+        batch_size=_integer(data, "batch_size", 1000, where, 1),
         flush_interval=_number(data, "flush_interval", 0.1, where, 0.001),
         checkpoint_interval=_number(data, "checkpoint_interval", 1.0, where, 0.01),
         local_witnesses=tuple(local),

@@ -21,7 +21,6 @@ the signed checkpoints commit to.
 from __future__ import annotations
 
 import base64
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -32,12 +31,12 @@ from typing import Any
 import asyncpg
 
 from hub.audit import merkle, verify
-from hub.audit.leaf import LEAF_VERSION, content_digest, quarantine_key
+from hub.audit.leaf import column_text, content_digest, quarantine_key
 from hub.audit.merkle import CompactRange
 from hub.audit.note import Checkpoint
 from hub.audit.reader import StoredCheckpoint, TileReader, checkpoints, open_gaps
 from hub.audit.tiles import TILE_HEIGHT, TILE_WIDTH, tiles_for_size
-from hub.audit.verify import Trust
+from hub.audit.verify import Trust, VerificationError, parse_leaf
 from hub.envelope import Envelope
 from hub.errors import RejectedEvent, TamperEvidence
 from hub.verifier import Verifier as EventVerifier
@@ -300,19 +299,17 @@ def _check_columns(
     """The search columns must say what the leaf says; accepted events must still verify."""
     index = row["idx"]
     try:
-        obj = json.loads(leaf)
-        headers: dict[str, str] = obj["headers"]
+        # The offline verifier's reader: stored bytes are evidence, checked field by field.
+        obj = parse_leaf(leaf)
         body = base64.b64decode(obj["body"], validate=True)
-        version = obj["v"]
-    except (ValueError, KeyError, TypeError):
-        version = None
-    if version != LEAF_VERSION:
-        raise TamperEvidence(f"leaf {index} is not a version 1 leaf", index=index)
+    except (VerificationError, ValueError):
+        raise TamperEvidence(f"leaf {index} is not a version 1 leaf", index=index) from None
+    headers: dict[str, str] = obj["headers"]
     claims = {
-        "event_id": headers.get("ce-id", ""),
-        "source": headers.get("ce-source", ""),
-        "type": headers.get("ce-type", ""),
-        "subject": obj["subject"],
+        "event_id": column_text(headers.get("ce-id", "")),
+        "source": column_text(headers.get("ce-source", "")),
+        "type": column_text(headers.get("ce-type", "")),
+        "subject": column_text(obj["subject"]),
         "verdict": obj["verdict"],
         "reason": obj["reason"],
     }

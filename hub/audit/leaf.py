@@ -54,6 +54,15 @@ def content_digest(subject: str, headers: dict[str, str], body: bytes) -> bytes:
     return hashlib.sha256(text.encode() + b"\n\n" + body).digest()
 
 
+def column_text(text: str) -> str:
+    """A leaf's value as its search column holds it: PostgreSQL text cannot hold U+0000.
+
+    The leaf bytes keep the value exactly; receivers refuse NUL, so only quarantined leaves
+    differ. ``audit verify --full`` compares columns through this function too.
+    """
+    return text.replace("\x00", "\ufffd")
+
+
 def quarantine_key(digest: bytes) -> str:
     """The idempotency key of a quarantined message."""
     return "q:" + digest.hex()
@@ -103,7 +112,7 @@ def build(
     env = delivery.envelope
     headers = dict(env.headers)
     digest = content_digest(env.subject, headers, env.body)
-    detail = detail[:MAX_DETAIL] if detail is not None else None
+    detail = _text(detail[:MAX_DETAIL]) if detail is not None else None
     subject, body = env.subject, env.body
     obj: dict[str, Any] = {
         "v": LEAF_VERSION,
@@ -128,10 +137,10 @@ def build(
         key=env.event_id if accepted else quarantine_key(digest),
         digest=digest,
         leaf=leaf,
-        event_id=headers.get(H_ID, ""),
-        source=headers.get(H_SOURCE, ""),
-        type=headers.get(H_TYPE, ""),
-        subject=obj["subject"],
+        event_id=column_text(headers.get(H_ID, "")),
+        source=column_text(headers.get(H_SOURCE, "")),
+        type=column_text(headers.get(H_TYPE, "")),
+        subject=column_text(obj["subject"]),
         verdict=obj["verdict"],
         reason=obj["reason"],
         detail=obj["detail"],
@@ -150,7 +159,7 @@ def build(
 def requalify(record: LeafRecord, reason: Reason, detail: str) -> LeafRecord:
     """The same message logged as quarantined instead (keyed by its content digest)."""
     obj = json.loads(record.leaf)
-    obj.update(verdict="quarantined", reason=reason.value, detail=detail[:MAX_DETAIL])
+    obj.update(verdict="quarantined", reason=reason.value, detail=_text(detail[:MAX_DETAIL]))
     return replace(
         record,
         key=quarantine_key(record.digest),
@@ -159,6 +168,13 @@ def requalify(record: LeafRecord, reason: Reason, detail: str) -> LeafRecord:
         reason=reason.value,
         detail=obj["detail"],
     )
+
+
+def _text(detail: str) -> str:
+    """A detail as UTF-8 can carry it: an error message may quote a file name that the
+    operating system decoded with lone surrogates, and a leaf that cannot be encoded would
+    stop the appender on it."""
+    return detail.encode("utf-8", "replace").decode()
 
 
 def _shrink(

@@ -61,8 +61,23 @@ def key_id(name: str, alg: int, public_key: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()[:4]
 
 
+def plain_size(text: str) -> int | None:
+    """A tree size written as tlog formats write it, else None.
+
+    Plain ASCII decimal below 2**64, no sign, no leading zero: ``str.isdigit`` would also pass
+    "²" or "٣", which ``int`` refuses, and one size must have one spelling.
+    """
+    if not _SIZE.fullmatch(text):
+        return None
+    size = int(text)
+    return size if size < 1 << 64 else None
+
+
 def _valid_name(name: str) -> bool:
-    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+    # Printable excludes control characters and lone surrogates, which UTF-8 cannot carry.
+    return (
+        bool(name) and name.isprintable() and "+" not in name and not any(c.isspace() for c in name)
+    )
 
 
 def _b64decode(text: str) -> bytes:
@@ -254,6 +269,17 @@ class VerifiedSignature:
 def _check_text(text: str) -> None:
     if not text.endswith("\n") or _CONTROL.search(text):
         raise MalformedNoteError("note text must end in a newline and hold no control characters")
+    if not _encodable(text):
+        raise MalformedNoteError("note is not valid UTF-8")
+
+
+def _encodable(text: str) -> bool:
+    """Whether UTF-8 can carry the text (a str may hold lone surrogates, from JSON escapes)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_note(data: bytes | str) -> Note:
@@ -263,6 +289,8 @@ def parse_note(data: bytes | str) -> Note:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MalformedNoteError("note is not valid UTF-8") from exc
+    elif not _encodable(data):
+        raise MalformedNoteError("note is not valid UTF-8")
     split = data.rfind("\n\n")
     if split < 0:
         raise MalformedNoteError("note has no blank line separating text from signatures")
@@ -367,7 +395,8 @@ class Checkpoint:
                 "checkpoint needs origin, size and root hash lines, none empty"
             )
         origin, size, root_b64, *extensions = lines
-        if not _SIZE.fullmatch(size) or int(size) >= 1 << 64:
+        tree_size = plain_size(size)
+        if tree_size is None:
             raise MalformedNoteError(f"checkpoint tree size {size[:24]!r} is not a plain decimal")
         try:
             root = _b64decode(root_b64)
@@ -375,7 +404,7 @@ class Checkpoint:
             raise MalformedNoteError(f"checkpoint root hash is {exc}") from exc
         if len(root) != 32:
             raise MalformedNoteError("checkpoint root hash is not 32 bytes")
-        return cls(origin, int(size), root, tuple(extensions))
+        return cls(origin, tree_size, root, tuple(extensions))
 
 
 def open_checkpoint(

@@ -25,7 +25,11 @@ MAX_ENTRY_SIZE = 0xFFFF
 
 _INDEX_GROUP = re.compile(r"x[0-9]{3}")
 _LAST_GROUP = re.compile(r"[0-9]{3}")
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+# Levels (0..63) and widths (1..256) have at most three digits, and an index below 2**64 at
+# most seven groups: longer numbers are refused before int() (which refuses 4,300 digits and
+# more with its own error) and before they cost anything.
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,2}")
+_MAX_INDEX_GROUPS = 7
 
 
 class TileError(ValueError):
@@ -114,7 +118,11 @@ def parse_tile_path(path: str) -> Tile:
             raise TileError(f"{path!r} has an invalid partial-tile width")
         width = int(rest[-1])
         rest = [*rest[:-2], rest[-2][: -len(".p")]]
-    if not all(_INDEX_GROUP.fullmatch(g) for g in rest[:-1]) or not _LAST_GROUP.fullmatch(rest[-1]):
+    if (
+        len(rest) > _MAX_INDEX_GROUPS
+        or not all(_INDEX_GROUP.fullmatch(g) for g in rest[:-1])
+        or not _LAST_GROUP.fullmatch(rest[-1])
+    ):
         raise TileError(f"{path!r} has an invalid tile index")
     index = int("".join(g.lstrip("x") for g in rest))
     try:

@@ -50,6 +50,7 @@ BUNDLE_FORMAT = "govhub-audit-bundle-v1"
 CLOCK_SKEW = 300
 """Seconds a witness timestamp may lie in the future before it counts as forged."""
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+_BATCH_NUMBER = re.compile(r"[0-9]{1,4}")
 _LEAF_FIELDS: dict[str, tuple[type, ...]] = {
     "subject": (str,), "headers": (dict,), "body": (str,), "verdict": (str,),
     "reason": (str, type(None)), "detail": (str, type(None)), "stream": (str,),
@@ -222,7 +223,8 @@ def batch_signing_input(
     batch headers are malformed or the path does not fit its index and size.
     """
     index, size = headers["govhub-batch-index"], headers["govhub-batch-size"]
-    if not (index.isdecimal() and size.isdecimal() and index.isascii() and size.isascii()):
+    # Four ASCII digits at most, as receivers require (and int() refuses 4,300 digits and more).
+    if not (_BATCH_NUMBER.fullmatch(index) and _BATCH_NUMBER.fullmatch(size)):
         return None
     try:
         signature = base64.b64decode(headers["govhub-batch-sig"], validate=True)
@@ -242,15 +244,20 @@ def batch_signing_input(
     return text.encode(), signature
 
 
-def _parse_leaf(raw: bytes) -> dict[str, Any]:
+def parse_leaf(raw: bytes) -> dict[str, Any]:
+    """Read leaf bytes v1, checking every field's type; VerificationError says what is wrong."""
     try:
-        leaf = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        text = raw.decode("utf-8")
+        leaf = json.loads(text)
+        if "\\u" in text:  # an escaped lone surrogate is JSON but not Unicode text
+            json.dumps(leaf, ensure_ascii=False).encode()
+    except (UnicodeError, ValueError, RecursionError):  # RecursionError: absurd nesting
         raise VerificationError("leaf is not UTF-8 JSON") from None
     if not isinstance(leaf, dict) or leaf.get("v") != 1:
         raise VerificationError("leaf is not a version 1 govhub leaf")
     for name, kinds in _LEAF_FIELDS.items():
-        if not isinstance(leaf.get(name), kinds):
+        # Present even when null: a leaf without "reason" is not one the appender wrote.
+        if name not in leaf or not isinstance(leaf[name], kinds):
             raise VerificationError(f"leaf field {name!r} is missing or has the wrong type")
     if leaf["verdict"] not in ("accepted", "quarantined"):
         raise VerificationError(f"leaf verdict {leaf['verdict']!r} is unknown")
@@ -410,7 +417,7 @@ def _check_entries(
             merkle.verify_inclusion(
                 merkle.leaf_hash(raw), index, latest.size, proof, latest.root_hash
             )
-            leaf = _parse_leaf(raw)
+            leaf = parse_leaf(raw)
             seen[index] = _time(leaf["received_at"], "leaf received_at")
             if leaf["verdict"] == "accepted":
                 _check_sender(leaf, trust)
@@ -485,6 +492,8 @@ def _load_json(path: str, what: str) -> Any:
         raise BundleError(f"cannot read {what} {path}: {exc.strerror}") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise BundleError(f"{what} {path} is not valid JSON (truncated or corrupted?)") from exc
+    except RecursionError:  # JSON nested deeper than Python's stack allows
+        raise BundleError(f"{what} {path} nests too deeply to be a bundle") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,8 +80,8 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
     lines = head.split("\n")
     if not sep or not lines[0].startswith("old "):
         raise _Refused(400, "request does not start with an old size line and a proof")
-    size = lines[0][4:]
-    if not size.isdigit() or (size != "0" and size.startswith("0")):
+    size = note.plain_size(lines[0][4:])
+    if size is None:
         raise _Refused(400, "old size is not a plain decimal")
     if len(lines) - 1 > MAX_PROOF_LINES:
         raise _Refused(400, f"more than {MAX_PROOF_LINES} consistency proof lines")
@@ -89,7 +89,7 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
         proof = [base64.b64decode(line, validate=True) for line in lines[1:]]
     except (binascii.Error, ValueError):
         raise _Refused(400, "a consistency proof line is not base64") from None
-    return int(size), proof, signed
+    return size, proof, signed
 
 
 class Witness:
@@ -302,7 +302,8 @@ class HttpWitnessClient:
                 aiohttp.ClientSession(timeout=timeout) as session,
                 session.post(f"{self._url}/add-checkpoint", data=body) as response,
             ):
-                text = await response.text()
+                # A witness is another party: its answer is read, not trusted to be UTF-8.
+                text = await response.text(errors="replace")
                 return WitnessResponse(response.status, text, response.content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return WitnessResponse(503, f"witness unreachable: {exc or type(exc).__name__}\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 import click
@@ -94,7 +93,7 @@ async def add(
     if public_key is not None:
         try:
             raw = base64.b64decode(public_key, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or plain ValueError for non-ASCII text
             raise InputError("--public-key must be standard base64") from None
         if len(raw) != 32:
             raise InputError("--public-key must be a raw 32-byte Ed25519 public key")

@@ -112,10 +112,11 @@ class BatchApplier:
             await self._apply(delivery)
         except Refused as exc:
             return Step(delivery, "refused", exc.reason, exc.detail)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError):
             # A signed event that decodes but cannot be applied must not block the directory
             # behind it forever (the consumer never gives up on a message): refuse it.
-            return Step(delivery, "refused", Reason.INVALID_ENTRY, f"cannot be applied: {exc!r}")
+            detail = "it cannot be applied: a field is missing or holds a value of the wrong kind"
+            return Step(delivery, "refused", Reason.INVALID_ENTRY, detail)
         self.seen_ids.add(event_id)
         return Step(delivery, "applied")
 

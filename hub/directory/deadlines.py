@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 from hub.errors import ConfigError
 from hub.home import Home
@@ -32,6 +31,8 @@ from hub.userfiles import parse_toml, read_text
 
 DEFAULT_WORKING_DAYS = 10
 DEFAULT_REMINDER_DAYS = 2
+MAX_DAYS = 366
+"""A deadline further than a year of working days away is a typo, and counting it is slow."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,10 +45,14 @@ class DeadlineSettings:
     units: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.working_days < 1 or any(days < 1 for days in self.units.values()):
-            raise ValueError("an answer period must be at least one working day")
-        if self.reminder_days < 0:
-            raise ValueError("reminder_days cannot be negative")
+        periods = (self.working_days, *self.units.values())
+        if any(not 1 <= days <= MAX_DAYS for days in periods):
+            raise ValueError(f"an answer period is from 1 to {MAX_DAYS} working days")
+        if not 0 <= self.reminder_days <= MAX_DAYS:
+            raise ValueError(f"reminder_days is from 0 to {MAX_DAYS}")
+        # Real time zones lie between UTC-12 and UTC+14 (timezone() refuses 24 h and more).
+        if not -12 <= self.utc_offset_hours <= 14:
+            raise ValueError("utc_offset_hours is from -12 to 14")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,14 +160,28 @@ def _day(text: str, path: Path | None) -> date:
 
 def load_policy(home: Home | None) -> DeadlinePolicy:
     """The deadline policy of a home (defaults when it has no configuration file)."""
-    data: dict[str, Any] = {}
     path = config_path(home) if home is not None else None
-    if path is not None and path.exists():
-        text = read_text(path, "the directory configuration", error=ConfigError)
-        data = parse_toml(text, str(path))
-    config = load(DirectoryConfig, data, "")
-    holidays = {_day(d, path) for d in config.calendar.holidays}
-    workdays = {_day(d, path) for d in config.calendar.workdays}
+    if path is None or not path.exists():
+        return parse_policy("", "config.toml")
+    text = read_text(path, "the directory configuration", error=ConfigError)
+    return parse_policy(text, str(path))
+
+
+def parse_policy(text: str, where: str) -> DeadlinePolicy:
+    """The deadline policy in the text of a directory config file (`where` names it)."""
+    config = load(DirectoryConfig, parse_toml(text, where), "")
+    days: dict[str, set[date]] = {}
+    for name in ("holidays", "workdays"):
+        days[name] = set()
+        for text_day in getattr(config.calendar, name):
+            try:
+                days[name].add(date.fromisoformat(text_day))
+            except ValueError:
+                raise ConfigError(
+                    f"{where}: calendar.{name}: {text_day[:40]!r} is not a date "
+                    "(dates are written 2026-10-01)"
+                ) from None
+    holidays, workdays = days["holidays"], days["workdays"]
     calendar = WorkCalendar(
         holidays=holidays, workdays=workdays, utc_offset_hours=config.deadlines.utc_offset_hours
     )

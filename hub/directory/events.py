@@ -72,7 +72,8 @@ SCHEMA_OF_KIND = {
     Kind.COORDINATION: COORDINATION_SCHEMA,
 }
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Matched whole: `$` would let a final "\n" into a subject.
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def new_id() -> str:
@@ -82,7 +83,7 @@ def new_id() -> str:
 
 def check_request_id(request_id: str) -> str:
     """Refuse anything that is not a request id before it meets a subject or a query."""
-    if not _UUID_RE.match(request_id):
+    if not isinstance(request_id, str) or not _UUID_RE.fullmatch(request_id):
         raise InputError(f"{request_id!r} is not a request id (a UUID such as 0f1e…-…)")
     return request_id
 

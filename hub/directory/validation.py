@@ -30,8 +30,11 @@ from hub.subjects import check_participant_id
 
 _SECRECY_ALIASES = {"非涉密": NON_SECRET, NON_SECRET: NON_SECRET}
 
-CODE_RE = re.compile(r"^(?P<cls>[1-3]\d{5}\d{0,6})-(?P<seq>\d{3,12})$")
-CLASS_RE = re.compile(r"^[1-3]\d{5}\d{0,6}$")
+# ASCII digits only (`\d` would also take "١٠١٠٠١"), matched whole (`$` takes a final "\n").
+CODE_RE = re.compile(r"(?P<cls>[1-3][0-9]{5}[0-9]{0,6})-(?P<seq>[0-9]{3,12})")
+CLASS_RE = re.compile(r"[1-3][0-9]{5}[0-9]{0,6}")
+# Text the catalog stores (PostgreSQL text and JSON cannot hold U+0000) and people read.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_TITLE = 200
 MAX_TEXT = 4000
 MAX_KEYWORDS = 32
@@ -87,6 +90,9 @@ class _Problems:
         if len(value) > limit:
             self.add(where, f"is {len(value)} characters; at most {limit}")
             return None
+        if _CONTROL.search(value):
+            self.add(where, "holds a control character")
+            return None
         return value.strip()
 
     def table(self, data: Mapping[str, Any], key: str, keys: Sequence[str]) -> dict[str, Any]:
@@ -114,6 +120,9 @@ class _Problems:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             self.add(key, "must be a list of non-empty strings")
             return ()
+        if any(_CONTROL.search(v) for v in value):
+            self.add(key, "holds a control character")
+            return ()
         if len(value) > limit:
             self.add(key, f"has {len(value)} items; at most {limit}")
         return tuple(dict.fromkeys(v.strip() for v in value))
@@ -130,7 +139,7 @@ def parse_entry(data: Any, *, schemas: SchemaCache | None = None) -> Entry:
         raise EntryInvalid([("(entry)", "must be a JSON object")])
     p.unknown(data, TOP_KEYS)
     code = p.text(data, "code", "code", required=True, limit=32) or ""
-    match = CODE_RE.match(code) if code else None
+    match = CODE_RE.fullmatch(code) if code else None
     if code and match is None:
         p.add(
             "code",
@@ -150,18 +159,21 @@ def parse_entry(data: Any, *, schemas: SchemaCache | None = None) -> Entry:
         except Exception:
             p.add("provider", f"{provider!r} is not a participant id such as akto.stats")
     cls = p.table(data, "classification", ("category", "code", "name", "theme"))
+    # A table that is given, even empty, is checked in full: `{}` is not "no table".
+    has_cls = isinstance(data.get("classification"), dict)
     category = Category.BASE
     raw_category = cls.get("category")
     try:
         category = Category(str(raw_category))
     except ValueError:
-        if cls:
+        if has_cls:
             p.add("classification.category", "must be one of base, theme, department")
-    class_code = p.text(cls, "code", "classification.code", required=bool(cls), limit=12) or ""
-    if class_code and not CLASS_RE.match(class_code):
+    class_code = p.text(cls, "code", "classification.code", required=has_cls, limit=12) or ""
+    if class_code and not CLASS_RE.fullmatch(class_code):
         p.add("classification.code", "must be 6-12 digits: 类 (1-3), 项 (2), 目 (3), 细目")
     elif class_code:
-        if class_code[0] != category.digit and raw_category in Category._value2member_map_:
+        known = isinstance(raw_category, str) and raw_category in Category._value2member_map_
+        if class_code[0] != category.digit and known:
             p.add(
                 "classification.code",
                 f"a {category.value} resource's code starts with {category.digit} "
@@ -169,30 +181,31 @@ def parse_entry(data: Any, *, schemas: SchemaCache | None = None) -> Entry:
             )
         if match is not None and match.group("cls") != class_code:
             p.add("code", f"must start with the classification code {class_code}")
-    class_name = p.text(cls, "name", "classification.name", required=bool(cls), limit=200) or ""
+    class_name = p.text(cls, "name", "classification.name", required=has_cls, limit=200) or ""
     theme = p.text(cls, "theme", "classification.theme", required=False, limit=200)
     keywords = p.strings(data, "keywords", limit=MAX_KEYWORDS)
     fmt = p.text(data, "format", "format", required=True, limit=100) or ""
     schema_name = p.text(data, "schema", "schema", required=True, limit=200) or ""
     items = _data_items(p, data.get("data_items"))
     sharing = p.table(data, "sharing", ("type", "conditions", "legal_basis", "methods"))
-    sharing_type = _sharing_type(p, sharing) if sharing else SharingType.UNCONDITIONAL
+    has_sharing = isinstance(data.get("sharing"), dict)
+    sharing_type = _sharing_type(p, sharing) if has_sharing else SharingType.UNCONDITIONAL
     conditions = p.text(sharing, "conditions", "sharing.conditions", required=False, limit=MAX_TEXT)
     basis = p.text(sharing, "legal_basis", "sharing.legal_basis", required=False, limit=MAX_TEXT)
-    if sharing and sharing_type is SharingType.CONDITIONAL and not conditions:
+    if has_sharing and sharing_type is SharingType.CONDITIONAL and not conditions:
         p.add("sharing.conditions", "is required for a conditional (有条件共享) resource")
-    if sharing and sharing_type is SharingType.UNCONDITIONAL and conditions:
+    if has_sharing and sharing_type is SharingType.UNCONDITIONAL and conditions:
         # 《政务数据共享条例》 bans adding conditions on one's own initiative: an unconditional
         # resource that carried conditions would be a conditional one in disguise.
         p.add("sharing.conditions", "an unconditional resource cannot carry conditions")
-    if sharing and sharing_type is not SharingType.UNCONDITIONAL and not basis:
+    if has_sharing and sharing_type is not SharingType.UNCONDITIONAL and not basis:
         p.add(
             "sharing.legal_basis",
             f"is required for a {sharing_type.label_zh} resource: restricting sharing needs a "
             "basis in law, regulation or policy",
         )
-    methods = p.strings(sharing, "methods", limit=3) if sharing else ()
-    if sharing and not methods and sharing_type is not SharingType.NOT_SHARED:
+    methods = p.strings(sharing, "methods", limit=3) if has_sharing else ()
+    if has_sharing and not methods and sharing_type is not SharingType.NOT_SHARED:
         p.add("sharing.methods", f"name at least one of {', '.join(SHARING_METHODS)}")
     for i, method in enumerate(methods):
         if method not in SHARING_METHODS:
@@ -216,7 +229,7 @@ def parse_entry(data: Any, *, schemas: SchemaCache | None = None) -> Entry:
         p.add("secrecy", "only non-secret (非涉密, non_secret) resources belong on the hub")
     related = p.strings(data, "related", limit=100)
     for i, other in enumerate(related):
-        if not CODE_RE.match(other):
+        if not CODE_RE.fullmatch(other):
             p.add(f"related[{i}]", f"{other!r} is not a resource code")
         elif other == code:
             p.add(f"related[{i}]", "an entry cannot relate to itself")
@@ -284,9 +297,10 @@ def _issued(p: _Problems, value: Any) -> date:
     if value is None:
         return date.today()
     try:
-        return date.fromisoformat(str(value))
+        return date.fromisoformat(value) if isinstance(value, str) else date.fromisoformat("")
     except ValueError:
-        p.add("issued", f"{value!r} is not a date such as 2026-01-05")
+        shown = f"{value[:40]!r} is not" if isinstance(value, str) else "must be"
+        p.add("issued", f"{shown} a date such as 2026-01-05")
         return date.today()
 
 

@@ -217,8 +217,12 @@ def wraps_from_bytes(data: bytes) -> list[KeyWrap]:
     """Inverse of wraps_to_bytes."""
     try:
         return [KeyWrap.from_json(item) for item in json.loads(data)]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ContentCorrupted(f"the sealed key list is unreadable: {exc}") from exc
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        # The list comes from the sender's store (its digest is signed, its content is not
+        # checked otherwise): anything but a list of wraps is refused in one sentence.
+        raise ContentCorrupted(
+            "the sealed key list is unreadable: it is not a JSON list of key wraps"
+        ) from exc
 
 
 def _info(context: bytes, recipient: str, kid: str) -> bytes:

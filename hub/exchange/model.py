@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from hub.envelope import Envelope
-from hub.errors import InputError
+from hub.errors import ConfigError, InputError
 from hub.subjects import CHANNELS, check_participant_id, subject_for
 
 SENT_SCHEMA = "gov.exchange.v1.DocumentSent"
@@ -109,12 +109,17 @@ SCHEMA_OF_KIND = {
     Kind.EXPIRED: EXPIRY_SCHEMA,
 }
 
-_DOC_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Matched whole: `$` would let a final "\n" into a subject.
+_DOC_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# What the exchange stores and shows (PostgreSQL text and JSON cannot hold U+0000); a title
+# may run over lines, names and store coordinates may not.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def check_doc_id(doc_id: str) -> str:
     """Refuse anything that is not a document id (a lowercase UUID) before it meets a subject."""
-    if not _DOC_ID_RE.match(doc_id):
+    if not isinstance(doc_id, str) or not _DOC_ID_RE.fullmatch(doc_id):
         raise InputError(f"{doc_id!r} is not a document id (a UUID such as 019a…-…)")
     return doc_id
 
@@ -142,7 +147,7 @@ def parse_doc_subject(subject: str) -> DocSubject | None:
         kind = Kind(tokens[3])
     except ValueError:
         return None
-    if not _DOC_ID_RE.match(tokens[4]):
+    if not _DOC_ID_RE.fullmatch(tokens[4]):
         return None
     return DocSubject(f"{tokens[1]}.{tokens[2]}", kind, tokens[4])
 
@@ -304,10 +309,36 @@ class Manifest:
         )
 
     def check(self) -> None:
-        """Internal consistency a receiver relies on before touching the store."""
-        for p in (self.sender, *self.recipients):
-            check_participant_id(p)
+        """Internal consistency a receiver relies on before touching the store.
+
+        Everything here comes from the sender: InputError says what does not hold.
+        """
         check_doc_id(self.doc_id)
+        try:
+            for p in (self.sender, *self.recipients):
+                check_participant_id(p)
+        except ConfigError as exc:
+            raise InputError(f"document {self.doc_id}: {exc}") from None
+        if not self.recipients:
+            raise InputError(f"document {self.doc_id} has no recipients")
+        texts = {
+            "title": self.title, "document number": self.doc_number, "file name": self.file_name,
+            "media type": self.media_type, "store domain": self.store.domain,
+            "store stream": self.store.stream, "store prefix": self.store.prefix,
+        }  # fmt: skip
+        if self.encryption is not None:
+            texts.update(suite=self.encryption.suite, cipher=self.encryption.cipher)
+        for what, text in texts.items():
+            rule = _TEXT_CONTROL if what in ("title", "document number") else _CONTROL
+            if rule.search(text):
+                raise InputError(f"document {self.doc_id}: its {what} holds a control character")
+        digests = [self.sha256, self.chunk_list_sha256, *self.chunk_digests]
+        if self.encryption is not None:
+            digests.append(self.encryption.wraps_sha256)
+        if any(len(d) != 32 for d in digests):
+            raise InputError(f"document {self.doc_id}: a SHA-256 digest is not 32 bytes")
+        if not 0 <= self.index_parts <= self.chunk_count:
+            raise InputError(f"document {self.doc_id} claims an impossible number of index parts")
         if self.size < 0 or self.chunk_size <= 0 or self.chunk_size > MAX_CHUNK_SIZE:
             raise InputError(f"document {self.doc_id} has an impossible size or chunk size")
         expected = max(1, -(-self.size // self.chunk_size))

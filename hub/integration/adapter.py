@@ -45,7 +45,7 @@ from hub.subjects import check_participant_id
 from hub.userfiles import parse_toml, read_text
 
 ADAPTER_GROUP = "govhub.adapters"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # fullmatch: `$` would let a final "\n" in
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +147,7 @@ class AdapterEntry:
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ValueError(
                 f"name {self.name!r} must be lowercase letters, digits, '-' or '_' "
                 "(it names metrics, logs and the durable cursor)"

@@ -10,6 +10,7 @@ end up in version control, tickets and screenshots.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import os
 import types
@@ -73,6 +74,27 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _shown(value: Any) -> str:
+    """A config value as a person wrote it in TOML (Python's repr of a date is not that)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 60 else repr(value[:60]) + "..."
+    if isinstance(value, datetime.datetime):
+        return "a date-time"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, datetime.time):
+        return "a time"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return "a value of another kind"
+
+
 def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
@@ -88,16 +110,16 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         allowed = get_args(tp)
         if value not in allowed:
             choices = ", ".join(repr(a) for a in allowed)
-            raise ConfigError(f"{path}: {value!r} is not one of {choices}")
+            raise ConfigError(f"{path}: {_shown(value)} is not one of {choices}")
         return value
     if origin is tuple:
         item = get_args(tp)[0]
         if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+            raise ConfigError(f"{path}: expected a list, got {_shown(value)}")
         return tuple(_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value))
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a table, got {type(value).__name__}")
+            raise ConfigError(f"{path}: expected a table, got {_shown(value)}")
         args = get_args(tp)
         item = args[1] if len(args) == 2 else Any
         return {str(k): _convert(item, v, _join(path, str(k))) for k, v in value.items()}
@@ -107,7 +129,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         return load(tp, value, path)  # type: ignore[arg-type]
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+            raise ConfigError(f"{path}: expected true or false, got {_shown(value)}")
         return value
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -117,7 +139,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         return value
     if tp is Path and isinstance(value, str):
         return Path(value).expanduser()
-    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_shown(value)}")
 
 
 def _secret(value: Any, path: str) -> Secret:
@@ -142,7 +164,7 @@ def load(cls: type[T], data: Any, path: str) -> T:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a table, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a table, got {_shown(data)}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
