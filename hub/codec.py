@@ -8,6 +8,7 @@ rebuilds its table on every call and costs ~1 ms, far too slow for a per-event p
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import io
@@ -233,6 +234,17 @@ def load_schema_file(path: Path) -> Schema:
     return schema
 
 
+_PARSED: dict[tuple[Path, int, int], Schema] = {}
+
+
+def _parsed_file(path: Path) -> Schema:
+    stat = path.stat()
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _PARSED:
+        _PARSED[key] = load_schema_file(path)
+    return _PARSED[key]
+
+
 class SchemaCache:
     """In-memory lookup of schemas by fingerprint and by full name; no I/O per event."""
 
@@ -244,8 +256,12 @@ class SchemaCache:
 
     @classmethod
     def from_directory(cls, directory: Path) -> SchemaCache:
-        """Load every `*.avsc` file of a directory (the shipped `schemas/` by default)."""
-        return cls(load_schema_file(p) for p in sorted(directory.glob("*.avsc")))
+        """Load every `*.avsc` file of a directory (the shipped `schemas/` by default).
+
+        Parsed files are kept for the process (keyed by their size and modification time):
+        every `open_hub` loads the shipped schemas, and parsing them is most of its CPU.
+        """
+        return cls(_parsed_file(p) for p in sorted(directory.glob("*.avsc")))
 
     def add(self, schema: Schema, *, current: bool = True) -> None:
         """Add a schema; refuse one its fingerprint cannot tell from the schema cached for it.
@@ -299,8 +315,10 @@ class SchemaCache:
         try:
             return self._by_name[name]
         except KeyError:
-            known = ", ".join(sorted(self._by_name)[:8])
-            raise SchemaError(f"unknown schema {name!r}; known schemas include: {known}") from None
+            close = difflib.get_close_matches(name, self._by_name, n=8, cutoff=0.5)
+            known = ", ".join(close or sorted(self._by_name)[:8])
+            what = "close names" if close else "known schemas include"
+            raise SchemaError(f"unknown schema {name!r}; {what}: {known}") from None
 
     def names(self) -> list[str]:
         """All full names, sorted."""

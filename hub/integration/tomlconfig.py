@@ -159,13 +159,23 @@ def _secret(value: Any, path: str) -> Secret:
     return Secret(file=Path(value["file"]).expanduser())
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A config class's resolved field types (resolving them costs more than the loading)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
 def load(cls: type[T], data: Any, path: str) -> T:
     """Build the frozen dataclass `cls` from a TOML table, refusing unknown or missing keys."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a table, got {_shown(data)}")
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
@@ -185,7 +195,7 @@ def load(cls: type[T], data: Any, path: str) -> T:
 
 def describe_fields(cls: type[Any]) -> list[tuple[str, str, str]]:
     """(name, type, default) of each field, for `govhub adapter check` and the docs."""
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     rows = []
     for spec in dataclasses.fields(cls):
         if spec.default is not dataclasses.MISSING:

@@ -511,16 +511,26 @@ class SchemaRegistry:
         receivers still read it from the shipped files, publishers keep the registered one.
         """
         rows = await self._pool.fetch("SELECT subject, schema_json FROM schema_versions")
-        registered = {(r["subject"], digest(json.loads(r["schema_json"]))) for r in rows}
+        stored: dict[str, list[Any]] = {}
+        for r in rows:
+            stored.setdefault(r["subject"], []).append(json.loads(r["schema_json"]))
+
+        def registered(schema: Schema) -> bool:
+            # Equal documents are the same version; only others need their normal form.
+            return any(
+                js == schema.source or digest(js) == schema.digest
+                for js in stored.get(schema.name, ())
+            )
+
         missing = [
             path
             for name, path in _schema_files(directory)
-            if (name, self._cache.by_name(name).digest) not in registered
+            if not registered(self._cache.by_name(name))
         ]
         count = 0
         for path in missing:
             schema = load_schema_path(path).schema
-            if (schema.name, schema.digest) in registered:
+            if registered(schema):
                 continue
             try:
                 await self.register(schema)

@@ -288,13 +288,22 @@ class SchemaWatch:
         self.cache.add(schema, current=current)  # raises SchemaError on a collision
         self._loaded[fp] = schema
 
+    def _known(self, doc: VersionSchema) -> Schema | None:
+        """The cached schema this entry names by digest (most entries are the shipped files,
+        parsed already), or None to parse the entry's own schema."""
+        try:
+            known = self.cache.by_fingerprint(bytes.fromhex(doc.fingerprint))
+        except ValueError:
+            return None
+        return known if known is not None and known.digest == doc.digest else None
+
     def _apply_version(self, digest: str, value: bytes | None) -> None:
         if value is None:
             return  # write-once entries are only deleted by a rolled-back registration
         doc = VersionSchema.from_json(json.loads(value))
         if doc.digest != digest:
             raise GovhubError(f"registry entry {digest} names another digest; ignoring it")
-        schema = doc.parse()
+        schema = self._known(doc) or doc.parse()
         latest = self._current.get(schema.name)
         if latest is not None and latest[1] == digest:
             self.cache.add(schema, current=True)  # refuses other logical types under its fp
