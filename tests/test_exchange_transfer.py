@@ -23,7 +23,7 @@ from hub.errors import (
 from hub.exchange.fetch import Fetcher, part_path
 from hub.exchange.ledger import verified_document
 from hub.exchange.model import Classification
-from hub.exchange.send import Sender, SendRequest
+from hub.exchange.send import Sender, SendRequest, check_request
 from hub.exchange.store import chunk_subject
 from hub.exchange.tracker import ExchangeTracker
 from hub.runtime import Hub
@@ -419,6 +419,35 @@ async def test_a_file_name_that_is_not_utf8_is_refused_in_one_sentence(
     assert "rename" in message and "surrogate" not in message and "\udcb9" not in message
     assert await _stored_chunks(hub) == 0
     assert _pending_sends(hub) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("title", "通知\x1b[2J", "the title holds the control character U+001B"),
+        ("doc_number", "克政办发\x7f", "the document number holds the control character U+007F"),
+        ("path", "公文\r.txt", "the file name holds the control character U+000D"),
+    ],
+)
+async def test_a_control_character_every_receiver_would_refuse_is_refused_before_sending(
+    hub: Hub, tmp_path: Path, field: str, value: str, named: str
+) -> None:
+    # Receivers refuse such manifests (Manifest.check); a sender must not believe it delivered.
+    source = make_file(tmp_path, 100)
+    if field == "path":
+        source = source.rename(tmp_path / value)
+        req = request(source)
+    else:
+        req = request(source, **{field: value})
+    with pytest.raises(InputError) as refused:
+        await Sender(hub).send(req)
+    assert str(refused.value).startswith(named) and "receivers refuse" in str(refused.value)
+    assert await _stored_chunks(hub) == 0
+    assert _pending_sends(hub) == []
+
+
+def test_a_title_may_run_over_lines_as_receivers_allow(tmp_path: Path) -> None:
+    check_request(request(make_file(tmp_path, 100), title="关于\r\n冬季\t安全的通知"))
 
 
 async def test_two_fetches_into_one_destination_take_turns_and_both_succeed(

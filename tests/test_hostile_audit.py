@@ -377,6 +377,7 @@ STORED_ROW = {
     "idx": 0, "event_id": "01JEVENT000000", "source": "artux.finance",
     "type": "gov.exchange.v1.DocumentSent", "subject": "gov.out.artux.finance.doc",
     "verdict": "accepted", "reason": None, "event_key": "01JEVENT000000",
+    "received_at": datetime(2026, 3, 1, 9, tzinfo=UTC),
 }  # fmt: skip
 
 

@@ -79,7 +79,7 @@ class World:
 
     home: Path
     env: dict[str, str]
-    doc_ids: list[str] = field(default_factory=list)
+    docs: list[tuple[int, str, str]] = field(default_factory=list)  # (i, doc id, value) sent
     entries: list[tuple[str, str]] = field(default_factory=list)  # (code, value) accepted
     request_ids: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
@@ -233,13 +233,18 @@ def _fill(w: World, root: Path) -> None:
             value,
             "--doc-number",
             "" if i == 0 else value[:100],
+            refusable=True,
         )
-        w.doc_ids.append(sent["doc_id"])
+        if sent is not None:
+            w.docs.append((i, sent["doc_id"], value))
+    # Only C0 controls (ESC, backspace) may be refused, as every receiver would refuse them.
+    assert {v for _, _, v in w.docs} >= set(HOSTILE) - {HOSTILE[3], HOSTILE[7]}
+    first, second = w.docs[0][1], w.docs[1][1]
     read = root / "read"
     read.mkdir()
-    _call(w, "doc", "fetch", w.doc_ids[0], "--as", "akto.office", "--out", str(read))
-    _call(w, "doc", "receipt", w.doc_ids[0], "--as", "akto.office", "--reject", HOSTILE[3])
-    _call(w, "doc", "recall", w.doc_ids[1], "--as", "pref.office", "--reason", HOSTILE[4])
+    _call(w, "doc", "fetch", first, "--as", "akto.office", "--out", str(read))
+    _call(w, "doc", "receipt", first, "--as", "akto.office", "--reject", HOSTILE[3])
+    _call(w, "doc", "recall", second, "--as", "pref.office", "--reason", HOSTILE[4])
     w.out_dir = root / "fetched"
     w.out_dir.mkdir()
 
@@ -276,7 +281,7 @@ def _fill(w: World, root: Path) -> None:
 
 def _file_name(value: str, i: int) -> str:
     """A file name made of the value (what a file system allows of it)."""
-    allowed = "".join(c for c in value[:60] if c not in "/\x00")
+    allowed = "".join(c for c in value[:60] if c != "/" and (c >= " " and c != "\x7f"))
     return f"{allowed or 'x'}-{i}.txt"
 
 
@@ -352,21 +357,21 @@ def test_doc_inbox_status_and_ledger_print_titles_numbers_and_reasons_literally(
 ) -> None:
     inbox = govhub(capsys, world, "doc", "inbox", "--as", "akqi.office")
     clean(inbox)
-    for doc_id, value in zip(world.doc_ids, HOSTILE, strict=True):
+    for _, doc_id, value in world.docs:
         assert doc_id in inbox.out, "whole document ids, as commands take them"
         assert shows(inbox.out, value)
-    for doc_id, value in zip(world.doc_ids, HOSTILE, strict=True):
+    for _, doc_id, value in world.docs:
         status = govhub(capsys, world, "doc", "status", doc_id)
         clean(status)
         assert shows(status.out, value)
-    rejected = govhub(capsys, world, "doc", "status", world.doc_ids[0])
+    rejected = govhub(capsys, world, "doc", "status", world.docs[0][1])
     assert shows(rejected.out, HOSTILE[3]), "the rejection reason is shown"
-    recalled = govhub(capsys, world, "doc", "status", world.doc_ids[1])
+    recalled = govhub(capsys, world, "doc", "status", world.docs[1][1])
     assert shows(recalled.out, HOSTILE[4]), "the recall reason is shown"
     for who in ("pref.office", "akto.office"):
         ledger = govhub(capsys, world, "doc", "ledger", "--as", who)
         clean(ledger)
-        for value in HOSTILE[2:]:
+        for _, _, value in world.docs[2:]:
             assert shows(ledger.out, value)
 
 
@@ -374,8 +379,8 @@ def test_doc_fetch_and_inbox_deliver_name_the_stored_files_literally(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert world.out_dir is not None
-    for i, doc_id in enumerate(world.doc_ids):
-        if i == 1:
+    for i, doc_id, _ in world.docs:
+        if doc_id == world.docs[1][1]:
             continue  # recalled
         out = str(world.out_dir)
         before = set(world.out_dir.iterdir())
@@ -386,7 +391,7 @@ def test_doc_fetch_and_inbox_deliver_name_the_stored_files_literally(
         assert shows(fetched.out, f"stored {stored} ("), "the name it was really stored under"
     delivered = govhub(capsys, world, "doc", "inbox", "--as", "akto.office", "--deliver")
     clean(delivered)
-    for value in HOSTILE:
+    for _, _, value in world.docs:
         assert shows(delivered.out, value)
 
 

@@ -27,6 +27,7 @@ from hub.topology import HUB_STREAM, QUARANTINE_STREAM, hub_streams
 from hub.verifier import Verifier
 from schemas import SCHEMA_DIR
 from tests.servers import NatsServer
+from tests.unchecked import publish_unchecked
 
 NOTICE = "gov.common.v1.Notice"
 KEY = SigningKey.from_private("akto.civil", Ed25519PrivateKey.generate())
@@ -161,7 +162,7 @@ async def test_nul_characters_in_subjects_and_headers_never_stop_the_audit_log(h
     forged = Envelope("evt.akto.civil.\x00", {**honest.headers, "ce-source": "akto\x00civil",
                       "ce-type": "x\x00", "ce-id": "nul-1", "Nats-Msg-Id": "nul-1"},
                       honest.body)  # fmt: skip
-    await hub.publisher.publish_many([signed_nul_id, forged, honest], atomic=False)
+    await publish_unchecked(hub.nc, signed_nul_id, forged, honest)
     await AuditLog(hub).catch_up(timeout=20)
     rows = await hub.pool.fetch("SELECT event_id, verdict, reason FROM audit_leaves")
     verdicts = {r["event_id"]: (r["verdict"], r["reason"]) for r in rows}

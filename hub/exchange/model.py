@@ -117,6 +117,16 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+def control_character(text: str, *, multiline: bool = False) -> str | None:
+    """The first control character a manifest field may not hold, as U+XXXX, or None.
+
+    Receivers refuse manifests that hold one; senders ask the same question before sending.
+    `multiline` fields (title, document number) may hold tab, line feed and carriage return.
+    """
+    found = (_TEXT_CONTROL if multiline else _CONTROL).search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
 def check_doc_id(doc_id: str) -> str:
     """Refuse anything that is not a document id (a lowercase UUID) before it meets a subject."""
     if not isinstance(doc_id, str) or not _DOC_ID_RE.fullmatch(doc_id):
@@ -329,8 +339,7 @@ class Manifest:
         if self.encryption is not None:
             texts.update(suite=self.encryption.suite, cipher=self.encryption.cipher)
         for what, text in texts.items():
-            rule = _TEXT_CONTROL if what in ("title", "document number") else _CONTROL
-            if rule.search(text):
+            if control_character(text, multiline=what in ("title", "document number")):
                 raise InputError(f"document {self.doc_id}: its {what} holds a control character")
         digests = [self.sha256, self.chunk_list_sha256, *self.chunk_digests]
         if self.encryption is not None:

@@ -47,6 +47,7 @@ from hub.exchange.model import (
     StoreRef,
     Urgency,
     chunk_list_digest,
+    control_character,
     doc_subject,
 )
 from hub.exchange.store import (
@@ -397,6 +398,7 @@ class Sender:
             encryption = Encryption(request.suite, crypto.CONTENT_CIPHER, bytes(32), 0)
         ref = store_ref(request.sender, HUB_DOMAIN, new_event_id())
         trial = _manifest(request, recipients, ref, size, bytes(32), digests, parts, encryption)
+        trial.check()  # what every receiver checks first (check_request says it more kindly)
         self._hub.schemas.by_name(SENT_SCHEMA).encode(trial.to_record())
 
 
@@ -463,6 +465,19 @@ def check_request(request: SendRequest) -> None:
     _check_text(request.title, "the title")
     _check_text(request.doc_number, "the document number")
     _check_text(request.media_type or "", "the media type")
+    # Receivers refuse a manifest holding control characters (Manifest.check): refused here,
+    # before anything is stored or announced, so no sender believes such a document delivered.
+    for text, what, multiline in (
+        (request.title, "the title", True),
+        (request.doc_number, "the document number", True),
+        (name, "the file name", False),
+        (request.media_type or "", "the media type", False),
+    ):
+        if found := control_character(text, multiline=multiline):
+            raise InputError(
+                f"{what} holds the control character {found}, which receivers refuse; "
+                "remove it and send again"
+            )
     if not request.title.strip():
         raise InputError("a document needs a title (--title)")
     if len(request.title) > MAX_TITLE or len(request.doc_number) > 100:
