@@ -47,6 +47,7 @@ from hub.integration.connector import (
     Verdict,
 )
 from hub.jsonout import dumps
+from hub.waits import wait_event
 
 log = structlog.get_logger("connectors.folder")
 
@@ -265,8 +266,7 @@ class DropFolderSource:
                 if claimed is not None:
                     record = await asyncio.to_thread(self._record, claimed)
                     yield FileDelivery(self, claimed, record)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.options.scan_interval)
+            await wait_event(self._wake, self.options.scan_interval)
 
     def _settle(self, file: Path, outcome: Outcome) -> None:
         if not file.exists():

@@ -36,6 +36,7 @@ from connectors.postgres import (
 from hub.db import reason, redact
 from hub.errors import ConfigError, ServerUnavailable
 from hub.integration.connector import Check, ConnectorContext, Outcome, Record, Verdict
+from hub.waits import wait_event
 
 log = structlog.get_logger("connectors.postgres")
 
@@ -235,8 +236,7 @@ class OutboxSource:
                 if rows or self._due:
                     continue
                 timeout = max(next_rescan - time.monotonic(), 0.01)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)
         except Exception as exc:
             if is_unavailable(exc):
                 raise ServerUnavailable(

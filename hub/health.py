@@ -35,6 +35,7 @@ from nats.aio.client import Client as NatsClient
 
 from hub.metrics import Counter, Gauge
 from hub.outage import detail
+from hub.waits import wait_event
 
 log = structlog.get_logger("hub.health")
 
@@ -149,9 +150,7 @@ class Health:
         again, then a random moment (up to `RECOVERY_JITTER_S`) so that the services do not
         all reconnect in the same instant."""
         recovered = self._recovered
-        try:
-            await asyncio.wait_for(recovered.wait(), delay)
-        except TimeoutError:
+        if not await wait_event(recovered, delay):
             return
         await asyncio.sleep(random.uniform(0, min(RECOVERY_JITTER_S, delay)))
 

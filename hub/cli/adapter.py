@@ -28,6 +28,7 @@ from hub.integration.host import build, check_adapter, run_adapters
 from hub.integration.pipeline import Pipeline
 from hub.jsonout import dumps
 from hub.runtime import open_hub
+from hub.waits import wait_event
 
 CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -214,8 +215,7 @@ async def _progress(pipelines: Sequence[Pipeline], stop: asyncio.Event) -> None:
                 rates[p.name] = (p.stats.delivered - count) / max(now - then, 1e-6)
                 last[p.name] = (now, p.stats.delivered)
             live.update(Group(_table(pipelines, rates), hint))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+            await wait_event(stop, 0.5)
 
 
 @adapter.command("list")

@@ -33,6 +33,7 @@ from hub.exchange.state import Batch, NotYetKnown, Refused
 from hub.metrics import Counter
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
+from hub.waits import wait_event
 
 log = structlog.get_logger("hub.exchange.tracker")
 
@@ -99,8 +100,7 @@ class ExchangeTracker:
             wait = TIMER_RECHECK_S
             if nxt is not None:
                 wait = min(wait, max(0.05, (nxt - datetime.now(UTC)).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            await wait_event(self._wake, wait)
 
     async def catch_up(self, *, fire_timers: bool = True) -> int:
         """Apply every pending doc event (and due timers of local senders); returns the count."""

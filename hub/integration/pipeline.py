@@ -35,6 +35,7 @@ import structlog
 from hub.errors import GovhubError, Reason, Retryable
 from hub.integration.connector import Delivery, Outcome, Record, Sink, Source, Verdict
 from hub.metrics import Counter, Gauge
+from hub.waits import wait_event
 
 log = structlog.get_logger("hub.integration.pipeline")
 
@@ -219,9 +220,7 @@ class Pipeline:
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopped first; True if the pipeline should go on."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        return not self._stop.is_set()
+        return not await wait_event(self._stop, seconds)
 
     async def _start(self, start: Callable[[], Any], side: str) -> bool:
         """Start one side, retrying with backoff while its system is unreachable."""
