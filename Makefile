@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo test test-fast lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# The tests that start no server (parsers, codecs, Merkle proofs, CLI refusals): a few minutes.
+# `make test` stays the full gate.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "not servers"
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors adapters schemas ops tests

@@ -98,6 +98,26 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def spawn_server(argv: list[str], log: Path) -> int:
+    """Start a server process in its own session (a terminal's Ctrl-C does not reach it),
+    stderr appended to `log`; returns its pid.
+
+    A pid, not a Popen: the server outlives the command that started it (`govhub up`), and a
+    Popen dropped while its process runs warns at exit. `process_alive` reaps it once gone.
+    """
+    binary = shutil.which(argv[0]) or argv[0]
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_DUP2, log_fd, 2),
+        ]
+        return os.posix_spawn(binary, argv, os.environ, file_actions=actions, setsid=True)
+    finally:
+        os.close(log_fd)
+
+
 def _wait_port(port: int, pid: int, log: Path, what: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -196,14 +216,8 @@ class EmbeddedNats:
     def _launch(self, port: int, monitor: int) -> ServerInfo:
         conf = self.dir / "nats.conf"
         conf.write_text(self.config_text(port, monitor))
-        with open(self.log, "ab") as log:
-            proc = subprocess.Popen(
-                [nats_server_binary(), "-c", str(conf)],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                start_new_session=True,
-            )
-        _wait_port(port, proc.pid, self.log, "nats-server")
+        pid = spawn_server([nats_server_binary(), "-c", str(conf)], self.log)
+        _wait_port(port, pid, self.log, "nats-server")
         health = f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -218,7 +232,7 @@ class EmbeddedNats:
             time.sleep(0.05)
         return ServerInfo(
             name="nats",
-            pid=proc.pid,
+            pid=pid,
             port=port,
             url=f"nats://127.0.0.1:{port}",
             log=str(self.log),

@@ -59,6 +59,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(str(config.option.basetemp), ignore_errors=True)
 
 
+# Lanes: `servers` marks each test that starts a server (through these fixtures, or marked by
+# its module when it starts its own); `make test-fast` runs the rest. `federation` marks the
+# multi-server topologies.
+_SERVER_FIXTURES = {"pg_admin_dsn", "nats_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put each test in its lanes (markers registered in pyproject.toml)."""
+    for item in items:
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+        if item.nodeid.startswith("tests/test_federation"):
+            item.add_marker(pytest.mark.federation)
+
+
 def _local_pg_answers() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 5432), 0.5):

@@ -8,6 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.servers  # starts its own servers (embedded, through the CLI)
+
 
 async def test_the_audit_benchmark_runs_with_tiny_sizes_and_reports_every_figure() -> None:
     govhub = str(Path(sys.executable).parent / "govhub")

@@ -9,8 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hub.embedded import EmbeddedServers, process_alive
 from hub.home import Home
+
+pytestmark = pytest.mark.servers  # starts its own servers (embedded, through the CLI)
 
 
 def test_demo_on_a_fresh_home_runs_every_chapter_and_stops_its_servers(tmp_path: Path) -> None:

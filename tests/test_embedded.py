@@ -10,8 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hub.embedded import EmbeddedServers, process_alive
 from hub.home import Home
+
+pytestmark = pytest.mark.servers  # starts its own servers (embedded, through the CLI)
 
 
 def _govhub(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,8 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hub.federation.bench import bench_federation
 from hub.home import Home, Settings
+
+pytestmark = pytest.mark.servers  # starts its own servers (embedded, through the CLI)
 
 
 def _govhub(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

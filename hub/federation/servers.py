@@ -22,7 +22,6 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -32,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from hub.embedded import nats_server_binary, process_alive, stop_process
+from hub.embedded import nats_server_binary, process_alive, spawn_server, stop_process
 from hub.errors import ConfigError, ServerStartError
 from hub.federation.credentials import service_nkey
 from hub.federation.nats_config import (
@@ -259,16 +258,11 @@ class FederatedServers:
         folder = self.node_dir(node)
         if not (folder / "nats.conf").exists():
             raise ServerStartError(f"{node.name} has no config; run `govhub up --federated`")
-        with open(folder / "nats.log", "ab") as err:
-            proc = subprocess.Popen(
-                [nats_server_binary(), "-c", str(folder / "nats.conf")],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                cwd=str(folder),
-                start_new_session=True,
-            )
-        log.info("federation.node.started", node=node.name, pid=proc.pid)
-        return proc.pid
+        # Includes in nats.conf resolve beside it and its store path is absolute: no cwd needed.
+        pid = spawn_server([nats_server_binary(), "-c", str(folder / "nats.conf")],
+                           folder / "nats.log")  # fmt: skip
+        log.info("federation.node.started", node=node.name, pid=pid)
+        return pid
 
     def start(self, name: str) -> None:
         """(Re)start one node on its ports and store, and wait until it is ready."""
