@@ -124,19 +124,24 @@ async def measure(
 
 
 def _appender_process(hub: Hub) -> subprocess.Popen[bytes]:
-    """The audit service in its own process, like `govhub serve --only audit`."""
+    """The audit service in its own process, like `govhub serve --only audit`.
+
+    Its stderr goes to bench-appender.log in the bench home: a pipe nobody reads would fill up
+    and stall the appender mid-run.
+    """
     env = {
         **os.environ,
         "GOVHUB_NATS_URL": hub.nats_url,
         "GOVHUB_PG_DSN": hub.pg_dsn,
         "GOVHUB_HOME": str(hub.settings.home.root),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "hub.bench_pipeline"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    with (hub.settings.home.root / "bench-appender.log").open("ab") as log:
+        return subprocess.Popen(  # the child keeps its own copy of the log's descriptor
+            [sys.executable, "-m", "hub.bench_pipeline"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 class CpuMeter:
@@ -247,6 +252,7 @@ async def bench_pipeline(
             child.wait(20)
         if child.poll() is None:
             child.kill()
+            child.wait()
         for sub in subs:
             await sub.unsubscribe()
     return {

@@ -132,12 +132,13 @@ class Serve:
 
     def start(self) -> None:
         """Start the process (its log is appended to across restarts)."""
-        self.proc = subprocess.Popen(
-            [GOVHUB, "serve", "--http", f"127.0.0.1:{self.port}"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"),
-        )
+        with self.log.open("ab") as err:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [GOVHUB, "serve", "--http", f"127.0.0.1:{self.port}"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
 
     @property
     def running(self) -> bool:

@@ -143,12 +143,13 @@ def start_serve(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "GOVHUB_NATS_URL": settings.nats_url or "",
         "GOVHUB_PG_DSN": settings.pg_dsn or "",
     }
-    return subprocess.Popen(
-        [GOVHUB, "serve", "--only", "audit", "--http", f"127.0.0.1:{free_port()}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
+    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [GOVHUB, "serve", "--only", "audit", "--http", f"127.0.0.1:{free_port()}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
 
 
 async def writer_in_transaction(pool: asyncpg.Pool) -> int | None:
