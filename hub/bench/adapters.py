@@ -40,7 +40,7 @@ from connectors.http import WebhookOptions, signed_headers
 from connectors.pg_outbox import OutboxSource
 from connectors.postgres import OutboxOptions
 from connectors.webhook import WebhookSource
-from hub.benchmark import Stopwatch, latency_ms, machine
+from hub.bench.measure import Stopwatch, latency_ms, machine
 from hub.bus import provision
 from hub.integration.adapter import AdapterContext
 from hub.integration.bridge import EventSink

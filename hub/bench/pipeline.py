@@ -23,12 +23,11 @@ import subprocess
 import sys
 import time
 from collections import deque
-from typing import Any
+from typing import IO, Any
 
-from hub.bench_bus import NOTICE, RAW_STREAM, SENDER, plain_client, raw_batch, raw_publish
-from hub.benchmark import latency_ms, machine
+from hub.bench.bus import NOTICE, RAW_STREAM, SENDER, plain_client, raw_batch, raw_publish
+from hub.bench.measure import children, cpu_seconds, latency_ms, machine, memory_mb
 from hub.bus import PubAck, provision
-from hub.procstat import children, cpu_seconds, memory_mb
 from hub.runtime import Hub
 from hub.sender import BatchSender
 
@@ -123,8 +122,12 @@ async def measure(
     }
 
 
-def _appender_process(hub: Hub) -> subprocess.Popen[bytes]:
-    """The audit service in its own process, like `govhub serve --only audit`."""
+def _appender_process(hub: Hub, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """The audit service in its own process, like `govhub serve --only audit`.
+
+    Its stderr goes to `log` (a file in the bench home): a pipe nobody reads would fill up and
+    stall the appender mid-run.
+    """
     env = {
         **os.environ,
         "GOVHUB_NATS_URL": hub.nats_url,
@@ -132,10 +135,10 @@ def _appender_process(hub: Hub) -> subprocess.Popen[bytes]:
         "GOVHUB_HOME": str(hub.settings.home.root),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "hub.bench_pipeline"],
+        [sys.executable, "-m", "hub.bench.pipeline"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
 
 
@@ -222,7 +225,8 @@ async def bench_pipeline(
         await hub.nc.subscribe(COMMITTED, cb=commits.on_message),
         await hub.nc.subscribe(READY, cb=on_ready),
     ]
-    child = _appender_process(hub)
+    log = (hub.settings.home.root / "bench-appender.log").open("ab")
+    child = _appender_process(hub, log)
     try:
         await asyncio.wait_for(ready, 120)
         stream_messages = (await hub.nc.jetstream().stream_info("GOVHUB")).state.messages
@@ -247,6 +251,8 @@ async def bench_pipeline(
             child.wait(20)
         if child.poll() is None:
             child.kill()
+            child.wait()
+        log.close()
         for sub in subs:
             await sub.unsubscribe()
     return {
@@ -317,11 +323,18 @@ async def _child() -> None:
 
 
 def main() -> None:
-    """Entry point of the appender process (`python -m hub.bench_pipeline`)."""
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    from hub.cli.common import run
+    """Entry point of the appender process (`python -m hub.bench.pipeline`).
 
-    run(_child())
+    It runs on uvloop's loop when installed, as `govhub serve` does (hub.cli.common.run), so
+    the appender's CPU per event is the one the service has.
+    """
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_child())
+    else:
+        uvloop.run(_child())
 
 
 if __name__ == "__main__":
