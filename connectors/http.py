@@ -24,18 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hub.integration.connector import ConnectorContext, Sink, Source
-from hub.integration.signing import (
+from hub.plugin import (
     H_EVENT_ID,
     H_IDEMPOTENCY,
     H_SIGNATURE,
     H_TIMESTAMP,
+    ConnectorContext,
+    Secret,
+    Sink,
+    Source,
+    parse_address,
     signature,
     signed_headers,
     verify_signature,
 )
-from hub.integration.tomlconfig import Secret
-from hub.listen import parse_address
 
 __all__ = [
     "CONNECTOR",
