@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from typing import IO, Any
+from typing import Any
 
 from hub.bench.bus import NOTICE, RAW_STREAM, SENDER, plain_client, raw_batch, raw_publish
 from hub.bench.measure import children, cpu_seconds, latency_ms, machine, memory_mb
@@ -122,11 +122,11 @@ async def measure(
     }
 
 
-def _appender_process(hub: Hub, log: IO[bytes]) -> subprocess.Popen[bytes]:
+def _appender_process(hub: Hub) -> subprocess.Popen[bytes]:
     """The audit service in its own process, like `govhub serve --only audit`.
 
-    Its stderr goes to `log` (a file in the bench home): a pipe nobody reads would fill up and
-    stall the appender mid-run.
+    Its stderr goes to bench-appender.log in the bench home: a pipe nobody reads would fill up
+    and stall the appender mid-run.
     """
     env = {
         **os.environ,
@@ -134,12 +134,13 @@ def _appender_process(hub: Hub, log: IO[bytes]) -> subprocess.Popen[bytes]:
         "GOVHUB_PG_DSN": hub.pg_dsn,
         "GOVHUB_HOME": str(hub.settings.home.root),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "hub.bench.pipeline"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
+    with (hub.settings.home.root / "bench-appender.log").open("ab") as log:
+        return subprocess.Popen(  # the child keeps its own copy of the log's descriptor
+            [sys.executable, "-m", "hub.bench.pipeline"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 class CpuMeter:
@@ -225,8 +226,7 @@ async def bench_pipeline(
         await hub.nc.subscribe(COMMITTED, cb=commits.on_message),
         await hub.nc.subscribe(READY, cb=on_ready),
     ]
-    log = (hub.settings.home.root / "bench-appender.log").open("ab")
-    child = _appender_process(hub, log)
+    child = _appender_process(hub)
     try:
         await asyncio.wait_for(ready, 120)
         stream_messages = (await hub.nc.jetstream().stream_info("GOVHUB")).state.messages
@@ -252,7 +252,6 @@ async def bench_pipeline(
         if child.poll() is None:
             child.kill()
             child.wait()
-        log.close()
         for sub in subs:
             await sub.unsubscribe()
     return {
