@@ -28,6 +28,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors adapters schemas ops tests
 	$(BIN)/ruff format --check hub connectors adapters schemas ops tests
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -41,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/govhub --home .govhub/bench bench pipeline --plot docs/perf/pipeline.png
 
 clean:
-	rm -rf .govhub .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .govhub .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -22,9 +22,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from hub.integration.adapter import Adapter, AdapterContext, to_event, to_row
-from hub.integration.connector import Record
-from hub.integration.values import day, integer, moment
+from hub.plugin import Adapter, AdapterContext, Record, day, integer, moment, to_event, to_row
 
 SCHEMA = "gov.civil.v1.HouseholdAssistance"
 OUTBOX_TYPE = "HouseholdAssistance"

@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hub.integration.adapter import Adapter, AdapterContext, to_event, to_row
-from hub.integration.connector import Record
-from hub.jsonout import to_jsonable
+from hub.plugin import Adapter, AdapterContext, Record, to_event, to_jsonable, to_row
 
 
 @dataclass(frozen=True, kw_only=True)

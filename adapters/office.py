@@ -27,12 +27,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from hub.exchange.model import Classification, Urgency, safe_file_name
-from hub.integration.adapter import Adapter, AdapterContext
-from hub.integration.connector import Record
-from hub.integration.docbridge import DOCUMENT
-from hub.integration.values import moment
-from hub.subjects import check_participant_id
+from hub.plugin import (
+    DOCUMENT,
+    Adapter,
+    AdapterContext,
+    Classification,
+    Record,
+    Urgency,
+    check_participant_id,
+    moment,
+    safe_file_name,
+)
 
 SIDECAR_KEYS = ("title", "to", "doc_number", "urgency", "classification", "deadline")
 

@@ -20,10 +20,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from hub.integration.adapter import Adapter, AdapterContext, to_event, to_row
-from hub.integration.connector import Record
-from hub.integration.values import integer, moment, number
-from hub.subjects import unit_of
+from hub.plugin import (
+    Adapter,
+    AdapterContext,
+    Record,
+    integer,
+    moment,
+    number,
+    to_event,
+    to_row,
+    unit_of,
+)
 
 SCHEMA = "gov.stats.v1.MonthlyFigures"
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")

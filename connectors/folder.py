@@ -36,18 +36,18 @@ from typing import Any, ClassVar
 
 import structlog
 
-from hub.errors import ServerUnavailable
-from hub.integration.connector import (
+from hub.plugin import (
     Check,
     ConnectorContext,
     Outcome,
     Record,
+    ServerUnavailable,
     Sink,
     Source,
     Verdict,
+    dumps,
+    wait_event,
 )
-from hub.jsonout import dumps
-from hub.waits import wait_event
 
 log = structlog.get_logger("connectors.folder")
 

@@ -12,66 +12,46 @@ Idempotency-Key:    <the sender's id for this request; re-sends carry the same o
 The timestamp is inside the MAC so a captured request cannot be replayed after `max_skew`
 seconds; within that window a replay has the same idempotency key, becomes the same event id,
 and JetStream stores it once. Mutual TLS is the alternative (or addition) where the department
-already runs a PKI. Implementation: `connectors.webhook` and `connectors.rest`.
+already runs a PKI. Implementation: `connectors.webhook` and `connectors.rest`; the signing
+helpers live in `hub.integration.signing` (the demo and benchmarks sign requests too) and are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ssl
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hub.integration.connector import ConnectorContext, Sink, Source
-from hub.integration.tomlconfig import Secret
-from hub.listen import parse_address
+from hub.plugin import (
+    H_EVENT_ID,
+    H_IDEMPOTENCY,
+    H_SIGNATURE,
+    H_TIMESTAMP,
+    ConnectorContext,
+    Secret,
+    Sink,
+    Source,
+    parse_address,
+    signature,
+    signed_headers,
+    verify_signature,
+)
 
-H_TIMESTAMP = "X-Govhub-Timestamp"
-H_SIGNATURE = "X-Govhub-Signature"
-H_IDEMPOTENCY = "Idempotency-Key"
-H_EVENT_ID = "X-Govhub-Event-Id"
-
-
-def signature(secret: bytes, timestamp: str, body: bytes) -> str:
-    """The `X-Govhub-Signature` value for a body sent at `timestamp`."""
-    mac = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256)
-    return f"sha256={mac.hexdigest()}"
-
-
-def signed_headers(secret: bytes, body: bytes, *, now: float | None = None) -> dict[str, str]:
-    """The headers a webhook client sends with a JSON body: its type, timestamp and signature."""
-    timestamp = str(int(now if now is not None else time.time()))
-    return {
-        "Content-Type": "application/json",
-        H_TIMESTAMP: timestamp,
-        H_SIGNATURE: signature(secret, timestamp, body),
-    }
-
-
-def verify_signature(
-    secret: bytes, headers: Any, body: bytes, *, max_skew: float, now: float | None = None
-) -> str | None:
-    """None if the request is signed correctly and recently; else why not, for the 401."""
-    timestamp = headers.get(H_TIMESTAMP, "")
-    given = headers.get(H_SIGNATURE, "")
-    if not timestamp or not given:
-        return f"the request lacks {H_TIMESTAMP} or {H_SIGNATURE}"
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        return f"{H_TIMESTAMP} must be unix seconds"
-    # Bounds replays: a captured request is worthless once this window has passed.
-    if abs((now if now is not None else time.time()) - sent) > max_skew:
-        return f"{H_TIMESTAMP} is more than {max_skew:g} s away from the server's clock"
-    # compare_digest: the time taken must not reveal how many leading characters matched.
-    # Compared as bytes: on str it raises TypeError for a non-ASCII header value.
-    expected = signature(secret, timestamp, body).encode()
-    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
-        return "the signature does not match the body"
-    return None
+__all__ = [
+    "CONNECTOR",
+    "H_EVENT_ID",
+    "H_IDEMPOTENCY",
+    "H_SIGNATURE",
+    "H_TIMESTAMP",
+    "HttpConnector",
+    "RestOptions",
+    "WebhookOptions",
+    "signature",
+    "signed_headers",
+    "verify_signature",
+]
 
 
 def _listen(value: str) -> tuple[str, int]:

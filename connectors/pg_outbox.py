@@ -33,10 +33,18 @@ from connectors.postgres import (
     qualified,
     table_columns,
 )
-from hub.db import reason, redact
-from hub.errors import ConfigError, ServerUnavailable
-from hub.integration.connector import Check, ConnectorContext, Outcome, Record, Verdict
-from hub.waits import wait_event
+from hub.plugin import (
+    Check,
+    ConfigError,
+    ConnectorContext,
+    Outcome,
+    Record,
+    ServerUnavailable,
+    Verdict,
+    reason,
+    redact,
+    wait_event,
+)
 
 log = structlog.get_logger("connectors.postgres")
 

@@ -18,9 +18,16 @@ import asyncpg
 import structlog
 
 from connectors.postgres import TableOptions, is_unavailable, open_pool, qualified, table_columns
-from hub.db import reason, redact
-from hub.errors import ConfigError, ServerUnavailable
-from hub.integration.connector import Check, ConnectorContext, Outcome, Record
+from hub.plugin import (
+    Check,
+    ConfigError,
+    ConnectorContext,
+    Outcome,
+    Record,
+    ServerUnavailable,
+    reason,
+    redact,
+)
 
 log = structlog.get_logger("connectors.postgres")
 

@@ -17,10 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from hub.db import reason, redact
-from hub.errors import ServerUnavailable
-from hub.integration.connector import ConnectorContext, Sink, Source
-from hub.integration.tomlconfig import Secret
+from hub.plugin import ConnectorContext, Secret, ServerUnavailable, Sink, Source, reason, redact
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # fullmatch: `$` would let a final "\n" in
 

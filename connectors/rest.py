@@ -18,9 +18,7 @@ import aiohttp
 import structlog
 
 from connectors.http import H_EVENT_ID, H_IDEMPOTENCY, RestOptions, signed_headers
-from hub.errors import ServerUnavailable
-from hub.integration.connector import Check, ConnectorContext, Outcome, Record
-from hub.jsonout import dumps
+from hub.plugin import Check, ConnectorContext, Outcome, Record, ServerUnavailable, dumps
 
 log = structlog.get_logger("connectors.http")
 

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from hub.errors import InputError
+from hub.plugin import InputError
 
 MAX_DEPTH = 64
 """Deepest nesting of objects and arrays a posted record may have: department records are

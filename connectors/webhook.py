@@ -33,9 +33,16 @@ from aiohttp import web
 
 from connectors.http import H_IDEMPOTENCY, WebhookOptions, verify_signature
 from connectors.strictjson import read_object
-from hub.errors import InputError, Reason
-from hub.integration.connector import Check, ConnectorContext, Outcome, Record, Verdict
-from hub.listen import start_site
+from hub.plugin import (
+    Check,
+    ConnectorContext,
+    InputError,
+    Outcome,
+    Reason,
+    Record,
+    Verdict,
+    start_site,
+)
 
 log = structlog.get_logger("connectors.http")
 

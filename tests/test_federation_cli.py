@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hub.federation.bench import bench_federation
+from hub.bench.federation import bench_federation
 from hub.home import Home, Settings
 
 pytestmark = pytest.mark.servers  # starts its own servers (embedded, through the CLI)

@@ -23,8 +23,8 @@ from typing import Any
 import fastavro
 import pytest
 
+from hub.bench.compat import bench_compat, build_history
 from hub.schema.compat import Incompatibility, Mode, Rule, SchemaError, can_read, check
-from hub.schema.compat_bench import bench_compat, build_history
 
 B, BT = Mode.BACKWARD, Mode.BACKWARD_TRANSITIVE
 F, FT = Mode.FORWARD, Mode.FORWARD_TRANSITIVE

@@ -10,6 +10,6 @@ Modules, by job: `model` (events, subjects, states), `casetypes` (case types and
 calendar from TOML), `clock` (deadlines in working days with pauses: pure functions),
 `projection` (the state machine applied to a batch of events), `tracker` (the `approval`
 service: the projection, the lead's decisions, the operator's deadline sweeps), `workflow`
-(the write side: checks before signing), `views` (办件进度, a case, the supervisor's list),
-`bench` (`govhub bench approval`). docs/approval.md describes the design.
+(the write side: checks before signing), `views` (办件进度, a case, the supervisor's list).
+Its benchmark is hub/bench/approval.py. docs/approval.md describes the design.
 """

@@ -17,9 +17,8 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from hub.cli.bench import bench
 from hub.cli.common import address, async_command, emit, json_option, settings
-from hub.display import console, line, status, styled
+from hub.display import console, line, styled
 from hub.envelope import format_time
 from hub.errors import ConfigError, ServiceError
 from hub.integration.adapter import known_adapters, load_adapter_file, load_plugin
@@ -249,89 +248,6 @@ def list_installed(as_json: bool) -> None:
             )
         console.print(table)
         console.print(f"connectors: {', '.join(connectors)}")
-
-    emit(as_json, result, human)
-
-
-@bench.command("adapters")
-@click.option("--rows", default=20_000, show_default=True, help="Outbox rows.")
-@click.option("--requests", default=2_000, show_default=True, help="Webhook requests.")
-@click.option("--concurrency", default=32, show_default=True, help="Webhook clients at once.")
-@click.option("--files", default=200, show_default=True, help="Files dropped in the folder.")
-@click.option("--file-bytes", default=64 * 1024, show_default=True, help="Size of each file.")
-@json_option
-@click.pass_context
-@async_command
-async def adapters_bench(
-    ctx: click.Context,
-    rows: int,
-    requests: int,
-    concurrency: int,
-    files: int,
-    file_bytes: int,
-    as_json: bool,
-) -> None:
-    """Outbox rows/s, webhook requests/s with p99, folder files/min, each next to raw I/O."""
-    from hub.benchmark import print_results, scratch_hub
-    from hub.integration.bench import bench_adapters
-
-    spinner = status("measuring…") if not as_json else contextlib.nullcontext()
-    with spinner:
-        async with scratch_hub(settings(ctx)) as hub:
-            result = await bench_adapters(
-                hub,
-                rows=rows,
-                requests=requests,
-                concurrency=concurrency,
-                files=files,
-                file_bytes=file_bytes,
-            )
-
-    def human() -> None:
-        o, w, f = result["outbox"], result["webhook"], result["folder"]
-        target = "meets" if o["meets_target"] else "MISSES"
-        print_results(
-            console,
-            f"outbox: {rows:,} rows → signed, acknowledged events ({target} the "
-            f"{o['target_rows_per_s']:,} rows/s target)",
-            [
-                (
-                    "rows/s (read, publish, mark)",
-                    f"{o['govhub']['rows_per_s']:,}",
-                    f"{o['raw_read_publish_mark']['rows_per_s']:,}",
-                ),
-                ("asyncpg reads alone, rows/s", "", f"{o['raw_asyncpg_read']['rows_per_s']:,}"),
-                (
-                    "nats-py publish_async alone, msgs/s",
-                    "",
-                    f"{o['raw_nats_publish_async']['msgs_per_s']:,}",
-                ),
-            ],
-        )
-        print_results(
-            console,
-            f"webhook: {requests:,} signed POSTs, {concurrency} clients",
-            [
-                (
-                    "requests/s",
-                    f"{w['govhub']['requests_per_s']:,}",
-                    f"{w['raw_aiohttp_nats']['requests_per_s']:,}",
-                ),
-                ("p50 ms", str(w["govhub"]["p50_ms"]), str(w["raw_aiohttp_nats"]["p50_ms"])),
-                ("p99 ms", str(w["govhub"]["p99_ms"]), str(w["raw_aiohttp_nats"]["p99_ms"])),
-            ],
-        )
-        print_results(
-            console,
-            f"folder: {files:,} files of {file_bytes:,} bytes → documents through the exchange",
-            [
-                (
-                    "files/min",
-                    f"{f['govhub']['files_per_min']:,}",
-                    f"{f['raw_read_hash_publish_move']['files_per_min']:,}",
-                ),
-            ],
-        )
 
     emit(as_json, result, human)
 

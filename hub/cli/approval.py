@@ -13,7 +13,6 @@ from typing import Any
 import click
 from rich.table import Table
 
-import hub.approval.bench  # noqa: F401  (registers `govhub bench approval`)
 from hub.approval import agent
 from hub.approval.model import Decision
 from hub.approval.tracker import rebuild

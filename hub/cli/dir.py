@@ -15,8 +15,6 @@ from typing import Any
 import click
 from rich.table import Table
 
-from hub.benchmark import scratch_hub
-from hub.cli.bench import bench
 from hub.cli.common import async_command, emit, json_option, settings
 from hub.directory.dcat import default_base, export_catalog
 from hub.directory.mirror import kv_documents
@@ -31,7 +29,7 @@ from hub.directory.store import (
     search_documents,
 )
 from hub.directory.workflow import Directory
-from hub.display import console, line, progress
+from hub.display import console, line
 from hub.envelope import parse_time
 from hub.errors import InputError
 from hub.jsonout import dumps
@@ -453,31 +451,6 @@ async def export_cmd(
         return
     write_output(output, text + "\n")
     click.echo(dumps({"output": output, "format": fmt, "datasets": len(catalog["dcat:dataset"])}))
-
-
-@bench.command("directory")
-@click.option("--entries", default=100_000, show_default=True, help="Entries to publish.")
-@click.option("--queries", "query_count", default=500, show_default=True, help="Timed searches.")
-@json_option
-@click.pass_context
-@async_command
-async def directory_bench(
-    ctx: click.Context, entries: int, query_count: int, as_json: bool
-) -> None:
-    """Directory at scale: publish, materialize, mirror, and search p50/p99 vs a LIKE scan."""
-    from hub.directory.bench import render, run_bench
-
-    with progress(disable=as_json, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_step(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done)
-
-        async with scratch_hub(settings(ctx)) as hub:
-            result = await run_bench(hub, entries, query_count, on_step)
-    emit(as_json, result, lambda: render(console, result))
 
 
 COMMANDS = [dir_group]

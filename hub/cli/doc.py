@@ -18,7 +18,6 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn
 from rich.table import Table
 from rich.text import Text
 
-import hub.exchange.bench  # noqa: F401  (registers `govhub bench documents`)
 from hub.cli.common import async_command, emit, json_option, settings
 from hub.display import console, line, progress
 from hub.envelope import parse_time

@@ -1,8 +1,7 @@
-"""`govhub ops gen-config|nkey|resync`: running a real prefecture; `govhub bench federation`."""
+"""`govhub ops gen-config|nkey|resync`: running a real prefecture."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,10 +10,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from hub.benchmark import print_results
-from hub.cli.bench import bench
 from hub.cli.common import async_command, emit, json_option, run, settings
-from hub.display import console, status
+from hub.display import console
 from hub.embedded import nats_server_binary
 from hub.enrollment import load_participants
 from hub.errors import ConfigError
@@ -207,40 +204,3 @@ def _check(config: Path) -> str:
 
 
 COMMANDS = [ops]
-
-
-@bench.command("federation")
-@click.option(
-    "--events", default=100_000, show_default=True, help="Events queued during the outage."
-)
-@click.option("--samples", default=500, show_default=True, help="Latency samples.")
-@json_option
-@click.pass_context
-def federation_bench(ctx: click.Context, events: int, samples: int, as_json: bool) -> None:
-    """Catch-up after an outage and county→hub latency, on a scratch federated topology."""
-    from hub.federation.bench import bench_federation
-
-    with status("federation benchmark…") if not as_json else contextlib.nullcontext():
-        result = run(bench_federation(settings(ctx), events, samples))
-
-    def human() -> None:
-        ours, raw, outage = (
-            result["latency"]["govhub"],
-            result["latency"]["raw"],
-            result["catch_up"],
-        )
-        print_results(
-            console,
-            f"bench federation: {result['topology']}",
-            [
-                ("county→hub p50 ms", str(ours["p50_ms"]), str(raw["p50_ms"])),
-                ("county→hub p99 ms", str(ours["p99_ms"]), str(raw["p99_ms"])),
-                ("events queued while cut", f"{outage['events']:,}", ""),
-                ("queued (county acks) events/s", f"{outage['queued_per_s']:,}", ""),
-                ("reconnect → first at hub s", str(outage["reconnect_to_first_s"]), ""),
-                ("reconnect → caught up s", str(outage["reconnect_to_caught_up_s"]), ""),
-                ("catch-up events/s", f"{outage['catch_up_per_s']:,}", "(server-side)"),
-            ],
-        )
-
-    emit(as_json, result, human)

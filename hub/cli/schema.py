@@ -12,9 +12,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from hub.cli.bench import bench
 from hub.cli.common import emit, json_option, run, say, settings
-from hub.display import Part, console, line, status
+from hub.display import Part, console, line
 from hub.errors import SchemaError, SchemaIncompatible, SchemaIndistinguishable
 from hub.home import Settings
 from hub.jsonout import dumps
@@ -353,20 +352,6 @@ def _print_schema(data: dict[str, Any]) -> None:
         console.print(table)
     else:
         console.print(json.dumps(js, ensure_ascii=False, indent=2))
-
-
-@bench.command("schema")
-@click.option("--lookups", default=1_000_000, show_default=True, help="Lookups per timed run.")
-@click.option("--rounds", default=30, show_default=True, help="Timed compatibility checks.")
-@click.option("--schemas", default=500, show_default=True, help="Synthetic schemas cached.")
-@json_option
-def schema_bench(lookups: int, rounds: int, schemas: int, as_json: bool) -> None:
-    """Cached fingerprint lookups/s and a 50-field FULL_TRANSITIVE check against 20 versions."""
-    from hub.schema.bench import render, run_bench
-
-    with status("measuring…") if not as_json else contextlib.nullcontext():
-        result = run_bench(lookups, rounds, schemas)
-    emit(as_json, result, lambda: render(console, result))
 
 
 def type_text(js: Any) -> str:

@@ -30,14 +30,11 @@ from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
-from adapters.civil import REGISTER_DDL
-from adapters.civil import SAMPLE as CIVIL_SAMPLE
-from adapters.stats import SAMPLE as STATS_SAMPLE
-from connectors.http import signed_headers
 from hub.demo import Chapter, Story
 from hub.display import line
-from hub.integration.adapter import parse_adapter_file
+from hub.integration.adapter import load_plugin, parse_adapter_file
 from hub.integration.host import build
+from hub.integration.signing import signed_headers
 from hub.runtime import Hub
 
 DSN_ENV = "GOVHUB_DEMO_DEPARTMENT_DSN"
@@ -111,6 +108,26 @@ type = "http"
 url = "{api}"
 """
 
+# The prefecture register's table as its own system keeps it (the civil_assistance adapter's
+# from_hub side writes into it). The demo plays that system, so it holds its own copy of the
+# DDL instead of importing the adapter's: the hub reaches adapters only through entry points.
+REGISTER_DDL = """
+CREATE TABLE IF NOT EXISTS household_assistance (
+    event_id text PRIMARY KEY,
+    source text NOT NULL,
+    case_id text NOT NULL,
+    household_id text NOT NULL,
+    township text NOT NULL,
+    program text NOT NULL,
+    action text NOT NULL,
+    members int NOT NULL,
+    monthly_amount_fen bigint NOT NULL,
+    effective_from date NOT NULL,
+    decided_at timestamptz NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
 DECISIONS = [
     ("木吉乡", "低保", "新增", 3, "1245.00"),
     ("奥依塔克镇", "特困", "新增", 1, "980.00"),
@@ -118,6 +135,13 @@ DECISIONS = [
     ("阿克陶镇", "临时救助", "新增", 2, "1500.00"),
     ("塔尔塔吉克族乡", "低保", "停保", 0, "0.00"),
 ]
+
+
+def _sample(adapter: str) -> dict[str, Any]:
+    """The native sample record of an installed adapter (through its entry point)."""
+    sample = load_plugin(adapter, "demo").sample
+    assert sample is not None, f"the {adapter} adapter has no sample record"
+    return dict(sample)
 
 
 def _free_port() -> int:
@@ -144,11 +168,12 @@ async def _case_system(hub: Hub, run: str) -> list[str]:
     cases = []
     now = datetime.now(UTC).astimezone()
     rows = [*DECISIONS, ("木吉乡", "五保", "新增", 2, "800.00")]  # 五保 is not a programme
+    native = _sample("civil_assistance")["payload"]
     async with hub.pool.acquire() as conn:
         for n, (township, program, action, persons, amount) in enumerate(rows, start=1):
             case_no = f"AKT-{run}-{n:03d}"
             payload = dict(
-                CIVIL_SAMPLE["payload"],
+                native,
                 case_no=case_no,
                 hh_code=f"AKT-{n:05d}",
                 township=township,
@@ -253,7 +278,9 @@ async def _post(url: str, body: bytes, secret: str, key: str) -> tuple[int, dict
 
 async def _statistics_system(url: str, secret: str) -> list[dict[str, Any]]:
     """Artux's statistics system posts its November release (and a re-post, as systems do)."""
-    release = dict(STATS_SAMPLE, published_at=datetime.now(UTC).astimezone().isoformat())
+    release = dict(
+        _sample("monthly_statistics"), published_at=datetime.now(UTC).astimezone().isoformat()
+    )
     body = json.dumps(release, ensure_ascii=False).encode()
     key = uuid.uuid4().hex
     posts = []

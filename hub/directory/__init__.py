@@ -11,5 +11,6 @@ grants), `workflow` (publish, update, withdraw, request, grant, deny, revoke, re
 escalation), `sharing` (the provider-side agent that seals each record to each valid
 grantee, and the grantee's receive), `dcat` (the DCAT 3 JSON-LD export of open entries),
 `mirror` (the KV copy a county mirrors, read offline), `service` (the `directory` service of
-`govhub serve`), `bench` (`govhub bench directory`). docs/directory.md describes the design.
+`govhub serve`). Its benchmark is hub/bench/directory.py. docs/directory.md describes the
+design.
 """

@@ -5,7 +5,7 @@ encryption, reused by the directory), `store` (chunked content in the sender's J
 domain), `access` (each participant's own connection, and which copy of a store it reads),
 `send` and `fetch` (the two ends of a transfer), `receipts` (signed receipts and notices),
 `state` (the state machine), `tracker` (the state tracker service), `ledger` (status, inbox and
-the 收发文 register), `agent` (the recipient agent), `bench` and `benchproc` (`govhub bench
-documents`). docs/exchange.md describes the design; docs/protocol.md fixes the states, events
-and store layout.
+the 收发文 register), `agent` (the recipient agent). Its benchmark is hub/bench/documents.py.
+docs/exchange.md describes the design; docs/protocol.md fixes the states, events and store
+layout.
 """

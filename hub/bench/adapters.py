@@ -9,11 +9,14 @@
   next to reading, hashing, publishing and moving the same files by hand.
 
 Everything runs on the servers of the (scratch) hub in one process, one path after the other.
+Connectors and adapters are found through their entry points (`load_connector`,
+`load_plugin`), as a department's own package would be.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import secrets
@@ -30,23 +33,14 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from adapters.civil import SAMPLE as CIVIL_SAMPLE
-from adapters.civil import assistance_to_hub
-from adapters.office import OfficeOptions, document_to_hub
-from adapters.stats import SAMPLE as STATS_SAMPLE
-from adapters.stats import figures_to_hub
-from connectors.folder import DropFolderSource, DropOptions, sha256_file
-from connectors.http import WebhookOptions, signed_headers
-from connectors.pg_outbox import OutboxSource
-from connectors.postgres import OutboxOptions
-from connectors.webhook import WebhookSource
-from hub.benchmark import Stopwatch, latency_ms, machine
+from hub.bench.measure import Stopwatch, latency_ms, machine
 from hub.bus import provision
-from hub.integration.adapter import AdapterContext
+from hub.integration.adapter import Adapter, AdapterContext, load_plugin
 from hub.integration.bridge import EventSink
-from hub.integration.connector import ConnectorContext, Record, Sink, Source
+from hub.integration.connector import ConnectorContext, Record, Sink, Source, load_connector
 from hub.integration.deadletter import QuarantineDeadLetters
 from hub.integration.pipeline import Pipeline, PipelineOptions
+from hub.integration.signing import signed_headers
 from hub.integration.tomlconfig import Secret
 from hub.runtime import Hub
 from hub.topology import StreamSpec
@@ -57,6 +51,22 @@ RAW_STREAM = StreamSpec(
     "BENCH_ADAPTERS_RAW", ("rawadapters.>",), "benchmark: raw I/O baseline", protect=False
 )
 TARGET_ROWS_PER_S = 3000
+
+
+def _adapter(name: str) -> Adapter:
+    return load_plugin(name, "bench")
+
+
+def _sample(adapter: Adapter) -> dict[str, Any]:
+    assert adapter.sample is not None, f"the {adapter.name} adapter has no sample record"
+    return dict(adapter.sample)
+
+
+def _source_options(connector: str, **options: Any) -> Any:
+    """The source options of an installed connector, built from keyword arguments."""
+    factory = load_connector(connector)
+    assert factory.source_options is not None, f"the {connector} connector has no source side"
+    return factory.source_options(**options)
 
 
 def _pipeline(
@@ -117,10 +127,10 @@ async def _scratch_database(hub: Hub) -> tuple[str, str]:
     return name, sibling_dsn(hub.pg_dsn, name)
 
 
-async def _fill_outbox(dsn: str, rows: int) -> None:
+async def _fill_outbox(dsn: str, rows: int, native: dict[str, Any]) -> None:
     payloads = []
     for n in range(rows):
-        payload = dict(CIVIL_SAMPLE["payload"], case_no=f"B-{n:07d}", hh_code=f"H{n:07d}")
+        payload = dict(native["payload"], case_no=f"B-{n:07d}", hh_code=f"H{n:07d}")
         payloads.append(json.dumps(payload, ensure_ascii=False))
     conn = await asyncpg.connect(dsn)
     try:
@@ -202,20 +212,25 @@ async def bench_outbox(hub: Hub, rows: int) -> dict[str, Any]:
     name, dsn = await _scratch_database(hub)
     os.environ[DSN_ENV] = dsn
     try:
-        options = OutboxOptions(dsn=Secret(env=DSN_ENV), read_batch=1000, max_in_flight=8000)
+        civil = _adapter("civil_assistance")
+        assert civil.to_hub is not None
+        postgres = load_connector("postgres")
+        options = _source_options(
+            "postgres", dsn=Secret(env=DSN_ENV), read_batch=1000, max_in_flight=8000
+        )
         context = ConnectorContext(adapter="bench-outbox", participant="akto.civil")
-        prepare = OutboxSource(options, context)
+        prepare = postgres.source(options, context)
         await prepare.start()
         await prepare.stop()
-        await _fill_outbox(dsn, rows)
+        await _fill_outbox(dsn, rows, _sample(civil))
         sink = EventSink(hub, "akto.civil")
         pipeline = _pipeline(
             hub,
             "bench-outbox",
             "akto.civil",
-            OutboxSource(options, context),
+            postgres.source(options, context),
             sink,
-            assistance_to_hub,
+            civil.to_hub,
             None,
         )
 
@@ -223,8 +238,8 @@ async def bench_outbox(hub: Hub, rows: int) -> dict[str, Any]:
             return pipeline.stats.delivered >= rows and await _unsent(dsn) == 0
 
         seconds = await _run_until(pipeline, done)
-        sample = assistance_to_hub(
-            Record(key="x", value=CIVIL_SAMPLE, kind="HouseholdAssistance"),
+        sample = civil.to_hub(
+            Record(key="x", value=_sample(civil), kind="HouseholdAssistance"),
             AdapterContext("bench", "akto.civil"),
         )
         assert sample is not None
@@ -260,13 +275,14 @@ def _free_port() -> int:
 
 async def _drive(url: str, requests: int, concurrency: int, secret: bytes) -> dict[str, Any]:
     """POST `requests` signed monthly releases with `concurrency` clients; rate and latency."""
+    release = _sample(_adapter("monthly_statistics"))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     numbers = iter(range(requests))
 
     async def client(session: aiohttp.ClientSession) -> None:
         for n in numbers:
-            body = json.dumps({**STATS_SAMPLE, "revision": n}).encode()
+            body = json.dumps({**release, "revision": n}).encode()
             headers = {**signed_headers(secret, body), "Idempotency-Key": uuid.uuid4().hex}
             started = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as response:
@@ -315,17 +331,19 @@ async def bench_webhook(hub: Hub, requests: int, concurrency: int) -> dict[str, 
     os.environ[SECRET_ENV] = secret
     port = _free_port()
     try:
-        options = WebhookOptions(
-            listen=f"127.0.0.1:{port}", path="/figures", hmac_secret=Secret(env=SECRET_ENV)
+        stats = _adapter("monthly_statistics")
+        assert stats.to_hub is not None
+        options = _source_options(
+            "http", listen=f"127.0.0.1:{port}", path="/figures", hmac_secret=Secret(env=SECRET_ENV)
         )
         context = ConnectorContext(adapter="bench-webhook", participant="artux.stats")
         pipeline = _pipeline(
             hub,
             "bench-webhook",
             "artux.stats",
-            WebhookSource(options, context),
+            load_connector("http").source(options, context),
             EventSink(hub, "artux.stats"),
-            figures_to_hub,
+            stats.to_hub,
             None,
         )
         stop = asyncio.Event()
@@ -372,6 +390,15 @@ def _drop(root: Path, files: int, size: int) -> None:
         os.replace(part, drop / name)
 
 
+def _sha256_file(path: Path) -> str:
+    """What the folder connector does per file: hex SHA-256, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while piece := handle.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
 def _raw_folder(root: Path, files: int, size: int) -> tuple[list[bytes], float]:
     _drop(root, files, size)
     done = root / "done"
@@ -379,7 +406,7 @@ def _raw_folder(root: Path, files: int, size: int) -> tuple[list[bytes], float]:
     watch = Stopwatch()
     contents = []
     for path in sorted((root / "drop").glob("*.pdf")):
-        sha256_file(path)
+        _sha256_file(path)
         contents.append(path.read_bytes())
         os.replace(path, done / path.name)
     return contents, watch.stop()
@@ -390,7 +417,9 @@ async def bench_folder(hub: Hub, files: int, size: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-folder-", dir=hub.settings.home.run))
     try:
         root = work / "office"
-        options = DropOptions(path=root, settle_seconds=0, scan_interval=0.05)
+        office = _adapter("office_documents")
+        assert office.to_hub is not None and office.options is not None
+        options = _source_options("folder", path=root, settle_seconds=0, scan_interval=0.05)
         context = ConnectorContext(adapter="bench-folder", participant="pref.office")
         from hub.integration.docbridge import DocumentSink
 
@@ -399,10 +428,10 @@ async def bench_folder(hub: Hub, files: int, size: int) -> dict[str, Any]:
             hub,
             "bench-folder",
             "pref.office",
-            DropFolderSource(options, context),
+            load_connector("folder").source(options, context),
             sink,
-            document_to_hub,
-            OfficeOptions(default_to=("akto.office",)),
+            office.to_hub,
+            office.options(default_to=("akto.office",)),
         )
         _drop(root, files, size)
 

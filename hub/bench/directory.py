@@ -20,7 +20,7 @@ from typing import Any
 from nats.js.api import StreamConfig, StreamSource
 from rich.console import Console
 
-from hub.benchmark import latency_ms, machine, peak_rss_mb, print_results
+from hub.bench.measure import latency_ms, machine, peak_rss_mb, print_results
 from hub.bus import jetstream
 from hub.directory.events import ENTRY_SCHEMA, Kind, dir_subject
 from hub.directory.materializer import Materializer

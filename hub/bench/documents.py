@@ -18,13 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import click
 import nats
 from nats.js.api import ObjectStoreConfig, StorageType
 
-from hub.benchmark import machine, print_results, scratch_hub
-from hub.cli.bench import bench
-from hub.cli.common import async_command, emit, json_option, settings
+from hub.bench.measure import machine, print_results
 from hub.display import console
 from hub.errors import InputError, ServiceError
 from hub.exchange.agent import RecipientAgent
@@ -74,7 +71,7 @@ async def _child(op: str, hub: Hub, **options: str) -> dict[str, Any]:
     args = [
         sys.executable,
         "-m",
-        "hub.exchange.benchproc",
+        "hub.bench.documents_proc",
         op,
         "--nats",
         hub.nats_url,
@@ -283,7 +280,7 @@ async def bench_documents(
     return {"machine": machine(), "large": large, "small": many, "targets": targets}
 
 
-def _human(result: dict[str, Any]) -> None:
+def render(result: dict[str, Any]) -> None:
     large, many = result["large"], result["small"]
     if large is not None:
         g, r = large["govhub"], large["raw_object_store"]
@@ -319,53 +316,3 @@ def _human(result: dict[str, Any]) -> None:
         "targets: "
         + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in result["targets"].items())
     )
-
-
-@bench.command("documents")
-@click.option(
-    "--size", default="1GiB", show_default=True, help="Size of the large file (0 skips it)."
-)
-@click.option(
-    "--small", default=1000, show_default=True, help="Number of small documents (0 skips them)."
-)
-@click.option("--recipients", default=10, show_default=True, help="Recipients per small document.")
-@click.option("--small-size", default=2048, show_default=True, help="Bytes per small document.")
-@click.option(
-    "--classification",
-    type=click.Choice(["public", "internal", "confidential"]),
-    default="internal",
-    show_default=True,
-    help="Classification of the large file (confidential measures the encrypted path).",
-)
-@json_option
-@click.pass_context
-@async_command
-async def documents_bench(
-    ctx: click.Context,
-    size: str,
-    small: int,
-    recipients: int,
-    small_size: int,
-    classification: str,
-    as_json: bool,
-) -> None:
-    """Document exchange vs nats-py's object store: MB/s, peak RSS, documents with receipts."""
-    nbytes = parse_size(size)
-
-    async def measure(hub: Hub) -> dict[str, Any]:
-        return await bench_documents(
-            hub,
-            size=nbytes,
-            small=small,
-            recipients=recipients,
-            small_size=small_size,
-            classification=classification,
-        )
-
-    async with scratch_hub(settings(ctx)) as hub:
-        if as_json:
-            result = await measure(hub)
-        else:
-            with console.status(f"sending {size} and {small:,} documents…"):
-                result = await measure(hub)
-    emit(as_json, result, lambda: _human(result))

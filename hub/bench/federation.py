@@ -25,7 +25,7 @@ from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from hub.benchmark import latency_ms, machine
+from hub.bench.measure import latency_ms, machine
 from hub.bus import close, connect, jetstream
 from hub.federation.credentials import service_nkey
 from hub.home import Home, Settings

@@ -15,7 +15,7 @@ import nats
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from hub.benchmark import Stopwatch, latency_ms, machine
+from hub.bench.measure import Stopwatch, latency_ms, machine
 from hub.bus import Publisher, provision
 from hub.envelope import format_time, parse_time, seal
 from hub.runtime import Hub

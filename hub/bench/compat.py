@@ -1,6 +1,6 @@
 """Time a FULL_TRANSITIVE compatibility check of a wide record against a long version history.
 
-Run ``python -m hub.schema.compat_bench`` to print the figures. The history grows one defaulted
+Run ``python -m hub.bench.compat`` to print the figures. The history grows one defaulted
 field per version, so every version is compatible with every other and the check walks all of
 them.
 """

@@ -25,10 +25,9 @@ import time
 from collections import deque
 from typing import Any
 
-from hub.bench_bus import NOTICE, RAW_STREAM, SENDER, plain_client, raw_batch, raw_publish
-from hub.benchmark import latency_ms, machine
+from hub.bench.bus import NOTICE, RAW_STREAM, SENDER, plain_client, raw_batch, raw_publish
+from hub.bench.measure import children, cpu_seconds, latency_ms, machine, memory_mb
 from hub.bus import PubAck, provision
-from hub.procstat import children, cpu_seconds, memory_mb
 from hub.runtime import Hub
 from hub.sender import BatchSender
 
@@ -137,7 +136,7 @@ def _appender_process(hub: Hub) -> subprocess.Popen[bytes]:
     }
     with (hub.settings.home.root / "bench-appender.log").open("ab") as log:
         return subprocess.Popen(  # the child keeps its own copy of the log's descriptor
-            [sys.executable, "-m", "hub.bench_pipeline"],
+            [sys.executable, "-m", "hub.bench.pipeline"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -323,11 +322,18 @@ async def _child() -> None:
 
 
 def main() -> None:
-    """Entry point of the appender process (`python -m hub.bench_pipeline`)."""
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    from hub.cli.common import run
+    """Entry point of the appender process (`python -m hub.bench.pipeline`).
 
-    run(_child())
+    It runs on uvloop's loop when installed, as `govhub serve` does (hub.cli.common.run), so
+    the appender's CPU per event is the one the service has.
+    """
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_child())
+    else:
+        uvloop.run(_child())
 
 
 if __name__ == "__main__":

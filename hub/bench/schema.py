@@ -18,8 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hub.bench.compat import bench_compat
 from hub.codec import SchemaCache, schema_from_json
-from hub.schema.compat_bench import bench_compat
 from schemas import SCHEMA_DIR
 
 LOOKUP_TARGET_PER_S = 1_000_000

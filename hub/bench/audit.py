@@ -45,7 +45,7 @@ from hub.audit.merkle import leaf_hash
 from hub.audit.note import Checkpoint, Signer, sign_note
 from hub.audit.sequences import SequenceTracker
 from hub.audit.service import AuditLog, AuditService
-from hub.bench_bus import plain_client
+from hub.bench.bus import plain_client
 from hub.db import create_pool, migrate
 from hub.home import Home, Settings
 from hub.runtime import Hub, open_hub

@@ -25,11 +25,10 @@ from typing import Any
 import asyncpg
 
 from hub.audit import bundle, store
-from hub.audit.bench import LeafFactory
-from hub.bench_bus import NOTICE, SENDER
-from hub.bench_pipeline import CpuMeter
-from hub.benchmark import latency_ms, machine
-from hub.procstat import memory_mb
+from hub.bench.audit import LeafFactory
+from hub.bench.bus import NOTICE, SENDER
+from hub.bench.measure import latency_ms, machine, memory_mb
+from hub.bench.pipeline import CpuMeter
 from hub.runtime import Hub
 from hub.sender import BatchSender
 

@@ -1,6 +1,6 @@
 """One measured side of `govhub bench documents`, run in its own process for its peak RSS.
 
-`python -m hub.exchange.benchproc OP --nats URL ...` prints one JSON object: the seconds the
+`python -m hub.bench.documents_proc OP --nats URL ...` prints one JSON object: the seconds the
 transfer took (connection set-up excluded) and the process's peak resident set size. OPs:
 `raw-put` / `raw-get` (nats-py's own object store) and `send` / `fetch` (govhub).
 """
@@ -106,7 +106,7 @@ OPS = {"raw-put": raw_put, "raw-get": raw_get, "send": send, "fetch": fetch}
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the arguments, run one operation, print its JSON result."""
-    parser = argparse.ArgumentParser(prog="hub.exchange.benchproc")
+    parser = argparse.ArgumentParser(prog="hub.bench.documents_proc")
     parser.add_argument("op", choices=sorted(OPS))
     parser.add_argument("--nats", required=True)
     parser.add_argument("--pg", default="")

@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import click
-
 from hub.approval import agent
 from hub.approval.casetypes import load_config
 from hub.approval.model import (
@@ -35,12 +33,10 @@ from hub.approval.model import (
     case_subject,
 )
 from hub.approval.tracker import ApprovalTracker
-from hub.bench_bus import RAW_STREAM, plain_client, raw_publish
-from hub.benchmark import latency_ms, machine, peak_rss_mb, print_results, scratch_hub
+from hub.bench.bus import RAW_STREAM, plain_client, raw_publish
+from hub.bench.measure import latency_ms, machine, peak_rss_mb, print_results
 from hub.bus import provision
-from hub.cli.bench import bench
-from hub.cli.common import async_command, emit, json_option, settings
-from hub.display import console, progress
+from hub.display import console
 from hub.envelope import Envelope, new_event_id
 from hub.runtime import Hub
 
@@ -289,27 +285,3 @@ def render(result: dict[str, Any]) -> None:
             ),
         ],
     )
-
-
-@bench.command("approval")
-@click.option("--cases", default=2000, show_default=True, help="Cases of four reviewers each.")
-@click.option("--rate", default=20.0, show_default=True, help="Cases/s of the latency run.")
-@click.option("--paced", default=200, show_default=True, help="Cases in the latency run.")
-@json_option
-@click.pass_context
-@async_command
-async def approval_bench(
-    ctx: click.Context, cases: int, rate: float, paced: int, as_json: bool
-) -> None:
-    """Parallel approval: cases opened and completed per second, last opinion to decision."""
-    with progress(disable=as_json, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_step(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done)
-
-        async with scratch_hub(settings(ctx)) as hub:
-            result = await run_bench(hub, cases, on_step, rate=rate, paced=paced)
-    emit(as_json, result, lambda: render(result))
