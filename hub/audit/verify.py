@@ -1,4 +1,5 @@
-"""Standalone offline verifier of govhub audit evidence bundles (stdlib + ``cryptography`` only).
+"""Standalone offline verifier of govhub audit evidence bundles (stdlib + ``cryptography`` only;
+``tongsuopy`` too when the evidence holds SM2 signatures of the gm suite).
 
 ``python -m hub.audit.verify BUNDLE [--trust TRUST.json] [--json]`` exits 0 when everything
 verifies, 1 naming the first item that fails, 2 when an input is unreadable or malformed.
@@ -9,7 +10,8 @@ Evidence bundle v1, one JSON object (times RFC 3339 or null = unbounded; bytes s
     origin            the checkpoint origin line
     log_keys          [{vkey: "<name>+<hex id>+<b64(0x01||key)>", not_before, not_after}]
     witnesses         {keys: ["<name>+<hex id>+<b64(0x04||key)>", ...], k: int}    (optional)
-    participant_keys  [{participant, key_id: hex16, public_key: raw 32 bytes,
+    participant_keys  [{participant, key_id: hex16, public_key: raw 32 bytes (Ed25519) or the
+                        65-byte SM2 point, algorithm: "ed25519" (default) or "sm2",
                         not_before (required), not_after, revoked_at}]
     checkpoints       [signed checkpoint note, ...] ascending; entries are proven against the last
     consistency       [{old_size, new_size, proof: [hash, ...]}] one per consecutive pair
@@ -79,10 +81,43 @@ class LogKey:
 class ParticipantKey:
     """A registered sender key; times in POSIX seconds (inf when unset)."""
 
-    public_key: Ed25519PublicKey
+    public_key: Any
     not_before: float
     not_after: float
     revoked_at: float
+    algorithm: str = "ed25519"
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        """Check a signature with the key's algorithm; InvalidSignature when it fails."""
+        if self.algorithm == "ed25519":
+            self.public_key.verify(signature, message)
+            return
+        # SM2 over SM3 with the default signer ID 1234567812345678 (wire contract v1-sm2).
+        from tongsuopy.crypto import exceptions, hashes
+        from tongsuopy.crypto.asymciphers import ec
+
+        try:
+            self.public_key.verify(signature, message, ec.ECDSA(hashes.SM3()))
+        except (exceptions.InvalidSignature, ValueError):
+            raise InvalidSignature from None
+
+
+def _sm3(data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+
+    digest = hashes.Hash(hashes.SM3())
+    digest.update(data)
+    return digest.finalize()
+
+
+def _sm2_public(raw: bytes, where: str) -> Any:
+    try:
+        from tongsuopy.crypto.asymciphers import ec
+    except ImportError:  # pragma: no cover - tongsuopy is a govhub dependency
+        raise BundleError(f"{where} is an SM2 key: checking it needs tongsuopy") from None
+    if len(raw) != 65 or raw[0] != 4:
+        raise BundleError(f"{where}.public_key is not a 65-byte uncompressed SM2 point")
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SM2(), raw)
 
 
 @dataclass(frozen=True)
@@ -187,29 +222,49 @@ def load_trust(obj: Any, source: str) -> Trust:
         participants = {}
         for i, item in enumerate(_get(obj, "participant_keys", list, source, True) or []):
             where = f"{source}.participant_keys[{i}]"
-            _known(item, "participant key_id public_key not_before not_after revoked_at", where)
+            _known(
+                item,
+                "participant key_id public_key algorithm not_before not_after revoked_at",
+                where,
+            )
             raw = _b64(_get(item, "public_key", str, where), f"{where}.public_key")
             key_id = _get(item, "key_id", str, where)
-            if len(raw) != 32 or hashlib.sha256(raw).digest()[:8].hex() != key_id:
-                raise BundleError(f"{where}.key_id does not match its 32-byte public key")
+            algorithm = item.get("algorithm", "ed25519")
+            if algorithm == "sm2":
+                if len(raw) != 65 or _sm3(raw)[:8].hex() != key_id:
+                    raise BundleError(f"{where}.key_id does not match its 65-byte SM2 key")
+                public: Any = _sm2_public(raw, where)
+            elif algorithm == "ed25519":
+                if len(raw) != 32 or hashlib.sha256(raw).digest()[:8].hex() != key_id:
+                    raise BundleError(f"{where}.key_id does not match its 32-byte public key")
+                public = Ed25519PublicKey.from_public_bytes(raw)
+            else:
+                raise BundleError(f"{where}.algorithm must be ed25519 or sm2")
             name = _get(item, "participant", str, where)
             if (name, key_id) in participants:
                 raise BundleError(f"{where} lists key {name}/{key_id} a second time")
             participants[name, key_id] = ParticipantKey(
-                Ed25519PublicKey.from_public_bytes(raw),
+                public,
                 _time(item.get("not_before"), f"{where}.not_before"),
                 _time(item.get("not_after"), f"{where}.not_after", math.inf),
                 _time(item.get("revoked_at"), f"{where}.revoked_at", math.inf),
+                algorithm,
             )  # fmt: skip
     except ValueError as exc:  # a NoteError from a key string, or a key cryptography refuses
         raise BundleError(f"{source}: {exc}") from exc
     return Trust(log_keys, witnesses, k, participants, source)
 
 
-def sender_signing_input(subject: str, headers: dict[str, str], body: bytes) -> bytes:
-    """Return the wire-contract v1 signing input: ``govhub-sig-v1`` and six more lines."""
+def sender_signing_input(
+    subject: str, headers: dict[str, str], body: bytes, algorithm: str = "ed25519"
+) -> bytes:
+    """Return the v1 signing input: ``govhub-sig-v1`` and six more lines ending in the body's
+    SHA-256, or for an SM2 key (v1-sm2) ``govhub-sig-v1-sm2`` with the body's SM3."""
     fields = [headers["ce-id"], headers["ce-source"], headers["ce-type"], headers["ce-time"]]
-    lines = ["govhub-sig-v1", subject, *fields, hashlib.sha256(body).hexdigest()]
+    if algorithm == "sm2":
+        lines = ["govhub-sig-v1-sm2", subject, *fields, _sm3(body).hex()]
+    else:
+        lines = ["govhub-sig-v1", subject, *fields, hashlib.sha256(body).hexdigest()]
     return "".join(line + "\n" for line in lines).encode()
 
 
@@ -302,12 +357,13 @@ def _check_sender(leaf: dict[str, Any], trust: Trust) -> None:
     try:
         if batched:
             signed = batch_signing_input(leaf["subject"], headers, body)
-            if signed is None:
+            if signed is None or key.algorithm != "ed25519":
                 raise VerificationError(f"the batch signature headers of key {ref} are malformed")
-            key.public_key.verify(signed[1], signed[0])
+            key.verify(signed[1], signed[0])
         else:
             signature = _b64(headers["govhub-sig"], "header govhub-sig")
-            key.public_key.verify(signature, sender_signing_input(leaf["subject"], headers, body))
+            signed_input = sender_signing_input(leaf["subject"], headers, body, key.algorithm)
+            key.verify(signature, signed_input)
     except InvalidSignature:
         raise VerificationError(f"sender signature does not verify with key {ref}") from None
 

@@ -36,10 +36,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESGCMSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from hub.envelope import SigningKey, format_time, key_id
+from hub.envelope import SigningKey, format_time
 from hub.errors import ContentCorrupted, InputError, KeyStoreError, NotRecipient, RegistryError
 from hub.keys import KeyStore
 from hub.participants import EncryptionKey, Participant
+from hub.suites import INTL
 
 SUITE_X25519 = "x25519"
 SUITE_HYBRID = "mlkem768-x25519"
@@ -105,6 +106,11 @@ def public_key(suite: str, encoded: bytes) -> PublicKey:
         raise RegistryError(f"a registered {suite} encryption key is malformed: {exc}") from exc
 
 
+def key_id(public: bytes) -> str:
+    """An encryption key's id: the first 8 bytes of SHA-256 over its public bytes, in hex."""
+    return INTL.key_id(public)
+
+
 @dataclass(frozen=True)
 class NewKey:
     """A freshly generated encryption key: its seed stays on the participant's machine."""
@@ -150,7 +156,7 @@ def new_registered_keys(
                 public_key=new.public_key,
                 not_before=not_before,
                 signing_key_id=signer.key_id,
-                signature=signer.private_key.sign(message),
+                signature=signer.sign(message),
             )
         )
     return tuple(made)
@@ -165,13 +171,12 @@ def check_attestation(participant: Participant, key: EncryptionKey) -> None:
     if key.key_id != key_id(key.public_key):
         raise RegistryError(f"{participant.id}'s encryption key {key.key_id} has a wrong key id")
     try:
-        signing = participant.public_key(key.signing_key_id)
-        signing.verify(
-            key.signature,
-            attestation_input(
-                participant.id, key.suite, key.key_id, key.public_key, key.not_before
-            ),
+        signing = participant.key(key.signing_key_id).suite
+        message = attestation_input(
+            participant.id, key.suite, key.key_id, key.public_key, key.not_before
         )
+        if not signing.verify(participant.public_key(key.signing_key_id), key.signature, message):
+            raise InvalidSignature
     except (InvalidSignature, ValueError) as exc:
         raise RegistryError(
             f"{participant.id}'s encryption key {key.key_id} is not signed by its own key"
