@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+
 from hub.envelope import format_time, parse_time
 from hub.errors import Reason, RejectedEvent
 from hub.suites import ED25519, Suite, by_algorithm
@@ -133,9 +134,7 @@ class Participant:
     keys: tuple[ParticipantKey, ...] = ()
     created_at: datetime | None = None
     encryption_keys: tuple[EncryptionKey, ...] = ()
-    _public: dict[str, Any] = field(
-        default_factory=dict, repr=False, compare=False, hash=False
-    )
+    _public: dict[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     @property
     def current_key(self) -> ParticipantKey | None:

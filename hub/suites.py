@@ -177,9 +177,7 @@ def for_public_key(raw: bytes) -> Suite:
     for suite in SUITES.values():
         if len(raw) == suite.public_length:
             return suite
-    raise ValueError(
-        "a public key is 32 raw Ed25519 bytes or the 65-byte uncompressed SM2 point"
-    )
+    raise ValueError("a public key is 32 raw Ed25519 bytes or the 65-byte uncompressed SM2 point")
 
 
 def of_signature(signature: bytes) -> Suite | None:
