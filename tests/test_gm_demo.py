@@ -95,8 +95,8 @@ def test_the_demo_in_gm_signs_everything_with_sm2_that_gmssl_verifies(tmp_path: 
             elif leaf["reason"] == "bad_signature" and found is not None:
                 # The demo's forgery: gmssl must refuse it as the hub did.
                 signature = base64.b64decode(headers["govhub-sig"])
-                message = signing_input(leaf["subject"], headers["ce-id"], headers["ce-source"],
-                                        headers["ce-type"], headers["ce-time"], body, GM)  # fmt: skip
+                fields = [headers[f"ce-{n}"] for n in ("id", "source", "type", "time")]
+                message = signing_input(leaf["subject"], *fields, body, GM)
                 assert not gmssl_verify(found[1], signature, message)
                 refused += 1
         assert checked >= 100, checked
