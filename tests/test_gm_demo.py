@@ -21,7 +21,7 @@ import pytest
 
 from hub.envelope import signing_input
 from hub.suites import GM
-from tests.gm_support import check_gm_event, gmssl_verify
+from tests.gm_support import check_gm_event, gmssl_sm3, gmssl_verify
 
 pytestmark = pytest.mark.servers  # starts its own servers (embedded, through the CLI)
 
@@ -54,6 +54,37 @@ async def _audit_record(
     finally:
         await conn.close()
     return leaves, keys, notes
+
+
+def _check_audit_in_gm(home: Path, tmp_path: Path) -> None:
+    """Every checkpoint carries the Ed25519 line and an SM2 line gmssl verifies; the offline
+    verifier checks both."""
+    bundle_path = tmp_path / "bundle.json"
+    exported = _govhub(home, "audit", "export", "--out", str(bundle_path))
+    assert exported.returncode == 0, exported.stderr
+    bundle = json.loads(bundle_path.read_text())
+    sm2_keys = bundle["log_keys_sm2"]
+    assert len(sm2_keys) == 1 and len(bundle["log_keys"]) >= 1
+    vkey = sm2_keys[0]["vkey"]
+    name, key_hex, material = vkey.split("+", 2)
+    raw = base64.b64decode(material)
+    assert raw.startswith(b"\xffgovhub-sm2-sm3") and len(raw) == 15 + 65
+    point = raw[15:]
+    assert gmssl_sm3(name.encode() + b"\n" + raw)[:4].hex() == key_hex
+    for text in bundle["checkpoints"]:
+        body, _, block = text.rpartition("\n\n")
+        lines = [line.removeprefix("— ") for line in block.strip("\n").split("\n")]
+        sm2_lines = [base64.b64decode(b64) for n, b64 in (line.split(" ") for line in lines)
+                     if n == name and base64.b64decode(b64)[:4].hex() == key_hex]  # fmt: skip
+        assert len(sm2_lines) == 1, text
+        assert gmssl_verify(point, sm2_lines[0][4:], (body + "\n").encode())
+        assert len(lines) >= 2  # the Ed25519 line stays for C2SP verifiers
+    verified = subprocess.run(
+        [sys.executable, "-m", "hub.audit.verify", str(bundle_path), "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["sm2_checkpoint_signatures"] is True
 
 
 def test_the_demo_in_gm_signs_everything_with_sm2_that_gmssl_verifies(tmp_path: Path) -> None:
@@ -101,6 +132,7 @@ def test_the_demo_in_gm_signs_everything_with_sm2_that_gmssl_verifies(tmp_path: 
                 refused += 1
         assert checked >= 100, checked
         assert refused >= 1
+        _check_audit_in_gm(home, tmp_path)
     finally:
         down = _govhub(home, "down")
         assert down.returncode == 0, down.stderr

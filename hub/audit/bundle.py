@@ -193,6 +193,7 @@ async def write_bundle(
         "log_keys": trust["log_keys"],
         "witnesses": trust["witnesses"],
         "participant_keys": await participant_keys(pool),
+        **({"log_keys_sm2": trust["log_keys_sm2"]} if trust.get("log_keys_sm2") else {}),
         "checkpoints": [c.note for c in chain],
         "consistency": [
             {
