@@ -328,9 +328,14 @@ def render(console: Console, facts: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"{REJECTER} sent it back: {c['rejection']}")
     s = facts["confidential"]
+    how = (
+        "its key wrapped with SM2 encryption and its content in SM4-GCM (sm2)"
+        if s["suite"] == crypto.SUITE_SM2
+        else f"sealed with HPKE ({s['suite']}, post-quantum hybrid)"
+    )
     console.print(
-        f"{REGION} sends a confidential document, sealed with HPKE ({s['suite']}, post-quantum "
-        f"hybrid) to {' and '.join(SECRET_TO)}; the store holds only ciphertext "
+        f"{REGION} sends a confidential document, {how}, to {' and '.join(SECRET_TO)}; "
+        "the store holds only ciphertext "
         f"({'yes' if s['ciphertext_in_store'] else 'NO'})."
     )
     for reader, ok in s["opened_by"].items():
