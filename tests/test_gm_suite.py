@@ -214,3 +214,19 @@ def test_sm2_keys_round_trip_through_the_keystore(tmp_path) -> None:  # type: ig
     assert isinstance(loaded.private_key, ec.EllipticCurvePrivateKey)
     intl = KeyStore(tmp_path, b"pass").generate("akto.civil")
     assert KeyStore(tmp_path, b"pass").current("akto.civil").public_bytes == intl.public_bytes
+
+
+def test_bench_suites_puts_both_suites_side_by_side() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    result = CliRunner().invoke(cli, ["bench", "suites", "--seconds", "0.05", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [s["suite"] for s in data["suites"]] == ["intl", "gm"]
+    assert all(s["sign_per_s"] > 0 and s["verify_per_s"] > 0 for s in data["suites"])
+    assert data["suites"][1]["public_key_bytes"] == 65
+    assert data["machine"]["cores"]

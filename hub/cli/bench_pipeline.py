@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from hub.benchmark import print_results, scratch_hub
-from hub.cli.bench import bench
+from hub.cli.bench import bench, bench_suite_option
 from hub.cli.common import async_command, emit, json_option, settings
 from hub.display import console, status
 
@@ -41,6 +41,7 @@ def _rates(text: str) -> list[float]:
     is_flag=True,
     help="Also run the full-speed pass with one signature per event (govhub-sig-v1).",
 )
+@bench_suite_option
 @json_option
 @click.pass_context
 @async_command
@@ -52,17 +53,22 @@ async def pipeline_bench(
     seconds: float,
     plot_path: str,
     compare_v1: bool,
+    suite: str | None,
     as_json: bool,
 ) -> None:
     """Record → sign → JetStream → verify → Merkle → PostgreSQL, next to raw nats-py publishing."""
     from hub.bench_pipeline import bench_pipeline
     from hub.benchplot import write_plot
 
+    conf = settings(ctx).with_suite(suite)
     with status("measuring the pipeline…") if not as_json else _null():
-        async with scratch_hub(settings(ctx)) as hub:
+        async with scratch_hub(conf) as hub:
             result = await bench_pipeline(
                 hub, events, size, _rates(rates), seconds, compare_v1=compare_v1
             )
+    result["suite"] = conf.suite.name
+    if conf.suite.name == "gm":
+        result["signatures"] = "govhub-sig-v1-sm2 (one SM2 signature per event; no v2 in gm yet)"
     target = Path(plot_path)
     note: str | None = "plot skipped: no --rates"
     if result["loads"]:
@@ -73,7 +79,8 @@ async def pipeline_bench(
         ours, raw = result["govhub"], result
         print_results(
             console,
-            f"bench pipeline: {events:,} events of {result['body_bytes']} bytes, audited",
+            f"bench pipeline ({result['suite']} suite): {events:,} events of "
+            f"{result['body_bytes']} bytes, audited",
             [
                 (
                     "events/s (publish → audited)",
