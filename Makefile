@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck check bench clean
+.PHONY: demo demo-gm test test-fast lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/govhub --home .govhub/demo demo
+
+# The same scenario on the national suite: SM2 signatures over SM3, SM4 sealing (docs/gm.md).
+demo-gm: $(STAMP)
+	$(BIN)/govhub --home .govhub/demo-gm demo --suite gm
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup

@@ -26,6 +26,7 @@ from hub.exchange.crypto import new_registered_keys
 from hub.keys import CertificateAuthority, KeyStore
 from hub.participants import PARTICIPANTS_BUCKET, EncryptionKey, Participant, ParticipantKey
 from hub.subjects import check_participant_id, subject_for
+from hub.suites import for_public_key
 
 log = structlog.get_logger("hub.enrollment")
 
@@ -69,6 +70,7 @@ async def load_participants(
                 not_before=k["not_before"],
                 not_after=k["not_after"],
                 certificate_pem=k["certificate_pem"],
+                algorithm=k["algorithm"],
             )
         )
     encryption = await db.fetch(
@@ -151,12 +153,7 @@ class Enrollment:
                     signer = self._keystore.generate(spec.id)
                     public = signer.public_bytes
                     encryption = new_registered_keys(self._keystore, signer, now)
-                key = ParticipantKey(
-                    key_id=key_id(public),
-                    public_key=public,
-                    not_before=now,
-                    certificate_pem=self._ca.issue(spec.id, spec.name, public, now),
-                )
+                key = _new_key(self._ca, spec.id, spec.name, public, now)
                 await conn.execute(
                     "INSERT INTO participants (id, unit, name, role, created_at)"
                     " VALUES ($1, $2, $3, $4, $5)",
@@ -194,12 +191,7 @@ class Enrollment:
         signer = self._keystore.generate(participant)
         public = signer.public_bytes
         encryption = new_registered_keys(self._keystore, signer, now)
-        key = ParticipantKey(
-            key_id=key_id(public),
-            public_key=public,
-            not_before=now,
-            certificate_pem=self._ca.issue(participant, current.name, public, now),
-        )
+        key = _new_key(self._ca, participant, current.name, public, now)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE participant_keys SET not_after = $2"
@@ -283,17 +275,35 @@ class Enrollment:
         await self._publisher.publish_many(envs)
 
 
+def _new_key(
+    ca: CertificateAuthority, participant: str, name: str, public: bytes, now: datetime
+) -> ParticipantKey:
+    """A registry key for a raw public key, in the suite its form names (hub/suites.py).
+
+    Ed25519 keys get an X.509 certificate from the prefecture root; SM2 keys get none yet
+    (the SM2 deployment CA is not built: docs/gm.md), so their trust is the signed registry.
+    """
+    suite = for_public_key(public)
+    return ParticipantKey(
+        key_id=key_id(public),
+        public_key=public,
+        not_before=now,
+        certificate_pem=ca.issue(participant, name, public, now) if suite.name == "intl" else "",
+        algorithm=suite.algorithm,
+    )
+
+
 async def _insert_key(conn: asyncpg.Connection, participant: str, key: ParticipantKey) -> None:
     await conn.execute(
-        "INSERT INTO participant_keys"
-        " (participant_id, key_id, public_key, not_before, not_after, certificate_pem)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO participant_keys (participant_id, key_id, public_key, not_before,"
+        " not_after, certificate_pem, algorithm) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         participant,
         key.key_id,
         key.public_key,
         key.not_before,
         key.not_after,
         key.certificate_pem,
+        key.algorithm,
     )
 
 

@@ -8,7 +8,6 @@ is the normative description; this module is its implementation and must not dri
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
 import time
@@ -16,9 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import Any
 
 from hub.batchsig import (
     H_BATCH_SIG,
@@ -28,6 +25,7 @@ from hub.batchsig import (
     read_proof,
 )
 from hub.errors import Reason, RejectedEvent
+from hub.suites import INTL, Suite, for_public_key, of_signature
 
 SIG_V1 = "govhub-sig-v1"
 CONTENT_TYPE = "application/avro"
@@ -96,17 +94,24 @@ def parse_time(text: str) -> datetime:
 
 
 def key_id(public_key: bytes) -> str:
-    """Lowercase hex of the first 8 bytes of SHA-256 over the raw 32-byte Ed25519 public key."""
-    return hashlib.sha256(public_key).digest()[:8].hex()
+    """The key id of a raw public key: first 8 bytes of SHA-256 over a 32-byte Ed25519 key,
+    or of SM3 over a 65-byte uncompressed SM2 point (v1-sm2), in lowercase hex."""
+    return for_public_key(public_key).key_id(public_key)
 
 
 def signing_input(
-    subject: str, event_id: str, source: str, type_name: str, time_text: str, body: bytes
+    subject: str,
+    event_id: str,
+    source: str,
+    type_name: str,
+    time_text: str,
+    body: bytes,
+    suite: Suite = INTL,
 ) -> bytes:
-    """The exact bytes an Ed25519 signature covers in govhub-sig-v1."""
-    digest = hashlib.sha256(body).hexdigest()
+    """The exact bytes a signature covers: govhub-sig-v1, or govhub-sig-v1-sm2 with SM3."""
+    digest = suite.hash(body).hex()
     return (
-        f"{SIG_V1}\n{subject}\n{event_id}\n{source}\n{type_name}\n{time_text}\n{digest}\n"
+        f"{suite.sig_v1}\n{subject}\n{event_id}\n{source}\n{type_name}\n{time_text}\n{digest}\n"
     ).encode()
 
 
@@ -141,22 +146,23 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """A participant's Ed25519 signing key together with the identity it signs as."""
+    """A participant's signing key (Ed25519 or SM2) together with the identity it signs as."""
 
     participant: str
-    private_key: Ed25519PrivateKey = field(repr=False)
+    private_key: Any = field(repr=False)
     public_bytes: bytes
     key_id: str
+    suite: Suite = INTL
 
     @classmethod
-    def from_private(cls, participant: str, private_key: Ed25519PrivateKey) -> SigningKey:
-        """Wrap a private key, deriving its public bytes and key id."""
-        from cryptography.hazmat.primitives import serialization
+    def from_private(cls, participant: str, private_key: Any, suite: Suite = INTL) -> SigningKey:
+        """Wrap a private key of a suite, deriving its public bytes and key id."""
+        raw = suite.public_bytes(private_key)
+        return cls(participant, private_key, raw, suite.key_id(raw), suite)
 
-        raw = private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        return cls(participant, private_key, raw, key_id(raw))
+    def sign(self, message: bytes) -> bytes:
+        """Sign with the key's suite (Ed25519, or SM2/SM3 DER)."""
+        return self.suite.sign(self.private_key, message)
 
 
 def seal(
@@ -171,8 +177,8 @@ def seal(
     """Build the headers of a new event and sign it; the body is already encoded."""
     event_id = event_id or new_event_id()
     time_text = time_text or format_time()
-    signature = key.private_key.sign(
-        signing_input(subject, event_id, key.participant, type_name, time_text, body)
+    signature = key.sign(
+        signing_input(subject, event_id, key.participant, type_name, time_text, body, key.suite)
     )
     headers = {
         H_SPECVERSION: "1.0",
@@ -202,6 +208,8 @@ class SignedFields:
     signature: bytes
     batch: BatchProof | None = None
     """Set for a govhub-sig-v2 event: its place in the signed batch (hub/batchsig.py)."""
+    suite: Suite = INTL
+    """The suite the signature's form belongs to (hub/suites.py): what signed the event."""
 
 
 def check_size(body: bytes) -> None:
@@ -257,6 +265,7 @@ def read_fields(env: Envelope) -> SignedFields:
             Reason.BAD_HEADER, "govhub-key must be <participant-id>/<16 hex digits>"
         )
     batch: BatchProof | None = None
+    suite: Suite = INTL
     if batched:
         signature, batch = read_proof(headers)
     else:
@@ -264,8 +273,13 @@ def read_fields(env: Envelope) -> SignedFields:
             signature = base64.b64decode(headers[H_SIG], validate=True)
         except ValueError:  # binascii.Error, or plain ValueError for non-ASCII text
             raise RejectedEvent(Reason.BAD_HEADER, "govhub-sig is not standard base64") from None
-        if len(signature) != 64:
-            raise RejectedEvent(Reason.BAD_HEADER, "govhub-sig must be a 64-byte Ed25519 signature")
+        found = of_signature(signature)
+        if found is None:
+            raise RejectedEvent(
+                Reason.BAD_HEADER,
+                "govhub-sig must be a 64-byte Ed25519 signature or a DER-encoded SM2 signature",
+            )
+        suite = found
     return SignedFields(
         event_id=headers[H_ID],
         source=headers[H_SOURCE],
@@ -276,11 +290,15 @@ def read_fields(env: Envelope) -> SignedFields:
         key_id=kid,
         signature=signature,
         batch=batch,
+        suite=suite,
     )
 
 
-def check_signature(env: Envelope, fields: SignedFields, public_key: Ed25519PublicKey) -> None:
-    """Verify the Ed25519 signature (v1, or v2 over the batch root), or raise RejectedEvent."""
+def check_signature(env: Envelope, fields: SignedFields, public_key: Any) -> None:
+    """Verify the signature (v1 or v1-sm2, or v2 over the batch root), or raise RejectedEvent.
+
+    `public_key` is the parsed key of `fields.suite`; the verifier has already checked that the
+    sender's registered key belongs to that suite (Reason.SUITE_MISMATCH otherwise)."""
     if fields.batch is not None:
         check_batch_signature(
             env.subject,
@@ -303,14 +321,13 @@ def check_signature(env: Envelope, fields: SignedFields, public_key: Ed25519Publ
             fields.type_name,
             fields.time_text,
             env.body,
+            fields.suite,
         )
     except UnicodeEncodeError:  # a lone surrogate: no UTF-8 signing input, so nothing signed it
         raise RejectedEvent(Reason.BAD_HEADER, UNSIGNABLE) from None
-    try:
-        public_key.verify(fields.signature, message)
-    except InvalidSignature:
+    if not fields.suite.verify(public_key, fields.signature, message):
         raise RejectedEvent(
             Reason.BAD_SIGNATURE,
             f"the signature of event {fields.event_id} does not verify with key "
             f"{fields.key_participant}/{fields.key_id}",
-        ) from None
+        )

@@ -125,6 +125,9 @@ class Reason(enum.StrEnum):
     KEY_NOT_VALID = "key_not_valid"
     PARTICIPANT_REVOKED = "participant_revoked"
     BAD_SIGNATURE = "bad_signature"
+    # The event is signed in one crypto suite (hub/suites.py) but the key it names is
+    # registered in the other: refused before any signature is checked.
+    SUITE_MISMATCH = "suite_mismatch"
     SUBJECT_NOT_ALLOWED = "subject_not_allowed"
     NOT_AVRO = "not_avro"
     UNKNOWN_SCHEMA = "unknown_schema"

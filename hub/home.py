@@ -2,6 +2,7 @@
 
 ```
 <home>/
+  config.toml                `[hub] suite = "intl" | "gm"`: the crypto suite (hub/suites.py)
   keys/ ca/ secrets/         private material (see hub/keys.py), 0700
   nats/                      embedded nats-server config, JetStream store, log
   postgres/                  embedded PostgreSQL data and log
@@ -9,13 +10,21 @@
 ```
 
 `GOVHUB_NATS_URL` and `GOVHUB_PG_DSN` switch to external servers with no other change.
+The suite comes from `--suite` (`govhub up`, `govhub demo`), else `GOVHUB_SUITE`, else the
+home's config.toml, else `intl`; `up --suite` and `demo --suite` record it in config.toml so
+every later command of the home signs in the same suite.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from hub import suites
+from hub.errors import ConfigError
+from hub.suites import Suite
+from hub.userfiles import parse_toml
 
 HOME_ENV = "GOVHUB_HOME"
 NATS_URL_ENV = "GOVHUB_NATS_URL"
@@ -28,6 +37,11 @@ class Home:
     """Paths inside a govhub home folder."""
 
     root: Path
+
+    @property
+    def config_file(self) -> Path:
+        """The home's settings: `[hub] suite`."""
+        return self.root / "config.toml"
 
     @property
     def keys(self) -> Path:
@@ -84,6 +98,8 @@ class Settings:
     home: Home
     nats_url: str | None = None
     pg_dsn: str | None = None
+    suite: Suite = suites.DEFAULT
+    """The crypto suite this home signs in; receivers verify each sender in its own."""
 
     @property
     def external(self) -> bool:
@@ -94,8 +110,57 @@ class Settings:
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
         """Settings from `--home` (or GOVHUB_HOME) and the external-server variables."""
         root = Path(home or os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve()
+        chosen = Home(root)
+        try:
+            suite = suites.from_env(configured_suite(chosen) or suites.DEFAULT)
+        except suites.UnknownSuite as exc:
+            raise ConfigError(f"{suites.SUITE_ENV}: {exc}") from None
         return cls(
-            home=Home(root),
+            home=chosen,
             nats_url=os.environ.get(NATS_URL_ENV) or None,
             pg_dsn=os.environ.get(PG_DSN_ENV) or None,
+            suite=suite,
         )
+
+    def with_suite(self, name: str | None) -> Settings:
+        """These settings with the suite of a `--suite` option (unchanged when None)."""
+        if name is None:
+            return self
+        return replace(self, suite=suites.by_name(name))
+
+
+def configured_suite(home: Home) -> Suite | None:
+    """The suite named by `[hub] suite` in the home's config.toml, if any."""
+    path = home.config_file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    data = parse_toml(text, str(path))
+    unknown = sorted(set(data) - {"hub"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown section {unknown[0]!r}; the one section is [hub]")
+    section = data.get("hub", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: hub must be a table")
+    extra = sorted(set(section) - {"suite"})
+    if extra:
+        raise ConfigError(f'{path}: hub: unknown key "{extra[0]}"; the one key is suite')
+    name = section.get("suite")
+    if name is None:
+        return None
+    if not isinstance(name, str) or name not in suites.SUITES:
+        raise ConfigError(f"{path}: hub.suite must be one of {', '.join(suites.SUITES)}")
+    return suites.by_name(name)
+
+
+def record_suite(home: Home, suite: Suite) -> None:
+    """Write `[hub] suite` into the home's config.toml (the file holds nothing else yet)."""
+    home.root.mkdir(parents=True, exist_ok=True)
+    home.config_file.write_text(
+        "# govhub home settings (hub/home.py)\n[hub]\n"
+        f'suite = "{suite.name}"  # crypto suite: intl (Ed25519, SHA-256) or gm (SM2, SM3, SM4)\n',
+        encoding="utf-8",
+    )

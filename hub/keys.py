@@ -32,6 +32,7 @@ from cryptography.x509.oid import NameOID
 from hub.envelope import SigningKey
 from hub.errors import KeyStoreError
 from hub.subjects import check_participant_id
+from hub.suites import DEFAULT, SUITES, Suite
 
 PASSPHRASE_ENV = "GOVHUB_KEY_PASSPHRASE"
 PASSPHRASE_FILE_ENV = "GOVHUB_KEY_PASSPHRASE_FILE"
@@ -83,27 +84,27 @@ def raw_public(public_key: Ed25519PublicKey) -> bytes:
 
 
 class KeyStore:
-    """Encrypted Ed25519 private keys of the participants this machine acts as."""
+    """Encrypted private signing keys (Ed25519 or SM2) of the participants this machine acts as.
 
-    def __init__(self, directory: Path, passphrase: bytes) -> None:
+    `suite` is the suite new keys are generated in (the hub's, hub/suites.py); keys already on
+    disk load in whichever suite they are, so a machine keeps signing history-compatible
+    events with the keys it has while a migration rotates them.
+    """
+
+    def __init__(self, directory: Path, passphrase: bytes, suite: Suite = DEFAULT) -> None:
         self._dir = directory
         self._passphrase = passphrase
+        self.suite = suite
         self._loaded: dict[tuple[str, str], SigningKey] = {}
 
-    def _encrypt(self, key: Ed25519PrivateKey) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(self._passphrase),
-        )
-
-    def generate(self, participant: str) -> SigningKey:
-        """Create a new key for a participant and make it the current one."""
+    def generate(self, participant: str, suite: Suite | None = None) -> SigningKey:
+        """Create a new key (in the store's suite unless told) and make it the current one."""
         check_participant_id(participant)
-        private = Ed25519PrivateKey.generate()
-        key = SigningKey.from_private(participant, private)
+        suite = suite or self.suite
+        private = suite.generate()
+        key = SigningKey.from_private(participant, private, suite)
         folder = self._dir / participant
-        _write_private(folder / f"{key.key_id}.pem", self._encrypt(private))
+        _write_private(folder / f"{key.key_id}.pem", suite.private_pem(private, self._passphrase))
         _write_private(folder / "current", key.key_id.encode())
         self._loaded[(participant, key.key_id)] = key
         return key
@@ -140,15 +141,20 @@ class KeyStore:
             data = path.read_bytes()
         except FileNotFoundError:
             raise KeyStoreError(f"key {participant}/{kid} is not on this machine") from None
-        try:
-            private = serialization.load_pem_private_key(data, self._passphrase)
-        except (ValueError, TypeError) as exc:
+        # The suite whose library opens the file is the key's suite: an Ed25519 key is sealed
+        # with AES by `cryptography`, an SM2 key with SM4 by Tongsuo (which `cryptography`
+        # cannot read), so at most one of them succeeds.
+        for suite in SUITES.values():
+            try:
+                private = suite.load_private(data, self._passphrase)
+                break
+            except (ValueError, TypeError):
+                continue
+        else:
             raise KeyStoreError(
                 f"cannot decrypt key {participant}/{kid}: wrong passphrase or damaged file"
-            ) from exc
-        if not isinstance(private, Ed25519PrivateKey):
-            raise KeyStoreError(f"key {participant}/{kid} is not an Ed25519 key")
-        key = SigningKey.from_private(participant, private)
+            )
+        key = SigningKey.from_private(participant, private, suite)
         self._loaded[(participant, kid)] = key
         return key
 

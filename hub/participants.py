@@ -18,10 +18,10 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.envelope import format_time, parse_time
 from hub.errors import Reason, RejectedEvent
+from hub.suites import ED25519, Suite, by_algorithm
 
 PARTICIPANTS_BUCKET = "govhub_participants"
 
@@ -37,6 +37,13 @@ class ParticipantKey:
     not_before: datetime
     not_after: datetime | None = None
     certificate_pem: str = ""
+    algorithm: str = ED25519
+    """`ed25519` (suite intl) or `sm2` (suite gm): the suite every event it signs must be in."""
+
+    @property
+    def suite(self) -> Suite:
+        """The crypto suite of the key (hub/suites.py)."""
+        return by_algorithm(self.algorithm)
 
     def valid_at(self, moment: datetime) -> bool:
         """Whether the key may sign an event stamped with this time."""
@@ -46,6 +53,7 @@ class ParticipantKey:
         """The key as JSON (bytes in standard base64, times in RFC 3339)."""
         return {
             "key_id": self.key_id,
+            "algorithm": self.algorithm,
             "public_key": base64.b64encode(self.public_key).decode(),
             "not_before": format_time(self.not_before),
             "not_after": format_time(self.not_after) if self.not_after else None,
@@ -61,6 +69,7 @@ class ParticipantKey:
             not_before=parse_time(data["not_before"]),
             not_after=parse_time(data["not_after"]) if data.get("not_after") else None,
             certificate_pem=data.get("certificate_pem", ""),
+            algorithm=data.get("algorithm", ED25519),
         )
 
 
@@ -125,9 +134,7 @@ class Participant:
     keys: tuple[ParticipantKey, ...] = ()
     created_at: datetime | None = None
     encryption_keys: tuple[EncryptionKey, ...] = ()
-    _public: dict[str, Ed25519PublicKey] = field(
-        default_factory=dict, repr=False, compare=False, hash=False
-    )
+    _public: dict[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     @property
     def current_key(self) -> ParticipantKey | None:
@@ -140,12 +147,18 @@ class Participant:
         found = [k for k in self.encryption_keys if k.suite == suite and k.not_after is None]
         return max(found, key=lambda k: k.not_before) if found else None
 
-    def public_key(self, kid: str) -> Ed25519PublicKey:
-        """The parsed public key for a key id (parsed once, then cached)."""
+    @property
+    def suite(self) -> Suite | None:
+        """The suite the participant is registered under: that of its current key."""
+        current = self.current_key
+        return current.suite if current else None
+
+    def public_key(self, kid: str) -> Any:
+        """The parsed public key of the key's suite for a key id (parsed once, then cached)."""
         parsed = self._public.get(kid)
         if parsed is None:
             key = self.key(kid)
-            parsed = Ed25519PublicKey.from_public_bytes(key.public_key)
+            parsed = key.suite.load_public(key.public_key)
             self._public[kid] = parsed
         return parsed
 
@@ -156,7 +169,7 @@ class Participant:
                 return key
         raise RejectedEvent(Reason.UNKNOWN_KEY, f"{self.id} has no registered key {kid}")
 
-    def check_key(self, kid: str, moment: datetime) -> Ed25519PublicKey:
+    def check_key(self, kid: str, moment: datetime) -> Any:
         """The public key if it may sign at `moment`; otherwise a typed rejection.
 
         Revocation ends a participant's right to sign from the revocation time on; events
@@ -192,6 +205,8 @@ class Participant:
             "revoked_at": format_time(self.revoked_at) if self.revoked_at else None,
             "created_at": format_time(self.created_at) if self.created_at else None,
             "key_id": current.key_id if current else None,
+            "suite": current.suite.name if current else None,
+            "algorithm": current.algorithm if current else None,
             "public_key": base64.b64encode(current.public_key).decode() if current else None,
             "certificate_pem": current.certificate_pem if current else None,
             "keys": [k.to_json() for k in self.keys],

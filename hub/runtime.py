@@ -73,7 +73,9 @@ class Hub:
         """The private keys this home holds (opened on first use: needs the passphrase)."""
         if self._keystore is None:
             home = self.settings.home
-            self._keystore = KeyStore(home.keys, resolve_passphrase(home.secrets, create=False))
+            self._keystore = KeyStore(
+                home.keys, resolve_passphrase(home.secrets, create=False), self.settings.suite
+            )
         return self._keystore
 
     @property
@@ -203,7 +205,7 @@ async def _bootstrap(
     home = settings.home
     home.ensure()
     passphrase = resolve_passphrase(home.secrets, create=True)
-    keystore = KeyStore(home.keys, passphrase)
+    keystore = KeyStore(home.keys, passphrase, settings.suite)
     ca = CertificateAuthority.open(home.ca, passphrase, create=True, name=scenario.hub_unit)
     enrollment = Enrollment(pool, nc, publisher, schemas, keystore, ca, scenario.operator)
     ordered = sorted(scenario.participants, key=lambda p: p.id != scenario.operator)
@@ -212,9 +214,15 @@ async def _bootstrap(
         "scenario": scenario.name,
         "initialized_at": format_time(),
         "participants": len(ordered),
+        "suite": settings.suite.name,
     }
     home.initialized_marker.write_text(json.dumps(marker, indent=2))
-    log.info("runtime.bootstrapped", scenario=scenario.name, participants=len(ordered))
+    log.info(
+        "runtime.bootstrapped",
+        scenario=scenario.name,
+        participants=len(ordered),
+        suite=settings.suite.name,
+    )
     return len(ordered)
 
 

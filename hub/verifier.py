@@ -1,7 +1,8 @@
 """The receiver checks of the wire contract: nothing reaches user code unless all of them pass.
 
 Order: header form, sender known, key owned by the sender, subject owned by the sender, key
-valid at the event time and sender not revoked, signature, schema fingerprint registered,
+valid at the event time and sender not revoked, event signed in the suite of that key,
+signature, schema fingerprint registered,
 `ce-type` equal to the schema's name, body decodes completely. Cheap checks come first so a
 flood of junk costs little; every failure is a RejectedEvent with a typed Reason.
 
@@ -136,6 +137,17 @@ class Verifier:
                 f"ce-time {fields.time_text} is later than the moment the bus stored the event",
             )
         public_key = sender.check_key(fields.key_id, fields.time)
+        registered = sender.key(fields.key_id).suite
+        if fields.suite is not registered:
+            # The suite is read off the signature's form; a key registered under the other
+            # suite must never be asked to verify it, so a hub in migration that holds both
+            # suites cannot be talked into judging an SM2 event by Ed25519 rules or back.
+            raise RejectedEvent(
+                Reason.SUITE_MISMATCH,
+                f"event {fields.event_id} is signed in the {fields.suite.name} suite "
+                f"({fields.suite.algorithm}) but its sender {fields.source} is registered under "
+                f"the {registered.name} suite ({registered.algorithm}) with key {fields.key_id}",
+            )
         if signature:
             check_signature(env, fields, public_key)
         body = env.body

@@ -120,7 +120,7 @@ def test_encryption_key_seeds_are_encrypted_on_disk_and_private(
 def test_registry_json_without_encryption_keys_still_loads(store: KeyStore) -> None:
     p = _participant(store, "akto.office")
     data = p.to_json()
-    assert len(data["encryption_keys"]) == 2
+    assert len(data["encryption_keys"]) == 3  # x25519, mlkem768-x25519, sm2
     assert Participant.from_json(json.loads(json.dumps(data))).encryption_keys == p.encryption_keys
     del data["encryption_keys"]
     assert Participant.from_json(data).encryption_keys == ()

@@ -41,16 +41,19 @@ async def participant_keys(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     out = []
     for p in await load_participants(pool):
         for k in p.keys:
-            out.append(
-                {
-                    "participant": p.id,
-                    "key_id": k.key_id,
-                    "public_key": base64.b64encode(k.public_key).decode(),
-                    "not_before": format_time(k.not_before),
-                    "not_after": format_time(k.not_after) if k.not_after else None,
-                    "revoked_at": format_time(p.revoked_at) if p.revoked_at else None,
-                }
-            )
+            entry = {
+                "participant": p.id,
+                "key_id": k.key_id,
+                "public_key": base64.b64encode(k.public_key).decode(),
+                "not_before": format_time(k.not_before),
+                "not_after": format_time(k.not_after) if k.not_after else None,
+                "revoked_at": format_time(p.revoked_at) if p.revoked_at else None,
+            }
+            if k.algorithm != "ed25519":
+                # Only SM2 keys name their algorithm: bundles of an intl hub stay byte for byte
+                # what verifiers written before the gm suite read.
+                entry["algorithm"] = k.algorithm
+            out.append(entry)
     return out
 
 
@@ -190,6 +193,7 @@ async def write_bundle(
         "log_keys": trust["log_keys"],
         "witnesses": trust["witnesses"],
         "participant_keys": await participant_keys(pool),
+        **({"log_keys_sm2": trust["log_keys_sm2"]} if trust.get("log_keys_sm2") else {}),
         "checkpoints": [c.note for c in chain],
         "consistency": [
             {

@@ -99,7 +99,7 @@ class Checkpointer:
                         f" ({exc})"
                     ) from exc
             body = Checkpoint(self.ring.origin, size, root).body()
-            signed = note.sign_note(body, *self.ring.signers())
+            signed = note.sign_note(body, *self.ring.signers(), *self.ring.sm2_signers())
             row = await conn.fetchrow(
                 "INSERT INTO audit_checkpoints (size, root, note, published_at)"
                 " VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) RETURNING *",

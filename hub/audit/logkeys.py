@@ -3,12 +3,16 @@
 ```
 <home>/audit/log/ring.json          origin and every log key: key id, file, not_before, not_after
 <home>/audit/log/<key id>.pem       encrypted PKCS#8 Ed25519 key (0600)
+<home>/audit/log/sm2-<key id>.pem   gm suite: encrypted PKCS#8 SM2 key (0600, SM4-sealed)
 <home>/audit/witnesses/<unit>/key.pem   a local witness's cosignature key (0600)
 ```
 
 Rotation adds a key valid from now and closes the current key's window after an overlap;
 during the overlap both sign every checkpoint, so verifiers holding either key keep working.
 ``trust_entries()`` is the ``log_keys`` section of a trust file (hub/audit/verify.py).
+In the gm suite the ring also holds an SM2 key that signs every checkpoint a second time
+(`sm2_signers()`, trust section ``log_keys_sm2``); the Ed25519 signature stays, so C2SP
+witnesses and verifiers keep working unchanged.
 Windows start on a whole second because witness cosignature times are whole seconds, and a
 closed window ends on the whole second after the overlap, so a checkpoint the old key signed
 just before the rotation stays inside it. No window may end before it begins: a key with one
@@ -28,10 +32,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.audit.config import audit_dir
-from hub.audit.note import ALG_COSIGNATURE_V1, ALG_ED25519, Signer, Verifier
+from hub.audit.note import ALG_COSIGNATURE_V1, ALG_ED25519, ALG_SM2, Signer, Verifier
 from hub.errors import ConfigError, KeyStoreError
 from hub.home import Home
 from hub.keys import resolve_passphrase
+from hub.suites import GM, Suite
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -81,6 +86,14 @@ def load_or_create_key(path: Path, passphrase: bytes, *, create: bool) -> Ed2551
     return key
 
 
+def _load_sm2(path: Path, passphrase: bytes) -> Any:
+    """The log's encrypted SM2 key."""
+    try:
+        return GM.load_private(path.read_bytes(), passphrase)
+    except (OSError, ValueError, TypeError) as exc:
+        raise KeyStoreError(f"cannot open the SM2 log key {path}: {exc}") from exc
+
+
 def _encrypt(key: Ed25519PrivateKey, passphrase: bytes) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -121,13 +134,34 @@ class LogKey:
 class LogKeyRing:
     """The log's keys: every key ever used, each with its window; signs with the valid ones."""
 
-    def __init__(self, folder: Path, passphrase: bytes, origin: str, keys: list[LogKey]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        passphrase: bytes,
+        origin: str,
+        keys: list[LogKey],
+        sm2_keys: list[LogKey] | None = None,
+    ) -> None:
         """Use ``open`` instead."""
         self._folder, self._passphrase, self.origin, self.keys = folder, passphrase, origin, keys
+        self.sm2_keys: list[LogKey] = sm2_keys or []
 
     @classmethod
-    def open(cls, home: Home, origin: str, *, create: bool = True) -> LogKeyRing:
-        """Load the ring (creating the first key if asked); the origin must match the ring's."""
+    def open(
+        cls, home: Home, origin: str, *, create: bool = True, suite: Suite | None = None
+    ) -> LogKeyRing:
+        """Load the ring (creating the first key if asked); the origin must match the ring's.
+
+        With the gm suite a ring without an SM2 key gets one (when `create`), so a home that
+        moves to gm signs its next checkpoint with both keys.
+        """
+        ring = cls._load(home, origin, create=create)
+        if suite is GM and not ring.sm2_keys and create:
+            ring._add_sm2(_whole_second())
+        return ring
+
+    @classmethod
+    def _load(cls, home: Home, origin: str, *, create: bool) -> LogKeyRing:
         folder = audit_dir(home) / "log"
         passphrase = resolve_passphrase(home.secrets, create=False)
         ring_file = folder / "ring.json"
@@ -159,7 +193,37 @@ class LogKeyRing:
                     f"{ring_file}: {exc}", hint="Restore the key ring from a backup."
                 ) from exc
             keys.append(key)
-        return cls(folder, passphrase, origin, keys)
+        sm2_keys = []
+        for entry in data.get("sm2_keys", []):
+            sm2_keys.append(
+                LogKey(
+                    Signer(origin, _load_sm2(folder / entry["file"], passphrase), ALG_SM2),
+                    datetime.fromisoformat(entry["not_before"]),
+                    datetime.fromisoformat(entry["not_after"]) if entry["not_after"] else None,
+                )
+            )
+        return cls(folder, passphrase, origin, keys, sm2_keys)
+
+    def _add_sm2(self, not_before: datetime) -> LogKey:
+        private = GM.generate()
+        signer = Signer(self.origin, private, ALG_SM2)
+        _write_private(
+            self._folder / f"sm2-{signer.key_id.hex()}.pem",
+            GM.private_pem(private, self._passphrase),
+        )
+        key = LogKey(signer, not_before, None)
+        self.sm2_keys.append(key)
+        self._save()
+        return key
+
+    def sm2_signers(self, at: datetime | None = None) -> list[Signer]:
+        """The SM2 keys valid at ``at`` (none outside the gm suite)."""
+        moment = at or datetime.now(UTC)
+        return [k.signer for k in self.sm2_keys if k.valid_at(moment)]
+
+    def sm2_trust_entries(self) -> list[dict[str, Any]]:
+        """The ``log_keys_sm2`` section of a trust file or bundle (empty outside gm)."""
+        return [k.trust_entry() for k in self.sm2_keys]
 
     def _add(self, not_before: datetime) -> LogKey:
         private = Ed25519PrivateKey.generate()
@@ -183,7 +247,19 @@ class LogKeyRing:
             }
             for k in self.keys
         ]
-        text = json.dumps({"origin": self.origin, "keys": entries}, indent=2)
+        ring: dict[str, Any] = {"origin": self.origin, "keys": entries}
+        if self.sm2_keys:
+            ring["sm2_keys"] = [
+                {
+                    "key_id": k.signer.key_id.hex(),
+                    "file": f"sm2-{k.signer.key_id.hex()}.pem",
+                    "vkey": k.signer.verifier.vkey(),
+                    "not_before": k.not_before.isoformat(),
+                    "not_after": k.not_after.isoformat() if k.not_after else None,
+                }
+                for k in self.sm2_keys
+            ]
+        text = json.dumps(ring, indent=2)
         _write_private(self._folder / "ring.json", text.encode())
 
     def rotate(self, overlap: timedelta, *, now: datetime | None = None) -> LogKey:

@@ -12,7 +12,15 @@ Errors::
     ├── MalformedNoteError      note or checkpoint text breaks the format
     └── SignatureError          a known key's signature fails, or no known key signed
 
-This module imports only the standard library and ``cryptography``: the offline verifier uses it.
+The gm suite adds SM2 note signatures (hub/suites.py): signature type ``0xff`` followed by the
+identifier ``govhub-sm2-sm3`` (c2sp.org/signed-note reserves 0xff for types it does not assign),
+the 65-byte uncompressed point as the public key, key id = SM3(name || 0x0A || 0xff ||
+"govhub-sm2-sm3" || point)[:4], and as signature the DER SM2 signature (SM3, signer ID
+1234567812345678) over the note text. Verifiers that know only Ed25519 ignore these lines as the
+spec requires, so a checkpoint carrying both stays an ordinary C2SP checkpoint.
+
+This module imports only the standard library and ``cryptography``: the offline verifier uses it
+(``tongsuopy`` too, imported only when an SM2 key is met).
 """
 
 from __future__ import annotations
@@ -24,12 +32,16 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ALG_ED25519 = 0x01
 ALG_COSIGNATURE_V1 = 0x04
+ALG_SM2 = 0xFF
+SM2_TYPE = b"\xffgovhub-sm2-sm3"
+"""The signature type of SM2 note signatures: 0xff, then an identifier unlikely to collide."""
 MAX_SIGNATURES = 100
 """Notes with more signature lines are rejected (the spec requires accepting at least 16)."""
 MAX_TIMESTAMP = (1 << 63) - 1
@@ -57,8 +69,46 @@ class SignatureError(NoteError):
 
 
 def key_id(name: str, alg: int, public_key: bytes) -> bytes:
-    """Return the 4-byte key id SHA-256(name || 0x0A || alg || public key)[:4]."""
+    """Return the 4-byte key id SHA-256(name || 0x0A || alg || public key)[:4] (SM3 over the
+    SM2 type identifier for SM2 keys, so an assessor checks them with SM algorithms alone)."""
+    if alg == ALG_SM2:
+        return _sm3(name.encode() + b"\n" + SM2_TYPE + public_key)[:4]
     return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()[:4]
+
+
+def _sm3(data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+
+    digest = hashes.Hash(hashes.SM3())
+    digest.update(data)
+    return digest.finalize()
+
+
+def _sm2_point(public_key: Any) -> bytes:
+    from tongsuopy.crypto import serialization
+
+    return bytes(
+        public_key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    )
+
+
+def _sm2_load(point: bytes) -> Any:
+    from tongsuopy.crypto.asymciphers import ec
+
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SM2(), point)
+
+
+def _sm2_verify(public_key: Any, signature: bytes, message: bytes) -> bool:
+    from tongsuopy.crypto import exceptions, hashes
+    from tongsuopy.crypto.asymciphers import ec
+
+    try:
+        public_key.verify(signature, message, ec.ECDSA(hashes.SM3()))
+    except (exceptions.InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def plain_size(text: str) -> int | None:
@@ -101,6 +151,10 @@ def _split_key(text: str, what: str) -> tuple[str, str, int, bytes]:
         material = _b64decode(b64)
     except ValueError as exc:
         raise KeyFormatError(f"{what} {name!r} holds a key that is {exc}") from exc
+    if material.startswith(SM2_TYPE):
+        if len(material) != len(SM2_TYPE) + 65 or material[len(SM2_TYPE)] != 4:
+            raise KeyFormatError(f"{what} {name!r} does not hold a 65-byte SM2 point")
+        return name, hex_id, ALG_SM2, material[len(SM2_TYPE) :]
     if len(material) != 33:
         raise KeyFormatError(f"{what} {name!r} does not hold a 32-byte Ed25519 key")
     return name, hex_id, material[0], material[1:]
@@ -111,14 +165,15 @@ class Verifier:
 
     __slots__ = ("alg", "key_id", "name", "public_key", "raw")
 
-    def __init__(self, name: str, public_key: Ed25519PublicKey, alg: int = ALG_ED25519) -> None:
-        """Create a verifier; ``alg`` is ALG_ED25519 for logs, ALG_COSIGNATURE_V1 for witnesses."""
+    def __init__(self, name: str, public_key: Any, alg: int = ALG_ED25519) -> None:
+        """Create a verifier; ``alg`` is ALG_ED25519 for logs, ALG_COSIGNATURE_V1 for witnesses,
+        ALG_SM2 for the gm suite's second log signature (an SM2 key of ``tongsuopy``)."""
         if not _valid_name(name):
             raise KeyFormatError(f"key name {name!r} is empty or contains spaces or '+'")
-        if alg not in (ALG_ED25519, ALG_COSIGNATURE_V1):
+        if alg not in (ALG_ED25519, ALG_COSIGNATURE_V1, ALG_SM2):
             raise KeyFormatError(f"signature type 0x{alg:02x} is not supported")
         self.name, self.public_key, self.alg = name, public_key, alg
-        self.raw = public_key.public_bytes_raw()
+        self.raw = _sm2_point(public_key) if alg == ALG_SM2 else public_key.public_bytes_raw()
         self.key_id = key_id(name, alg, self.raw)
 
     @classmethod
@@ -126,9 +181,11 @@ class Verifier:
         """Parse ``<name>+<8 hex key id>+<base64(type || 32-byte public key)>``."""
         name, hex_id, alg, raw = _split_key(vkey, "verifier key")
         try:
-            public_key = Ed25519PublicKey.from_public_bytes(raw)
+            public_key = (
+                _sm2_load(raw) if alg == ALG_SM2 else Ed25519PublicKey.from_public_bytes(raw)
+            )
         except ValueError as exc:
-            raise KeyFormatError(f"verifier key {name!r} is not a valid Ed25519 key") from exc
+            raise KeyFormatError(f"verifier key {name!r} is not a valid public key") from exc
         verifier = cls(name, public_key, alg)
         # The id is recomputed so a vkey whose parts were mixed from different keys is refused.
         if verifier.key_id.hex() != hex_id:
@@ -137,7 +194,8 @@ class Verifier:
 
     def vkey(self) -> str:
         """Return the verifier key string."""
-        material = base64.b64encode(bytes([self.alg]) + self.raw).decode()
+        kind = SM2_TYPE if self.alg == ALG_SM2 else bytes([self.alg])
+        material = base64.b64encode(kind + self.raw).decode()
         return f"{self.name}+{self.key_id.hex()}+{material}"
 
     def verify(self, text: str, signature: bytes) -> int | None:
@@ -154,6 +212,11 @@ class Verifier:
                 raise SignatureError(f"cosignature by {self.name} has an out-of-range timestamp")
             message = _cosigned_message(text, timestamp)
             signature = signature[8:]
+        if self.alg == ALG_SM2:
+            if not _sm2_verify(self.public_key, signature, message):
+                who = f"{self.name}+{self.key_id.hex()}"
+                raise SignatureError(f"SM2 signature by {who} is invalid")
+            return None
         try:
             self.public_key.verify(signature, message)
         except InvalidSignature:
@@ -177,8 +240,9 @@ class Signer:
 
     __slots__ = ("_private", "verifier")
 
-    def __init__(self, name: str, private_key: Ed25519PrivateKey, alg: int = ALG_ED25519) -> None:
-        """Create a signer from a ``cryptography`` Ed25519 private key."""
+    def __init__(self, name: str, private_key: Any, alg: int = ALG_ED25519) -> None:
+        """Create a signer from a ``cryptography`` Ed25519 private key (or, with ALG_SM2, an
+        SM2 private key of ``tongsuopy``)."""
         self._private = private_key
         self.verifier = Verifier(name, private_key.public_key(), alg)
 
@@ -210,6 +274,8 @@ class Signer:
 
     def skey(self) -> str:
         """Return the signer key string (secret: for tests and tooling, never log it)."""
+        if self.verifier.alg == ALG_SM2:
+            raise ValueError("SM2 note keys have no signer key string; they live in PEM files")
         seed = self._private.private_bytes_raw()
         material = base64.b64encode(bytes([self.verifier.alg]) + seed).decode()
         return f"PRIVATE+KEY+{self.name}+{self.key_id.hex()}+{material}"
@@ -217,6 +283,10 @@ class Signer:
     def sign(self, text: str, *, timestamp: int | None = None) -> NoteSignature:
         """Sign note ``text``; a cosigner stamps ``timestamp`` (default: now, POSIX seconds)."""
         _check_text(text)
+        if self.verifier.alg == ALG_SM2:
+            from hub.suites import GM  # the gm suite's signing rules (never a 64-byte DER)
+
+            return NoteSignature(self.name, self.key_id, GM.sign(self._private, text.encode()))
         if self.verifier.alg == ALG_ED25519:
             if timestamp is not None:
                 raise ValueError("a note signature carries no timestamp; only cosignatures do")

@@ -49,7 +49,9 @@ class AuditLog:
         """Open (or on first use create) the log key and the local witnesses' keys."""
         self.hub = hub
         self.config: AuditConfig = load_config(hub.settings.home, hub.scenario)
-        self.ring = LogKeyRing.open(hub.settings.home, self.config.origin, create=create_keys)
+        self.ring = LogKeyRing.open(
+            hub.settings.home, self.config.origin, create=create_keys, suite=hub.settings.suite
+        )
         self.witnesses = [
             Witness(
                 witness_signer(
@@ -91,13 +93,16 @@ class AuditLog:
 
     def trust(self) -> dict[str, Any]:
         """The log and witness sections of a trust file (participant keys are added by export)."""
-        return {
+        trust: dict[str, Any] = {
             "log_keys": self.ring.trust_entries(),
             "witnesses": {
                 "keys": [v.vkey() for v in self.witness_verifiers()],
                 "k": self.config.witness_k,
             },
         }
+        if self.ring.sm2_keys:  # gm: the second, SM2 signature on every checkpoint
+            trust["log_keys_sm2"] = self.ring.sm2_trust_entries()
+        return trust
 
     def verifier_trust(self) -> Trust:
         """The log and witness keys of ``trust()`` as a verifier holds them (``audit verify``)."""

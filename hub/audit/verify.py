@@ -1,4 +1,5 @@
-"""Standalone offline verifier of govhub audit evidence bundles (stdlib + ``cryptography`` only).
+"""Standalone offline verifier of govhub audit evidence bundles (stdlib + ``cryptography`` only;
+``tongsuopy`` too when the evidence holds SM2 signatures of the gm suite).
 
 ``python -m hub.audit.verify BUNDLE [--trust TRUST.json] [--json]`` exits 0 when everything
 verifies, 1 naming the first item that fails, 2 when an input is unreadable or malformed.
@@ -8,8 +9,12 @@ Evidence bundle v1, one JSON object (times RFC 3339 or null = unbounded; bytes s
     format            "govhub-audit-bundle-v1"
     origin            the checkpoint origin line
     log_keys          [{vkey: "<name>+<hex id>+<b64(0x01||key)>", not_before, not_after}]
+    log_keys_sm2      gm suite (optional): [{vkey: "<name>+<hex id>+<b64(0xff||"govhub-sm2-sm3"||
+                        65-byte point)>", not_before, not_after}]; when present every checkpoint
+                        must also carry a valid SM2 signature by one of them (docs/protocol.md)
     witnesses         {keys: ["<name>+<hex id>+<b64(0x04||key)>", ...], k: int}    (optional)
-    participant_keys  [{participant, key_id: hex16, public_key: raw 32 bytes,
+    participant_keys  [{participant, key_id: hex16, public_key: raw 32 bytes (Ed25519) or the
+                        65-byte SM2 point, algorithm: "ed25519" (default) or "sm2",
                         not_before (required), not_after, revoked_at}]
     checkpoints       [signed checkpoint note, ...] ascending; entries are proven against the last
     consistency       [{old_size, new_size, proof: [hash, ...]}] one per consecutive pair
@@ -79,10 +84,43 @@ class LogKey:
 class ParticipantKey:
     """A registered sender key; times in POSIX seconds (inf when unset)."""
 
-    public_key: Ed25519PublicKey
+    public_key: Any
     not_before: float
     not_after: float
     revoked_at: float
+    algorithm: str = "ed25519"
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        """Check a signature with the key's algorithm; InvalidSignature when it fails."""
+        if self.algorithm == "ed25519":
+            self.public_key.verify(signature, message)
+            return
+        # SM2 over SM3 with the default signer ID 1234567812345678 (wire contract v1-sm2).
+        from tongsuopy.crypto import exceptions, hashes
+        from tongsuopy.crypto.asymciphers import ec
+
+        try:
+            self.public_key.verify(signature, message, ec.ECDSA(hashes.SM3()))
+        except (exceptions.InvalidSignature, ValueError):
+            raise InvalidSignature from None
+
+
+def _sm3(data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+
+    digest = hashes.Hash(hashes.SM3())
+    digest.update(data)
+    return digest.finalize()
+
+
+def _sm2_public(raw: bytes, where: str) -> Any:
+    try:
+        from tongsuopy.crypto.asymciphers import ec
+    except ImportError:  # pragma: no cover - tongsuopy is a govhub dependency
+        raise BundleError(f"{where} is an SM2 key: checking it needs tongsuopy") from None
+    if len(raw) != 65 or raw[0] != 4:
+        raise BundleError(f"{where}.public_key is not a 65-byte uncompressed SM2 point")
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SM2(), raw)
 
 
 @dataclass(frozen=True)
@@ -94,6 +132,8 @@ class Trust:
     k: int
     participant_keys: dict[tuple[str, str], ParticipantKey]
     source: str
+    sm2_log_keys: list[LogKey] = field(default_factory=list)
+    """gm suite: keys of which one must also have signed every checkpoint with SM2."""
 
 
 @dataclass
@@ -111,6 +151,8 @@ class Report:
     witness_policy_k: int
     trust_source: str
     warnings: list[str] = field(default_factory=list)
+    sm2_checkpoint_signatures: bool = False
+    """gm suite: every checkpoint's second, SM2 signature was checked too."""
 
 
 def _get(obj: Any, key: str, kind: type, where: str, optional: bool = False) -> Any:
@@ -159,7 +201,7 @@ def _known(obj: Any, fields: str, where: str) -> None:
 def load_trust(obj: Any, source: str) -> Trust:
     """Read ``log_keys``, ``witnesses`` and ``participant_keys`` from a bundle or trust file."""
     if source != "bundle":
-        _known(obj, "log_keys witnesses participant_keys", source)
+        _known(obj, "log_keys log_keys_sm2 witnesses participant_keys", source)
     try:
         log_keys = []
         for i, item in enumerate(_get(obj, "log_keys", list, source)):
@@ -175,6 +217,18 @@ def load_trust(obj: Any, source: str) -> Trust:
             if end <= start:
                 raise BundleError(f"{where} has a validity window that ends before it begins")
             log_keys.append(LogKey(v, start, end))
+        sm2_log_keys = []
+        for i, item in enumerate(_get(obj, "log_keys_sm2", list, source, optional=True) or []):
+            where = f"{source}.log_keys_sm2[{i}]"
+            _known(item, "vkey not_before not_after", where)
+            v = note.Verifier.from_vkey(_get(item, "vkey", str, where))
+            if v.alg != note.ALG_SM2:
+                raise BundleError(f"{where} is not an SM2 note key (type 0xff govhub-sm2-sm3)")
+            start = _time(item.get("not_before"), f"{where}.not_before", -math.inf)
+            end = _time(item.get("not_after"), f"{where}.not_after", math.inf)
+            if end <= start:
+                raise BundleError(f"{where} has a validity window that ends before it begins")
+            sm2_log_keys.append(LogKey(v, start, end))
         policy = _get(obj, "witnesses", dict, source, optional=True) or {"keys": [], "k": 0}
         _known(policy, "keys k", f"{source}.witnesses")
         keys = _get(policy, "keys", list, f"{source}.witnesses")
@@ -187,29 +241,49 @@ def load_trust(obj: Any, source: str) -> Trust:
         participants = {}
         for i, item in enumerate(_get(obj, "participant_keys", list, source, True) or []):
             where = f"{source}.participant_keys[{i}]"
-            _known(item, "participant key_id public_key not_before not_after revoked_at", where)
+            _known(
+                item,
+                "participant key_id public_key algorithm not_before not_after revoked_at",
+                where,
+            )
             raw = _b64(_get(item, "public_key", str, where), f"{where}.public_key")
             key_id = _get(item, "key_id", str, where)
-            if len(raw) != 32 or hashlib.sha256(raw).digest()[:8].hex() != key_id:
-                raise BundleError(f"{where}.key_id does not match its 32-byte public key")
+            algorithm = item.get("algorithm", "ed25519")
+            if algorithm == "sm2":
+                if len(raw) != 65 or _sm3(raw)[:8].hex() != key_id:
+                    raise BundleError(f"{where}.key_id does not match its 65-byte SM2 key")
+                public: Any = _sm2_public(raw, where)
+            elif algorithm == "ed25519":
+                if len(raw) != 32 or hashlib.sha256(raw).digest()[:8].hex() != key_id:
+                    raise BundleError(f"{where}.key_id does not match its 32-byte public key")
+                public = Ed25519PublicKey.from_public_bytes(raw)
+            else:
+                raise BundleError(f"{where}.algorithm must be ed25519 or sm2")
             name = _get(item, "participant", str, where)
             if (name, key_id) in participants:
                 raise BundleError(f"{where} lists key {name}/{key_id} a second time")
             participants[name, key_id] = ParticipantKey(
-                Ed25519PublicKey.from_public_bytes(raw),
+                public,
                 _time(item.get("not_before"), f"{where}.not_before"),
                 _time(item.get("not_after"), f"{where}.not_after", math.inf),
                 _time(item.get("revoked_at"), f"{where}.revoked_at", math.inf),
+                algorithm,
             )  # fmt: skip
     except ValueError as exc:  # a NoteError from a key string, or a key cryptography refuses
         raise BundleError(f"{source}: {exc}") from exc
-    return Trust(log_keys, witnesses, k, participants, source)
+    return Trust(log_keys, witnesses, k, participants, source, sm2_log_keys)
 
 
-def sender_signing_input(subject: str, headers: dict[str, str], body: bytes) -> bytes:
-    """Return the wire-contract v1 signing input: ``govhub-sig-v1`` and six more lines."""
+def sender_signing_input(
+    subject: str, headers: dict[str, str], body: bytes, algorithm: str = "ed25519"
+) -> bytes:
+    """Return the v1 signing input: ``govhub-sig-v1`` and six more lines ending in the body's
+    SHA-256, or for an SM2 key (v1-sm2) ``govhub-sig-v1-sm2`` with the body's SM3."""
     fields = [headers["ce-id"], headers["ce-source"], headers["ce-type"], headers["ce-time"]]
-    lines = ["govhub-sig-v1", subject, *fields, hashlib.sha256(body).hexdigest()]
+    if algorithm == "sm2":
+        lines = ["govhub-sig-v1-sm2", subject, *fields, _sm3(body).hex()]
+    else:
+        lines = ["govhub-sig-v1", subject, *fields, hashlib.sha256(body).hexdigest()]
     return "".join(line + "\n" for line in lines).encode()
 
 
@@ -302,12 +376,13 @@ def _check_sender(leaf: dict[str, Any], trust: Trust) -> None:
     try:
         if batched:
             signed = batch_signing_input(leaf["subject"], headers, body)
-            if signed is None:
+            if signed is None or key.algorithm != "ed25519":
                 raise VerificationError(f"the batch signature headers of key {ref} are malformed")
-            key.public_key.verify(signed[1], signed[0])
+            key.verify(signed[1], signed[0])
         else:
             signature = _b64(headers["govhub-sig"], "header govhub-sig")
-            key.public_key.verify(signature, sender_signing_input(leaf["subject"], headers, body))
+            signed_input = sender_signing_input(leaf["subject"], headers, body, key.algorithm)
+            key.verify(signature, signed_input)
     except InvalidSignature:
         raise VerificationError(f"sender signature does not verify with key {ref}") from None
 
@@ -355,6 +430,15 @@ def open_checkpoint(
         raise VerificationError(f"{what}: {exc}") from exc
     if not verified:
         raise VerificationError(f"{what} has no valid signature from a trusted log key")
+    if trust.sm2_log_keys:
+        # The gm suite's second signature: what lets an assessor check the log with SM2 and
+        # SM3 alone. A trust that names SM2 log keys requires it on every checkpoint.
+        try:
+            sm2, _ = note.verify_signatures(signed_note, [k.verifier for k in trust.sm2_log_keys])
+        except note.NoteError as exc:
+            raise VerificationError(f"{what}: {exc}") from exc
+        if not sm2:
+            raise VerificationError(f"{what} has no valid SM2 signature from a trusted log key")
     if cp.origin != origin:
         raise VerificationError(f"{what} has origin {cp.origin!r}, not {origin!r}")
     if cp.size == 0 and cp.root_hash != merkle.EMPTY_ROOT:
@@ -463,6 +547,7 @@ def verify_bundle(bundle: Any, trust: Trust | None = None, *, now: float | None 
         origin, cp.size, base64.b64encode(cp.root_hash).decode(), len(signed), len(seen),
         len(seen) - len(quarantined), quarantined, sorted(latest.cosigned), trust.k, trust.source,
     )  # fmt: skip
+    report.sm2_checkpoint_signatures = bool(trust.sm2_log_keys)
     if trust.source == "bundle":
         report.warnings.append(
             "keys were taken from the bundle itself; pass --trust with keys obtained independently"
@@ -481,6 +566,8 @@ def _summary(r: Report) -> str:
         f"signatures, {len(r.quarantined)} quarantined",
         f"  keys from     {r.trust_source}",
     ]
+    if r.sm2_checkpoint_signatures:
+        lines.insert(4, "  SM2 (gm)      every checkpoint also carries a valid SM2 log signature")
     return "\n".join(lines + [f"  WARNING: {w}" for w in r.warnings])
 
 

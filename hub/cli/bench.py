@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.table import Table
 
 from hub.bench.measure import print_results, scratch_hub
 from hub.cli.common import async_command, emit, json_option, run, settings
 from hub.display import console, progress, status
 from hub.runtime import Hub
+from hub.suites import SUITES
 
 
 @click.group()
@@ -39,26 +41,81 @@ def _rows(result: dict[str, Any], raw_key: str, unit: str) -> list[tuple[str, st
     return rows
 
 
+def bench_suite_option(func: Any) -> Any:
+    """`--suite intl|gm` for a benchmark's scratch hub (not recorded in any home)."""
+    return click.option(
+        "--suite",
+        type=click.Choice(sorted(SUITES)),
+        default=None,
+        help="Crypto suite of the scratch hub (default: the home's).",
+    )(func)
+
+
+@bench.command("suites")
+@click.option("--size", default=200, show_default=True, help="Event body size in bytes.")
+@click.option("--seconds", default=2.0, show_default=True, help="Wall-clock time of each measure.")
+@json_option
+def suites_bench(size: int, seconds: float, as_json: bool) -> None:
+    """Sign, verify, key generation, hashing and key sealing per suite (intl next to gm)."""
+    from hub.bench.suites import bench_suites
+
+    with status("timing both suites…") if not as_json else _null():
+        result = bench_suites(size, seconds)
+    intl, gm = result["suites"]
+
+    def human() -> None:
+        table = Table(
+            "measure", "intl (Ed25519, SHA-256)", "gm (SM2, SM3)", "gm / intl",
+            title=f"bench suites: one core, v1 signing input over a {size}-byte body",
+            title_justify="left",
+        )  # fmt: skip
+        for label, key in (
+            ("sign /s", "sign_per_s"),
+            ("verify /s", "verify_per_s"),
+            ("key generation /s", "keygen_per_s"),
+            ("hash MB/s", "hash_mb_per_s"),
+        ):
+            ratio = gm[key] / intl[key] if intl[key] else 0.0
+            table.add_row(label, f"{intl[key]:,}", f"{gm[key]:,}", f"{ratio:.2f}")
+        sealing = result["key_sealing"]
+        table.add_row(
+            "seal a document key /s",
+            f"{sealing['intl_hpke_x25519_seal_per_s']:,} (HPKE X25519)",
+            f"{sealing['gm_sm2_wrap_per_s']:,} (SM2 encryption)",
+            f"{sealing['gm_sm2_wrap_per_s'] / sealing['intl_hpke_x25519_seal_per_s']:.2f}",
+        )
+        console.print(table)
+        m = result["machine"]
+        console.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
+
+    emit(as_json, result, human)
+
+
 @bench.command("publish")
 @click.option("--events", default=20_000, show_default=True, help="Events per measured run.")
 @click.option("--size", default=200, show_default=True, help="Payload text size in bytes.")
+@bench_suite_option
 @json_option
 @click.pass_context
 @async_command
-async def publish_bench(ctx: click.Context, events: int, size: int, as_json: bool) -> None:
+async def publish_bench(
+    ctx: click.Context, events: int, size: int, suite: str | None, as_json: bool
+) -> None:
     """Signed, acknowledged publishing vs plain nats-py publish_async (same server, same run)."""
     from hub.bench.bus import bench_publish
 
+    conf = settings(ctx).with_suite(suite)
     with status("publishing…") if not as_json else _null():
-        async with scratch_hub(settings(ctx)) as hub:
+        async with scratch_hub(conf) as hub:
             result = await bench_publish(hub, events, size)
+    result["suite"] = conf.suite.name
     emit(
         as_json,
         result,
         lambda: print_results(
             console,
-            f"bench publish: {events:,} events of {result['body_bytes']} bytes, "
-            f"{result['durability']}",
+            f"bench publish ({conf.suite.name} suite): {events:,} events of "
+            f"{result['body_bytes']} bytes, {result['durability']}",
             _rows(result, "raw_publish_async", "events"),
         ),
     )
@@ -133,6 +190,7 @@ def _sizes(text: str) -> list[int]:
     is_flag=True,
     help="Also run the full-speed pass with one signature per event (govhub-sig-v1).",
 )
+@bench_suite_option
 @json_option
 @click.pass_context
 @async_command
@@ -144,17 +202,22 @@ async def pipeline_bench(
     seconds: float,
     plot_path: str,
     compare_v1: bool,
+    suite: str | None,
     as_json: bool,
 ) -> None:
     """Record → sign → JetStream → verify → Merkle → PostgreSQL, next to raw nats-py publishing."""
     from hub.bench.measure import write_plot
     from hub.bench.pipeline import bench_pipeline
 
+    conf = settings(ctx).with_suite(suite)
     with status("measuring the pipeline…") if not as_json else _null():
-        async with scratch_hub(settings(ctx)) as hub:
+        async with scratch_hub(conf) as hub:
             result = await bench_pipeline(
                 hub, events, size, _rates(rates), seconds, compare_v1=compare_v1
             )
+    result["suite"] = conf.suite.name
+    if conf.suite.name == "gm":
+        result["signatures"] = "govhub-sig-v1-sm2 (one SM2 signature per event; no v2 in gm yet)"
     target = Path(plot_path)
     note: str | None = "plot skipped: no --rates"
     if result["loads"]:
@@ -165,7 +228,8 @@ async def pipeline_bench(
         ours, raw = result["govhub"], result
         print_results(
             console,
-            f"bench pipeline: {events:,} events of {result['body_bytes']} bytes, audited",
+            f"bench pipeline ({result['suite']} suite): {events:,} events of "
+            f"{result['body_bytes']} bytes, audited",
             [
                 (
                     "events/s (publish → audited)",

@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 import click
 
 from hub.display import literal
-from hub.home import Settings
+from hub.home import Settings, record_suite
 from hub.jsonout import dumps
 from hub.listen import parse_address
+from hub.suites import SUITES
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -23,6 +24,26 @@ def settings(ctx: click.Context) -> Settings:
     value = ctx.find_root().obj
     assert isinstance(value, Settings)
     return value
+
+
+def suite_option(func: F) -> F:
+    """Add `--suite intl|gm`: the crypto suite of the home, recorded in its config.toml."""
+    return click.option(
+        "--suite",
+        type=click.Choice(sorted(SUITES)),
+        default=None,
+        help="Crypto suite: intl (Ed25519, SHA-256) or gm (SM2, SM3, SM4); recorded in the "
+        "home's config.toml (default: GOVHUB_SUITE, then config.toml, then intl).",
+    )(func)
+
+
+def chosen_suite(ctx: click.Context, name: str | None) -> Settings:
+    """The settings with a `--suite` applied and recorded in the home, for every later command."""
+    conf = settings(ctx).with_suite(name)
+    if name is not None:
+        record_suite(conf.home, conf.suite)
+        ctx.find_root().obj = conf
+    return conf
 
 
 def json_option(func: F) -> F:

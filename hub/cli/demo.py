@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import click
 
-from hub.cli.common import async_command, emit, json_option, settings
+from hub.cli.common import async_command, chosen_suite, emit, json_option, suite_option
 from hub.demo import render, run_demo
 from hub.display import console
 from hub.home import Home
@@ -43,12 +43,13 @@ def one_demo_at_a_time(home: Home) -> Iterator[None]:
     is_flag=True,
     help="Run on the federated topology: county leaf nodes, the hub, the region link.",
 )
+@suite_option
 @json_option
 @click.pass_context
 @async_command
-async def demo(ctx: click.Context, federated: bool, as_json: bool) -> None:
+async def demo(ctx: click.Context, federated: bool, suite: str | None, as_json: bool) -> None:
     """Run the Kezhou scenario end to end and print a summary."""
-    conf = settings(ctx)
+    conf = chosen_suite(ctx, suite)
     with one_demo_at_a_time(conf.home):
         async with open_hub(conf, federated=federated) as hub:
             result = await run_demo(hub)

@@ -24,7 +24,7 @@ from hub.envelope import parse_time
 from hub.errors import InputError
 from hub.exchange import receipts
 from hub.exchange.agent import RecipientAgent
-from hub.exchange.crypto import SUITE_X25519, SUITES
+from hub.exchange.crypto import SUITES, default_suite
 from hub.exchange.fetch import Fetcher, resolve_out
 from hub.exchange.ledger import document_status, inbox, ledger, verified_document
 from hub.exchange.model import Classification, Urgency
@@ -114,9 +114,9 @@ def doc() -> None:
 @click.option(
     "--suite",
     type=click.Choice(SUITES),
-    default=SUITE_X25519,
-    show_default=True,
-    help="HPKE suite for confidential documents (mlkem768-x25519: post-quantum hybrid).",
+    default=None,
+    help="Encryption suite for confidential documents: x25519 or mlkem768-x25519 (HPKE; the "
+    "hybrid is post-quantum), sm2 (SM2 key wrap, SM4-GCM). Default: sm2 on a gm hub, else x25519.",
 )
 @click.option("--media-type", default=None, help="Media type (guessed from the name).")
 @json_option
@@ -132,7 +132,7 @@ async def send_cmd(
     urgency: str,
     classification: str,
     deadline: str | None,
-    suite: str,
+    suite: str | None,
     media_type: str | None,
     as_json: bool,
 ) -> None:
@@ -148,7 +148,7 @@ async def send_cmd(
         classification=Classification(classification),
         deadline=parse_deadline(deadline),
         media_type=media_type,
-        suite=suite,
+        suite=suite or default_suite(settings(ctx).suite),
     )
     check_request(request)  # before any server starts or the file name is shown
     bar = _progress(as_json)

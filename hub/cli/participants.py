@@ -13,6 +13,7 @@ from hub.display import console, styled
 from hub.enrollment import NewParticipant, load_participants
 from hub.errors import InputError, RegistryError
 from hub.runtime import open_hub
+from hub.suites import for_public_key
 
 
 @click.group()
@@ -74,8 +75,9 @@ async def show(ctx: click.Context, participant_id: str, as_json: bool) -> None:
 @click.option(
     "--public-key",
     default=None,
-    help="Base64 raw Ed25519 public key generated on the department's own machine; "
-    "without it a key is generated in this home.",
+    help="Base64 public key generated on the department's own machine: raw 32-byte Ed25519 "
+    "(suite intl) or the 65-byte uncompressed SM2 point (suite gm); without it a key is "
+    "generated in this home, in the hub's suite.",
 )
 @json_option
 @click.pass_context
@@ -95,8 +97,13 @@ async def add(
             raw = base64.b64decode(public_key, validate=True)
         except ValueError:  # binascii.Error, or plain ValueError for non-ASCII text
             raise InputError("--public-key must be standard base64") from None
-        if len(raw) != 32:
-            raise InputError("--public-key must be a raw 32-byte Ed25519 public key")
+        try:
+            for_public_key(raw).load_public(raw)
+        except ValueError:
+            raise InputError(
+                "--public-key must be a raw 32-byte Ed25519 key or a 65-byte uncompressed SM2 "
+                "point (04 || x || y)"
+            ) from None
     async with open_hub(settings(ctx)) as hub:
         added = await hub.enrollment().add([NewParticipant(participant_id, name, role, raw)])
         if hub.federation is not None:  # the new participant's server user, by reload

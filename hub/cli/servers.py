@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from hub.cli.common import async_command, emit, json_option, settings
+from hub.cli.common import async_command, chosen_suite, emit, json_option, settings, suite_option
 from hub.db import redact
 from hub.display import console
 from hub.embedded import EmbeddedServers
@@ -31,14 +31,20 @@ from hub.runtime import open_hub
     show_default=True,
     help="Hub nodes of a federated home (3: a JetStream cluster with R3 streams).",
 )
+@suite_option
 @json_option
 @click.pass_context
 @async_command
 async def up(
-    ctx: click.Context, scenario: str | None, federated: bool, hub_nodes: str, as_json: bool
+    ctx: click.Context,
+    scenario: str | None,
+    federated: bool,
+    hub_nodes: str,
+    suite: str | None,
+    as_json: bool,
 ) -> None:
     """Start the embedded servers and keep them running until `govhub down`."""
-    conf = settings(ctx)
+    conf = chosen_suite(ctx, suite)
     async with open_hub(
         conf, keep_servers=True, scenario=scenario, federated=federated, hub_nodes=int(hub_nodes)
     ) as hub:
@@ -48,6 +54,7 @@ async def up(
             "pg_dsn": redact(hub.pg_dsn),
             "participants": len(hub.participants),
             "scenario": hub.scenario.name,
+            "suite": conf.suite.name,
         }
         if hub.federation is not None and hub.federation.servers is not None:
             data["nodes"] = [n.to_json() for n in hub.federation.servers.status()]
@@ -56,7 +63,8 @@ async def up(
         data,
         lambda: console.print(
             f"govhub is up: NATS {data['nats_url']}, PostgreSQL {data['pg_dsn']}, "
-            f"{data['participants']} participants ({data['scenario']}). Stop with `govhub down`."
+            f"{data['participants']} participants ({data['scenario']}), suite {data['suite']}. "
+            "Stop with `govhub down`."
         ),
     )
 

@@ -37,6 +37,7 @@ from hub.exchange.store import StoreReader, chunk_subject, keys_subject
 from hub.exchange.tracker import ExchangeTracker
 from hub.federation.plan import county_stream
 from hub.runtime import Hub
+from hub.suites import GM
 
 OFFICE = "pref.office"
 COUNTIES = ("artux.office", "akto.office", "akqi.office", "wuqia.office")
@@ -142,7 +143,7 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
             title="关于2027年度重点项目资金安排的意见",
             doc_number="新政办函〔2026〕9号",
             classification=Classification.CONFIDENTIAL,
-            suite=crypto.SUITE_HYBRID,
+            suite=_confidential_suite(hub),
         )
     )
     await _settled(hub, tracker, secret.doc_id, lambda states: True)
@@ -211,7 +212,7 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
         },
         "confidential": {
             "doc_id": secret.doc_id,
-            "suite": crypto.SUITE_HYBRID,
+            "suite": _confidential_suite(hub),
             "opened_by": opened,
             "ciphertext_in_store": SECRET.encode()[:16] not in first_chunk,
             "refused": refusals,
@@ -327,9 +328,14 @@ def render(console: Console, facts: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"{REJECTER} sent it back: {c['rejection']}")
     s = facts["confidential"]
+    how = (
+        "its key wrapped with SM2 encryption and its content in SM4-GCM (sm2)"
+        if s["suite"] == crypto.SUITE_SM2
+        else f"sealed with HPKE ({s['suite']}, post-quantum hybrid)"
+    )
     console.print(
-        f"{REGION} sends a confidential document, sealed with HPKE ({s['suite']}, post-quantum "
-        f"hybrid) to {' and '.join(SECRET_TO)}; the store holds only ciphertext "
+        f"{REGION} sends a confidential document, {how}, to {' and '.join(SECRET_TO)}; "
+        "the store holds only ciphertext "
         f"({'yes' if s['ciphertext_in_store'] else 'NO'})."
     )
     for reader, ok in s["opened_by"].items():
@@ -414,3 +420,8 @@ CHAPTER = Chapter(
     render=render,
     summary=summary,
 )
+
+
+def _confidential_suite(hub: Hub) -> str:
+    """The demo seals with the post-quantum hybrid in intl, with SM2 and SM4-GCM in gm."""
+    return crypto.SUITE_SM2 if hub.settings.suite is GM else crypto.SUITE_HYBRID

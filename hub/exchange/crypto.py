@@ -12,7 +12,9 @@ ChunkCipher(key, doc_id, count)             deterministic AES-256-GCM-SIV per ch
 ```
 
 Suites: `x25519` = DHKEM(X25519, HKDF-SHA256) and `mlkem768-x25519` = the ML-KEM-768 +
-X25519 hybrid KEM (post-quantum option), both with HKDF-SHA256 and AES-256-GCM. A private key
+X25519 hybrid KEM (post-quantum option), both with HKDF-SHA256 and AES-256-GCM; and `sm2`,
+the gm suite's SM2 public-key encryption of the key with SM4-GCM content
+(hub/exchange/gmcrypto.py). A private key
 is kept as a 32-byte seed (hub/keys.py stores it encrypted) from which the suite's key is
 derived, so both suites share one storage format.
 """
@@ -36,14 +38,17 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESGCMSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from hub.envelope import SigningKey, format_time, key_id
+from hub.envelope import SigningKey, format_time
 from hub.errors import ContentCorrupted, InputError, KeyStoreError, NotRecipient, RegistryError
+from hub.exchange import gmcrypto
 from hub.keys import KeyStore
 from hub.participants import EncryptionKey, Participant
+from hub.suites import GM, INTL, Suite
 
 SUITE_X25519 = "x25519"
 SUITE_HYBRID = "mlkem768-x25519"
-SUITES = (SUITE_X25519, SUITE_HYBRID)
+SUITE_SM2 = "sm2"
+SUITES = (SUITE_X25519, SUITE_HYBRID, SUITE_SM2)
 
 _HPKE = {
     SUITE_X25519: hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
@@ -54,6 +59,19 @@ _HYBRID_SEED_INFO = b"govhub mlkem768-x25519 seed v1"
 _ATTEST_V1 = "govhub-enc-key-v1"
 _SEAL_V1 = b"govhub-seal-v1"
 CONTENT_CIPHER = "AES-256-GCM-SIV"
+CONTENT_CIPHERS = {SUITE_X25519: CONTENT_CIPHER, SUITE_HYBRID: CONTENT_CIPHER}
+CONTENT_CIPHERS[SUITE_SM2] = gmcrypto.CONTENT_CIPHER
+
+
+def default_suite(hub_suite: Suite) -> str:
+    """The encryption suite a hub seals confidential documents with unless told otherwise."""
+    return SUITE_SM2 if hub_suite is GM else SUITE_X25519
+
+
+def own_suite(suite: str) -> str:
+    """The suite a sender keeps its own copy of a content key in (its resumable state)."""
+    return SUITE_SM2 if suite == SUITE_SM2 else SUITE_X25519
+
 
 PublicKey = X25519PublicKey | hpke.MLKEM768X25519PublicKey
 PrivateKey = X25519PrivateKey | hpke.MLKEM768X25519PrivateKey
@@ -79,7 +97,10 @@ def private_key(suite: str, seed: bytes) -> PrivateKey:
 
 
 def public_bytes(suite: str, seed: bytes) -> bytes:
-    """The encoded public key of a seed: raw X25519, or ML-KEM-768 key ‖ X25519 key."""
+    """The encoded public key of a seed: raw X25519, ML-KEM-768 key ‖ X25519 key, or the SM2
+    point."""
+    if suite == SUITE_SM2:
+        return gmcrypto.public_bytes(seed)
     if suite == SUITE_X25519:
         return X25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
     _check_suite(suite)
@@ -105,6 +126,12 @@ def public_key(suite: str, encoded: bytes) -> PublicKey:
         raise RegistryError(f"a registered {suite} encryption key is malformed: {exc}") from exc
 
 
+def key_id(public: bytes, suite: str = SUITE_X25519) -> str:
+    """An encryption key's id: the first 8 bytes of SHA-256 over its public bytes (of SM3 for
+    an SM2 key), in hex."""
+    return gmcrypto.key_id(public) if suite == SUITE_SM2 else INTL.key_id(public)
+
+
 @dataclass(frozen=True)
 class NewKey:
     """A freshly generated encryption key: its seed stays on the participant's machine."""
@@ -119,7 +146,7 @@ def generate(suite: str) -> NewKey:
     """A new random encryption key of a suite."""
     seed = os.urandom(32)
     public = public_bytes(suite, seed)
-    return NewKey(suite, key_id(public), public, seed)
+    return NewKey(suite, key_id(public, suite), public, seed)
 
 
 def attestation_input(
@@ -150,7 +177,7 @@ def new_registered_keys(
                 public_key=new.public_key,
                 not_before=not_before,
                 signing_key_id=signer.key_id,
-                signature=signer.private_key.sign(message),
+                signature=signer.sign(message),
             )
         )
     return tuple(made)
@@ -162,16 +189,15 @@ def check_attestation(participant: Participant, key: EncryptionKey) -> None:
     The registry copy travels through the hub; checking the owner's own signature means an
     altered copy cannot make a sender seal a document to a key someone else holds.
     """
-    if key.key_id != key_id(key.public_key):
+    if key.key_id != key_id(key.public_key, key.suite):
         raise RegistryError(f"{participant.id}'s encryption key {key.key_id} has a wrong key id")
     try:
-        signing = participant.public_key(key.signing_key_id)
-        signing.verify(
-            key.signature,
-            attestation_input(
-                participant.id, key.suite, key.key_id, key.public_key, key.not_before
-            ),
+        signing = participant.key(key.signing_key_id).suite
+        message = attestation_input(
+            participant.id, key.suite, key.key_id, key.public_key, key.not_before
         )
+        if not signing.verify(participant.public_key(key.signing_key_id), key.signature, message):
+            raise InvalidSignature
     except (InvalidSignature, ValueError) as exc:
         raise RegistryError(
             f"{participant.id}'s encryption key {key.key_id} is not signed by its own key"
@@ -262,9 +288,11 @@ def seal_for(
     wraps = []
     for participant in recipients:
         key = recipient_key(participant, suite)
-        sealed = _HPKE[suite].encrypt(
-            secret, public_key(suite, key.public_key), _info(context, participant.id, key.key_id)
-        )
+        info = _info(context, participant.id, key.key_id)
+        if suite == SUITE_SM2:
+            sealed = gmcrypto.wrap(key.public_key, info, secret)
+        else:
+            sealed = _HPKE[suite].encrypt(secret, public_key(suite, key.public_key), info)
         wraps.append(KeyWrap(participant.id, key.key_id, suite, sealed))
     return wraps
 
@@ -285,12 +313,14 @@ def open_as(
         except KeyStoreError as exc:
             last = exc
             continue
+        info = _info(context, participant, wrap.key_id)
         try:
-            secret = _HPKE[wrap.suite].decrypt(
-                wrap.sealed,
-                private_key(wrap.suite, seed),
-                _info(context, participant, wrap.key_id),
-            )
+            if wrap.suite == SUITE_SM2:
+                secret = gmcrypto.unwrap(seed, info, wrap.sealed)
+            elif wrap.suite in _HPKE:
+                secret = _HPKE[wrap.suite].decrypt(wrap.sealed, private_key(wrap.suite, seed), info)
+            else:
+                raise ValueError(f"unknown suite {wrap.suite!r}")
         except (InvalidTag, ValueError) as exc:
             raise ContentCorrupted(
                 f"the key sealed to {participant} does not open: it was altered or is for "
@@ -367,6 +397,18 @@ class ChunkCipher:
             return self._aead.decrypt(self._nonce(index), ciphertext, self._aad(index))
         except InvalidTag as exc:
             raise ContentCorrupted(f"chunk {index} does not decrypt: it was altered") from exc
+
+
+AnyChunkCipher = ChunkCipher | gmcrypto.SM4ChunkCipher
+
+
+def chunk_cipher(cipher: str, key: bytes, doc_id: str, count: int) -> AnyChunkCipher:
+    """The chunk cipher a manifest names: AES-256-GCM-SIV, or SM4-GCM in the gm suite."""
+    if cipher == gmcrypto.CONTENT_CIPHER:
+        return gmcrypto.SM4ChunkCipher(key, doc_id, count)
+    if cipher == CONTENT_CIPHER:
+        return ChunkCipher(key, doc_id, count)
+    raise ContentCorrupted(f"the document names an unknown content cipher {cipher!r}")
 
 
 def new_content_key() -> bytes:

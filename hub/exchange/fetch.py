@@ -314,7 +314,7 @@ class Fetcher:
 
     async def _open_key(
         self, reader: StoreReader, doc: Document, as_id: str
-    ) -> tuple[crypto.ChunkCipher | None, bytes | None, str | None]:
+    ) -> tuple[crypto.AnyChunkCipher | None, bytes | None, str | None]:
         """For a confidential document: the chunk cipher, sealed plaintext digest and key id."""
         enc = doc.manifest.encryption
         if enc is None:
@@ -330,7 +330,7 @@ class Fetcher:
         )
         if len(secret) != 64:
             raise ContentCorrupted(f"the sealed key of document {doc.doc_id} is malformed")
-        cipher = crypto.ChunkCipher(secret[:32], doc.doc_id, doc.manifest.chunk_count)
+        cipher = crypto.chunk_cipher(enc.cipher, secret[:32], doc.doc_id, doc.manifest.chunk_count)
         return cipher, secret[32:], wrap.key_id
 
     async def _download(
@@ -338,7 +338,7 @@ class Fetcher:
         reader: StoreReader,
         manifest: Manifest,
         digests: list[bytes],
-        cipher: crypto.ChunkCipher | None,
+        cipher: crypto.AnyChunkCipher | None,
         part: Path,
         start: int,
         whole: Any,
@@ -383,7 +383,7 @@ def _write_chunks(
     group: list[int],
     found: dict[str, bytes],
     digests: list[bytes],
-    cipher: crypto.ChunkCipher | None,
+    cipher: crypto.AnyChunkCipher | None,
     whole: Any,
     plain: Any,
 ) -> None:
@@ -402,7 +402,7 @@ def _write_chunk(
     index: int,
     stored: bytes,
     digests: list[bytes],
-    cipher: crypto.ChunkCipher | None,
+    cipher: crypto.AnyChunkCipher | None,
     whole: Any,
     plain: Any,
 ) -> None:
@@ -426,7 +426,7 @@ def _resume_part(
     part: Path,
     manifest: Manifest,
     digests: list[bytes],
-    cipher: crypto.ChunkCipher | None,
+    cipher: crypto.AnyChunkCipher | None,
     whole: Any,
     plain: Any,
 ) -> int:
@@ -462,7 +462,7 @@ def _store_single(
     manifest: Manifest,
     stored: bytes,
     digests: list[bytes],
-    cipher: crypto.ChunkCipher | None,
+    cipher: crypto.AnyChunkCipher | None,
     plain_digest: bytes | None,
 ) -> None:
     whole, plain = hashlib.sha256(), hashlib.sha256()

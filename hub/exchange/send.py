@@ -9,7 +9,7 @@ flight. A send interrupted by a dropped connection is resumed by running it agai
 state file under `<home>/run/exchange/sending/`, keyed by the file and by what the manifest
 will say, remembers the document id (and, for confidential documents, the content key sealed to
 the sender itself), the store is asked which chunks it already holds, and only the others are
-sent. Encryption is deterministic per chunk (crypto.ChunkCipher), so a stored chunk is
+sent. Encryption is deterministic per chunk (crypto.chunk_cipher), so a stored chunk is
 recognised by its digest, and a stored chunk whose digest differs from the file's means the
 file changed between the attempts.
 """
@@ -160,7 +160,13 @@ class Sender:
             if stored:
                 log.info("exchange.send.resumed", doc_id=doc_id, stored=len(stored))
             count = max(1, -(-before.st_size // request.chunk_size))
-            cipher = crypto.ChunkCipher(content_key, doc_id, count) if content_key else None
+            cipher = (
+                crypto.chunk_cipher(
+                    crypto.CONTENT_CIPHERS[request.suite], content_key, doc_id, count
+                )
+                if content_key
+                else None
+            )
             try:
                 digests, whole, plain, sent = await self._upload(
                     handle, request, writer, ref, count, stored, cipher
@@ -278,7 +284,9 @@ class Sender:
         # The state file holds the key only sealed to the sender's own encryption key, so a
         # half-finished confidential send leaves no readable key on disk.
         try:
-            own = crypto.seal_for([sender], key, context=context, suite=crypto.SUITE_X25519)[0]
+            own = crypto.seal_for(
+                [sender], key, context=context, suite=crypto.own_suite(request.suite)
+            )[0]
         except RegistryError as exc:
             raise RegistryError(
                 f"{sender.id} has no usable encryption key of its own, which a confidential "
@@ -295,7 +303,7 @@ class Sender:
         ref: Any,
         count: int,
         stored: dict[int, str],
-        cipher: crypto.ChunkCipher | None,
+        cipher: crypto.AnyChunkCipher | None,
     ) -> tuple[list[bytes], Any, Any, int]:
         whole = hashlib.sha256()
         plain = hashlib.sha256()
@@ -379,7 +387,9 @@ class Sender:
             blob = crypto.wraps_to_bytes(wraps)
             digest = hashlib.sha256(blob).digest()
             await writer.put(keys_subject(ref), blob, digest.hex(), f"{ref.prefix}.k")
-            encryption = Encryption(request.suite, crypto.CONTENT_CIPHER, digest, len(blob))
+            encryption = Encryption(
+                request.suite, crypto.CONTENT_CIPHERS[request.suite], digest, len(blob)
+            )
         await writer.drain()
         return _manifest(
             request, recipients, ref, before.st_size, whole.digest(), digests, parts, encryption
@@ -395,7 +405,9 @@ class Sender:
         parts = 0 if count <= INLINE_DIGESTS else -(-count // DIGESTS_PER_INDEX_PART)
         encryption = None
         if request.classification is Classification.CONFIDENTIAL:
-            encryption = Encryption(request.suite, crypto.CONTENT_CIPHER, bytes(32), 0)
+            encryption = Encryption(
+                request.suite, crypto.CONTENT_CIPHERS[request.suite], bytes(32), 0
+            )
         ref = store_ref(request.sender, HUB_DOMAIN, new_event_id())
         trial = _manifest(request, recipients, ref, size, bytes(32), digests, parts, encryption)
         trial.check()  # what every receiver checks first (check_request says it more kindly)
@@ -448,6 +460,11 @@ def _check_text(text: str, what: str) -> None:
             f"{what} is not valid UTF-8 text; the document's manifest carries it as UTF-8, so "
             "give it in UTF-8 (check the terminal's or the script's encoding)"
         ) from None
+
+
+def _cipher(request: SendRequest) -> str:
+    """The content cipher of the request's encryption suite (SM4-GCM for sm2)."""
+    return crypto.CONTENT_CIPHERS[request.suite]
 
 
 def check_request(request: SendRequest) -> None:
