@@ -1,0 +1,32 @@
+"""What the console's handlers share through the application: the hub, sign-in, the audit log."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.audit.service import AuditLog
+from hub.console.auth import Auth
+from hub.runtime import Hub
+
+AUTH_KEY = web.AppKey("auth", Auth)
+HUB_KEY = web.AppKey("hub", Hub)
+AUDIT_KEY = web.AppKey("audit", AuditLog)
+
+
+def hub_of(request: web.Request) -> Hub:
+    """The connected hub."""
+    return request.app[HUB_KEY]
+
+
+def audit_of(request: web.Request) -> AuditLog:
+    """The audit log's parts (opened on first use: its keys exist once the audit service ran)."""
+    found = request.app.get(AUDIT_KEY)
+    if found is None:
+        found = AuditLog(hub_of(request), create_keys=False, announce=False)
+        request.app[AUDIT_KEY] = found
+    return found
+
+
+def participant(request: web.Request) -> str:
+    """Whom the signed-in person acts as."""
+    return str(request["session"].participant)
