@@ -23,7 +23,8 @@ from aiohttp import web
 from hub.audit import api
 from hub.audit.service import AuditLog
 from hub.console import auth
-from hub.console.context import AUDIT_KEY, AUTH_KEY, HUB_KEY
+from hub.console.auth import SESSION_KEY
+from hub.console.context import AUDIT_KEY, AUTH_KEY, HUB_KEY, AuditHolder
 from hub.console.frame import page, problem, t
 from hub.console.html import h
 from hub.errors import GovhubError, NotInLog, UnknownDocument, UnknownRequest, UnknownResource
@@ -77,7 +78,7 @@ def _public(path: str) -> bool:
 async def _signed_in(request: web.Request, handler: Handler) -> web.StreamResponse:
     session = request.app[AUTH_KEY].session(request.cookies.get(auth.COOKIE))
     if session is not None:
-        request["session"] = session
+        request[SESSION_KEY] = session
     if session is None and not _public(request.path):
         if request.method == "GET":
             raise web.HTTPSeeOther("/console/login")
@@ -113,8 +114,7 @@ def make_console_app(hub: Hub, audit_log: AuditLog | None = None) -> web.Applica
     app = web.Application(middlewares=[_headers, _signed_in, _errors], client_max_size=64 << 20)
     app[HUB_KEY] = hub
     app[AUTH_KEY] = auth.Auth(hub.participants)
-    if audit_log is not None:
-        app[AUDIT_KEY] = audit_log
+    app[AUDIT_KEY] = AuditHolder(audit_log)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "service": "console"})
@@ -135,7 +135,7 @@ def make_console_app(hub: Hub, audit_log: AuditLog | None = None) -> web.Applica
         )
 
     async def switch_lang(request: web.Request) -> web.Response:
-        request["session"].lang = "en" if request.match_info["lang"] == "en" else "zh"
+        request[SESSION_KEY].lang = "en" if request.match_info["lang"] == "en" else "zh"
         raise web.HTTPSeeOther("/console/")
 
     app.router.add_get("/healthz", healthz)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 
 from hub.envelope import SigningKey
@@ -198,6 +199,10 @@ class Auth:
         """Sign out: forget the session."""
         if token:
             self._sessions.pop(_digest(token), None)
+
+
+SESSION_KEY = web.RequestKey("session", Session)
+"""Where the middleware puts the signed-in session of a request."""
 
 
 def _digest(token: str) -> str:

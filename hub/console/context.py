@@ -5,12 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub.audit.service import AuditLog
-from hub.console.auth import Auth
+from hub.console.auth import SESSION_KEY, Auth
 from hub.runtime import Hub
 
 AUTH_KEY = web.AppKey("auth", Auth)
 HUB_KEY = web.AppKey("hub", Hub)
-AUDIT_KEY = web.AppKey("audit", AuditLog)
+
+
+class AuditHolder:
+    """The audit log's parts, opened on first use (its keys exist once the audit service ran)."""
+
+    def __init__(self, log: AuditLog | None = None) -> None:
+        self.log = log
+
+
+AUDIT_KEY = web.AppKey("audit", AuditHolder)
 
 
 def hub_of(request: web.Request) -> Hub:
@@ -19,14 +28,13 @@ def hub_of(request: web.Request) -> Hub:
 
 
 def audit_of(request: web.Request) -> AuditLog:
-    """The audit log's parts (opened on first use: its keys exist once the audit service ran)."""
-    found = request.app.get(AUDIT_KEY)
-    if found is None:
-        found = AuditLog(hub_of(request), create_keys=False, announce=False)
-        request.app[AUDIT_KEY] = found
-    return found
+    """The audit log's parts."""
+    holder = request.app[AUDIT_KEY]
+    if holder.log is None:
+        holder.log = AuditLog(hub_of(request), create_keys=False, announce=False)
+    return holder.log
 
 
 def participant(request: web.Request) -> str:
     """Whom the signed-in person acts as."""
-    return str(request["session"].participant)
+    return str(request[SESSION_KEY].participant)

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from hub.cli.dir import parse_until
+from hub.console.auth import SESSION_KEY
 from hub.console.context import hub_of, participant
 from hub.console.frame import page, t
 from hub.console.html import Child, definitions, h, hidden, table
@@ -86,7 +87,7 @@ async def entry_page(request: web.Request) -> web.Response:
     items = [
         [i["name"], i.get("label_zh", ""), i.get("type", "")] for i in entry.get("data_items", [])
     ]
-    session = request["session"]
+    session = request[SESSION_KEY]
     body: list[Child] = [
         definitions(
             [
@@ -158,7 +159,7 @@ async def requests_page(request: web.Request) -> web.Response:
     await directory.catch_up()
     role = "operator" if me == hub.scenario.operator else "any"
     rows = await list_requests(hub.pool, me, role=role)
-    session = request["session"]
+    session = request[SESSION_KEY]
     cells = []
     for r in rows:
         answer: Child = r["reason"] or ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from hub.console.auth import SESSION_KEY
 from hub.console.html import Child, Html, h, hidden
 
 ZH: dict[str, str] = {
@@ -96,7 +97,7 @@ ZH: dict[str, str] = {
 
 def lang(request: web.Request) -> str:
     """The session's language (`zh` unless switched)."""
-    session = request.get("session")
+    session = request.get(SESSION_KEY)
     return session.lang if session is not None else "zh"
 
 
@@ -107,7 +108,7 @@ def t(request: web.Request, label: str) -> str:
 
 def page(request: web.Request, title: str, *body: Child, status: int = 200) -> web.Response:
     """A whole console page: head (styles and scripts from /console/static only), nav, body."""
-    session = request.get("session")
+    session = request.get(SESSION_KEY)
     nav: list[Child] = []
     if session is not None:
         nav = [

@@ -20,6 +20,7 @@ from aiohttp import BodyPartReader, web
 
 from hub.cli.doc import parse_deadline
 from hub.console import auth
+from hub.console.auth import SESSION_KEY
 from hub.console.context import hub_of, participant
 from hub.console.frame import page, t
 from hub.console.html import Child, h, hidden, table
@@ -70,7 +71,7 @@ async def office(request: web.Request) -> web.Response:
     await caught_up(hub)
     rows = await inbox(hub, me)
     register = await ledger(hub, me)
-    session = request["session"]
+    session = request[SESSION_KEY]
     inbox_rows = []
     for r in rows:
         late = _overdue(r.get("deadline"), r["state"])
@@ -193,12 +194,14 @@ async def office(request: web.Request) -> web.Response:
 
 async def _read_send_form(request: web.Request, folder: Path) -> tuple[dict[str, str], Path, str]:
     """The multipart send form: `csrf` must come first and match, then fields and one file."""
+    if request.content_type != "multipart/form-data":
+        raise InputError("send the document with the form (multipart/form-data)")
     reader = await request.multipart()
     first = await reader.next()
     if not isinstance(first, BodyPartReader) or first.name != "csrf":
         raise web.HTTPForbidden(text="refused: missing or wrong CSRF token\n")
     if not auth.csrf_ok(
-        request["session"], (await first.read(decode=True)).decode(errors="replace")
+        request[SESSION_KEY], (await first.read(decode=True)).decode(errors="replace")
     ):
         raise web.HTTPForbidden(text="refused: missing or wrong CSRF token\n")
     fields: dict[str, str] = {}
@@ -315,7 +318,7 @@ async def status(request: web.Request) -> web.Response:
             id="recipients",
         ),
     ]
-    session = request["session"]
+    session = request[SESSION_KEY]
     if mine is not None and mine["state"] == "sent":
         body.append(
             h(
