@@ -165,7 +165,7 @@ async def search(request: web.Request) -> web.Response:
         limit=SEARCH_LIMIT,
     )
     del log
-    cells = [
+    cells: list[list[Child]] = [
         [
             r.index,
             str(r.event_time)[:19],

@@ -25,7 +25,9 @@ async def _json(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="send application/json\n")
     if (request.content_length or 0) > MAX_JSON:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=request.content_length)
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_JSON, actual_size=request.content_length or 0
+        )
     try:
         data = json.loads(await request.text())
     except ValueError:

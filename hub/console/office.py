@@ -65,6 +65,11 @@ def _state(request: web.Request, state: str, reason: str | None, overdue: bool) 
     return h("span", {"class": f"state-{state}"}, label)
 
 
+def choices(values: list[str], chosen: str) -> list[Child]:
+    """The options of a `<select>`."""
+    return [h("option", {"value": v, "selected": v == chosen}, v) for v in values]
+
+
 async def office(request: web.Request) -> web.Response:
     """Inbox, register and the send form of the signed-in participant."""
     hub, me = hub_of(request), participant(request)
@@ -95,9 +100,6 @@ async def office(request: web.Request) -> web.Response:
             ", ".join(f"{k} {v}" for k, v in sorted(e["states"].items())),
         ]
         for e in register["entries"]
-    ]
-    choices = lambda values, chosen: [  # noqa: E731
-        h("option", {"value": v, "selected": v == chosen}, v) for v in values
     ]
     body: list[Child] = [
         h("h2", None, t(request, "Inbox"), f" ({len(rows)})"),

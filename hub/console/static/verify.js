@@ -43,7 +43,13 @@
 
   // --- signed notes --------------------------------------------------------------------
   async function parseVkey(vkey) {
-    const [name, hexId, material] = vkey.split("+");
+    // The base64 key material may itself hold "+": split at the first two only.
+    const first = vkey.indexOf("+");
+    const second = vkey.indexOf("+", first + 1);
+    if (first < 1 || second < 0) throw new Error("malformed verifier key");
+    const name = vkey.slice(0, first);
+    const hexId = vkey.slice(first + 1, second);
+    const material = vkey.slice(second + 1);
     const raw = b64decode(material);
     const alg = raw[0];
     const pub = raw.slice(1);
