@@ -43,7 +43,9 @@ CSP = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # a sign-in link must not leak through a Referer
+    # A sign-in link must not leak through a Referer to another site; "no-referrer" would also
+    # make the browser send `Origin: null` on our own forms, which the origin check refuses.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
