@@ -53,6 +53,7 @@
     const raw = b64decode(material);
     const alg = raw[0];
     const pub = raw.slice(1);
+    if ((alg !== 1 && alg !== 4) || pub.length !== 32) throw new Error("verifier key " + name + " is not an Ed25519 note key");
     const id = (await sha256(concat(enc.encode(name + "\n"), Uint8Array.of(alg), pub))).slice(0, 4);
     const hex = Array.from(id, (b) => b.toString(16).padStart(2, "0")).join("");
     if (hex !== hexId) throw new Error("verifier key " + name + " has a wrong key id");
