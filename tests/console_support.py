@@ -40,7 +40,9 @@ class Console:
             ) as r:
                 assert r.status == 200, await r.text()
                 challenge = await r.json()
-            signed = sign_challenge(self.hub.keystore.current(participant), challenge["challenge"])
+            signed = sign_challenge(
+                self.hub.keystore.current(participant), challenge["challenge"], self.url
+            )
             async with http.post(
                 f"{self.url}/console/login/answer",
                 json={"challenge_id": challenge["challenge_id"], **signed},

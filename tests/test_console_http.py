@@ -181,3 +181,44 @@ async def test_the_evidence_bundle_downloads_for_the_offline_verifier(console: C
         assert r.status == 200
         assert "attachment" in r.headers["Content-Disposition"]
         assert (await r.json())["format"]
+
+
+def test_the_helper_refuses_to_sign_a_challenge_relayed_from_another_console() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from hub.console.auth import SignInError, challenge_text, sign_challenge
+    from hub.envelope import SigningKey
+
+    key = SigningKey.from_private("akto.office", Ed25519PrivateKey.generate())
+    text = challenge_text("http://10.0.0.9:8490", "akto.office", "n", 2e9)
+    assert sign_challenge(key, text, "http://10.0.0.9:8490/console")["key"].startswith("akto.")
+    with pytest.raises(SignInError, match="another console"):
+        sign_challenge(key, text, "http://127.0.0.1:8490")
+    with pytest.raises(SignInError, match="not akto.office"):
+        sign_challenge(key, text.replace("akto.office", "pref.office"), "http://10.0.0.9:8490")
+    with pytest.raises(SignInError, match="not a sign-in challenge"):
+        sign_challenge(key, "govhub-sig-v1\nsubject\n", None)
+
+
+async def test_govhub_console_login_prints_a_link_that_signs_the_browser_in(
+    console: Console,
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    home = str(console.hub.settings.home.root)
+    args = ["--home", home, "console", "login", "--as", "akto.office", "--url", console.url]
+    result = await asyncio.to_thread(CliRunner().invoke, cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    link = json.loads(result.output)["link"]
+    async with aiohttp.ClientSession() as http, http.get(link) as r:
+        assert r.status == 200
+        assert "akto.office" in await r.text()
+    refused = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["--home", home, "console", "login", "--as", "nobody.x",
+                                  "--url", console.url, "--json"]
+    )  # fmt: skip
+    assert refused.exit_code != 0

@@ -73,7 +73,7 @@ def login(ctx: click.Context, as_id: str, url: str, no_open: bool, as_json: bool
     key = keys.current(as_id)  # before any request: no key here, nothing to ask
     base = url.rstrip("/").removesuffix("/console")
     challenge = _post(f"{base}/console/login/challenge", {"participant": as_id})
-    signed = sign_challenge(key, str(challenge.get("challenge", "")))
+    signed = sign_challenge(key, str(challenge.get("challenge", "")), base)
     answer = _post(
         f"{base}/console/login/answer",
         {"challenge_id": str(challenge.get("challenge_id", "")), **signed},

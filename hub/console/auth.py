@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
@@ -64,15 +65,36 @@ def challenge_text(origin: str, participant: str, nonce: str, expires: float) ->
     return f"{CHALLENGE_PREFIX}\n{origin}\n{participant}\n{nonce}\n{until}\n"
 
 
-def sign_challenge(key: SigningKey, text: str) -> dict[str, str]:
-    """What the CLI helper answers: the key it signed with and the base64 signature."""
-    if not text.startswith(CHALLENGE_PREFIX + "\n"):
+def sign_challenge(key: SigningKey, text: str, console_url: str | None = None) -> dict[str, str]:
+    """What the CLI helper answers: the key it signed with and the base64 signature.
+
+    It signs only a sign-in challenge for its own participant and, given the console's URL it
+    contacted, only one naming that console's host: a console that relayed another console's
+    challenge (to sign in there as this participant) is refused here.
+    """
+    lines = text.split("\n")
+    if len(lines) != 6 or lines[0] != CHALLENGE_PREFIX or lines[5] != "":
         raise SignInError("the console sent something that is not a sign-in challenge")
+    if lines[2] != key.participant:
+        raise SignInError(f"the challenge is for {lines[2]!r}, not {key.participant}")
+    if console_url is not None and _host(lines[1]) != _host(console_url):
+        raise SignInError(
+            f"the challenge names the console {lines[1]!r}, not {console_url}: refusing to sign "
+            "a sign-in for another console"
+        )
     signature = key.private_key.sign(text.encode())
     return {
         "key": f"{key.participant}/{key.key_id}",
         "signature": base64.b64encode(signature).decode(),
     }
+
+
+def _host(url: str) -> str:
+    """host[:port] of a URL (the scheme may differ behind a TLS-terminating proxy)."""
+    parsed = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parsed.scheme)
+    port = parsed.port if parsed.port not in (None, default) else None
+    return f"{(parsed.hostname or '').lower()}" + (f":{port}" if port else "")
 
 
 @dataclass
