@@ -96,7 +96,7 @@ async def overview(request: web.Request) -> web.Response:
                 "h3",
                 None,
                 t(request, "Witness cosignatures"),
-                f" ({len(verified)}/{log.config.witness_k} required)",
+                f" ({len(verified)} cosigned, {log.config.witness_k} required)",
             ),
             table([t(request, "Witness"), t(request, "Signed at"), t(request, "Age")], rows),
             _verify_widget("checkpoint", request),
@@ -139,7 +139,8 @@ async def overview(request: web.Request) -> web.Response:
                 {"href": "/console/audit/bundle", "download": "evidence.json"},
                 t(request, "Download evidence bundle"),
             ),
-            " — python -m hub.audit.verify evidence.json --trust trust.json",
+            " — python -m hub.audit.verify evidence.json --trust trust.json"
+            " (trust.json: govhub audit trust)",
         ),
     ]
     return page(request, t(request, "Audit"), body)
