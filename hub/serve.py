@@ -50,6 +50,7 @@ SERVICES: dict[str, str] = {
     "exchange": "hub.exchange.tracker:ExchangeTracker",
     "exchange-agent": "hub.exchange.agent:RecipientAgent",
     "approval": "hub.approval.service:create",
+    "console": "hub.console.app:create",
 }
 
 HTTP = "http"

@@ -29,6 +29,10 @@ from tests.servers import NatsServer
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
+# Every `govhub serve` a test starts (in this process or as a child) puts its console on a free
+# port, not on the default 8490 that parallel tests (and a person's own serve) would share.
+os.environ.setdefault("GOVHUB_CONSOLE_HTTP", "127.0.0.1:0")
+
 # Property tests (tests/test_hostile_*.py). `ci`, the default, draws the same examples on every
 # run and keeps no example database, so a red build is reproducible and a green one stays
 # green; `long` searches eighty times deeper and remembers failures, for a local hunt:

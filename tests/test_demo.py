@@ -62,6 +62,10 @@ def test_demo_human_output_is_a_story_with_a_summary_table(tmp_path: Path) -> No
     assert "summary" in result.stdout
     assert "bad_signature" in result.stdout and "malformed_body" in result.stdout
     assert "verified by pref.office" in result.stdout
+    # It ends by saying where the web console is and how to sign in to it.
+    tail = result.stdout.rstrip().splitlines()[-4:]
+    assert "web console: http://127.0.0.1:8490/console/" in tail[0]
+    assert "console login --as pref.office" in tail[2]
 
 
 COUNTIES = ["akqi.office", "akto.office", "artux.office", "wuqia.office"]

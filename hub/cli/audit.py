@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import difflib
 import json
 import math
 import sys
-from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -22,55 +21,17 @@ from hub.audit.service import AuditLog
 from hub.audit.verify import BundleError, Trust, load_trust
 from hub.cli.common import async_command, emit, json_option, settings
 from hub.display import console, line, progress, styled
-from hub.envelope import parse_time
-from hub.errors import ConfigError, InputError, TamperEvidence
+from hub.errors import ConfigError, TamperEvidence
 from hub.jsonout import to_jsonable
 from hub.runtime import open_hub
 from hub.userfiles import output_file, parse_json, read_text, write_output
+from hub.userinput import parse_day_or_time, resolve_type
 
 
 @contextlib.asynccontextmanager
 async def _opened(ctx: click.Context, *, create_keys: bool = False) -> AsyncIterator[AuditLog]:
     async with open_hub(settings(ctx)) as hub:
         yield AuditLog(hub, create_keys=create_keys, announce=False)
-
-
-def _time(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    text = value + "T00:00:00Z" if len(value) == 10 else value
-    try:
-        return parse_time(text)
-    except ValueError:
-        raise InputError(
-            f"{option} {value!r} is not a date (2026-11-26) or RFC 3339 time"
-        ) from None
-
-
-def resolve_type(given: str, known: Iterable[str]) -> str:
-    """The full event type `--type` means: itself, or the one type with that short name.
-
-    Tables show the short name (`Notice`), so that is what people type. A name that is neither
-    a type the log holds or the registry knows, nor the short name of exactly one, is refused
-    naming the close ones, instead of silently matching nothing.
-    """
-    names = set(known)
-    if given in names:
-        return given
-    if "." not in given:
-        matches = sorted(n for n in names if n.rsplit(".", 1)[-1] == given)
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise InputError(
-                f"--type {given} is ambiguous: it is the short name of {', '.join(matches)}; "
-                "give the full name"
-            )
-    shorts = {n.rsplit(".", 1)[-1]: n for n in names}
-    close = difflib.get_close_matches(given, sorted(names), n=3, cutoff=0.6)
-    close += [shorts[s] for s in difflib.get_close_matches(given, sorted(shorts), n=3)]
-    listed = ", ".join(dict.fromkeys(close)) or ", ".join(sorted(names)[:5]) or "none yet"
-    raise InputError(f"no event type is named {given}; close ones: {listed}")
 
 
 async def _type(log: AuditLog, given: str | None) -> str | None:
@@ -149,8 +110,8 @@ async def search(
             pool,
             participant=participant,
             type_name=await _type(log, type_name),
-            since=_time(since, "--since"),
-            until=_time(until, "--until"),
+            since=parse_day_or_time(since, "--since"),
+            until=parse_day_or_time(until, "--until"),
             below=cp.size if cp else None,
             limit=limit,
         )
@@ -337,8 +298,8 @@ async def export(
                 "end": end,
                 "participant": participant,
                 "type_name": await _type(log, type_name),
-                "since": _time(since, "--since"),
-                "until": _time(until, "--until"),
+                "since": parse_day_or_time(since, "--since"),
+                "until": parse_day_or_time(until, "--until"),
             }
             counts = await bundle.write_bundle(
                 log.hub.pool, log.trust(), log.config.origin, fp, **options

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import click
 
 from hub.cli.common import async_command, chosen_suite, emit, json_option, suite_option
+from hub.console.app import DEFAULT_ADDRESS
 from hub.demo import render, run_demo
 from hub.display import console
 from hub.home import Home
@@ -53,7 +54,24 @@ async def demo(ctx: click.Context, federated: bool, suite: str | None, as_json: 
     with one_demo_at_a_time(conf.home):
         async with open_hub(conf, federated=federated) as hub:
             result = await run_demo(hub)
-    emit(as_json, result, lambda: render(console, result))
+
+    def human() -> None:
+        render(console, result)
+        console_hint(conf.home)
+
+    emit(as_json, result, human)
+
+
+def console_hint(home: Home) -> None:
+    """How to look at what the demo did in the web console (docs/console.md)."""
+    url = f"http://{DEFAULT_ADDRESS}/console/"
+    gov = f"govhub --home {home.root}"
+    click.echo(
+        f"\nweb console: {url}\n"
+        f"  start it:  {gov} serve\n"
+        f"  sign in:   {gov} console login --as pref.office --url http://{DEFAULT_ADDRESS}\n"
+        "             (or --as pref.audit for the auditor, akto.stats for a provider)"
+    )
 
 
 COMMANDS = [demo]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 import click
@@ -30,30 +29,12 @@ from hub.directory.store import (
 )
 from hub.directory.workflow import Directory
 from hub.display import console, line
-from hub.envelope import parse_time
 from hub.errors import InputError
 from hub.jsonout import dumps
 from hub.runtime import Hub, open_hub
 from hub.topology import HUB_DOMAIN
 from hub.userfiles import json_argument, parse_json, read_text, write_output
-
-_CST = timezone(timedelta(hours=8))
-
-
-def parse_until(text: str | None) -> datetime | None:
-    """`--until`: an RFC 3339 time, or a date meaning "through the end of that day" (UTC+8)."""
-    if text is None:
-        return None
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        try:
-            return parse_time(text)
-        except ValueError as exc:
-            raise InputError(
-                f"--until: {exc}; give a date (2027-06-30) or an RFC 3339 time"
-            ) from None
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=_CST).astimezone(UTC)
+from hub.userinput import parse_until
 
 
 def _fields(text: str | None) -> list[str]:

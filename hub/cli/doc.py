@@ -8,8 +8,6 @@ delivery receipt (docs/exchange.md, "Who signs the delivery receipt").
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,6 @@ from rich.text import Text
 
 from hub.cli.common import async_command, emit, json_option, settings
 from hub.display import console, line, progress
-from hub.envelope import parse_time
 from hub.errors import InputError
 from hub.exchange import receipts
 from hub.exchange.agent import RecipientAgent
@@ -31,9 +28,8 @@ from hub.exchange.model import Classification, Urgency
 from hub.exchange.send import Sender, SendRequest, check_request
 from hub.exchange.tracker import ExchangeTracker
 from hub.runtime import Hub, open_hub
+from hub.userinput import parse_deadline
 
-_RELATIVE = re.compile(r"^\+?(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 STATE_STYLE = {
     "sent": "yellow",
     "delivered": "cyan",
@@ -47,23 +43,6 @@ STATE_STYLE = {
 def state_text(state: str, reason: str | None = None) -> Text:
     """A recipient's state in its colour, with the reason it was rejected or recalled."""
     return line((state, STATE_STYLE.get(state, "")), f": {reason}" if reason else "")
-
-
-def parse_deadline(text: str | None) -> datetime | None:
-    """`--deadline`: an RFC 3339 time with a zone, or a duration from now such as 3d or 36h."""
-    if text is None:
-        return None
-    match = _RELATIVE.match(text.strip())
-    if match:
-        amount, unit = int(match.group(1)), _UNITS[match.group(2)]
-        return datetime.now(UTC) + timedelta(**{unit: amount})
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise InputError(
-            f"--deadline {text!r}: give an RFC 3339 time with a zone "
-            "(2026-12-31T18:00:00+08:00) or a duration such as 3d, 36h, 90m"
-        ) from exc
 
 
 def _progress(as_json: bool) -> Progress | None:
