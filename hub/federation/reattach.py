@@ -12,8 +12,10 @@ catches any re-send, so nothing is stored twice.
 `SourceKeeper.watch` polls the hub nodes' `/leafz` (cheap, loopback or the monitoring
 network) every `POLL_S` and re-attaches each county whose leaf went from absent to present;
 `govhub serve` runs it in the federation service, and `govhub bench federation` runs it during
-the catch-up it times. A re-attach that does not take (the leaf's JetStream domain not yet
-routable) is tried again on the next polls, up to `ATTEMPTS` times.
+the catch-up it times. While a county's leaf is away the federation service reads `degraded`
+in `/healthz` with that cause, and `ok` again once the leaf is back. A re-attach that does not
+take (the leaf's JetStream domain not yet routable) is tried again on the next polls, up to
+`ATTEMPTS` times.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import nats.js.errors
 import structlog
 from nats.aio.client import Client as NatsClient
 
+from hub import health
 from hub.bus import jetstream
 from hub.federation.plan import Plan, county_stream
 from hub.metrics import Counter
@@ -103,7 +106,13 @@ class SourceKeeper:
         for node in self._plan.counties:
             if node.name not in up:
                 self._pending.pop(node.unit, None)
+                health.pause(
+                    f"uplink {node.unit}",
+                    f"the leaf node {node.name} is not connected to the hub; its events wait "
+                    f"in {county_stream(node.unit)}",
+                )
                 continue
+            health.resume(f"uplink {node.unit}")
             if before is not None and node.name not in before:
                 self._pending[node.unit] = (0, 0.0)  # a reconnect: re-attach now
             due = node.unit in self._pending and await self._due(node.unit)
