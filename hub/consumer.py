@@ -31,9 +31,13 @@ from hub.verifier import VerifiedEvent, Verifier
 
 log = structlog.get_logger("hub.consumer")
 
-DEFAULT_BACKOFF = (1.0, 5.0, 30.0, 120.0, 600.0)
 ACK_WAIT_S = 30.0
 """Seconds before JetStream redelivers what a consumer without a backoff list did not ack."""
+DEFAULT_BACKOFF = (ACK_WAIT_S, 60.0, 120.0, 600.0)
+"""Redelivery steps of a consumer that names none. With a backoff list JetStream takes its
+first step as the ack wait, so the first step is the ack wait itself: a shorter one (it was
+1 s) redelivers a batch still being verified or acked on a loaded machine, or held across a
+hub restart, and the reader gets those events twice."""
 
 
 @dataclass(slots=True)

@@ -20,13 +20,26 @@ import time
 from typing import Any
 
 import nats.js.errors
+import structlog
 from nats.aio.msg import Msg
+
+log = structlog.get_logger("hub.pull")
 
 # JetStream status codes that end a pull request without an error: 404 no messages (no_wait),
 # 408 request expired, 409 conflicts (max waiting, consumer changed); 100 is a heartbeat.
 _END = frozenset({"404", "408", "409"})
 _STATUS = "Status"
 _ACK_PREFIX = "$JS.ACK."
+RESEND_S = 0.25
+"""Seconds after which a `no_wait` request that got no answer at all is sent again.
+
+The server answers such a request at once, with messages or a 404. Silence means nobody
+received it: right after a stream leader is lost, the consumer's new leader takes over a
+moment after it answers consumer info, and a request sent in between is dropped. Asked once,
+the fetch returned nothing and a reader took the stream for fully read (the leader-kill drill
+read fewer events than were acknowledged). A resent request can only bring more messages
+than asked, and those stay queued for the next fetch.
+"""
 
 
 def _accept(sub: Any, msg: Msg, msgs: list[Msg]) -> bool:
@@ -86,13 +99,25 @@ async def fetch(psub: Any, batch: int, timeout: float, *, linger: bool = True) -
         return msgs
     deadline = time.monotonic() + timeout
     # First ask for what is there now; the server answers with messages, then 404 if fewer.
+    # A request nobody answers at all is asked again (see RESEND_S).
     request = json.dumps({"batch": batch - len(msgs), "no_wait": True}).encode()
     await nc.publish(psub._nms, request, psub._deliver)
+    answered = False
+    resend_at = time.monotonic() + RESEND_S
     while len(msgs) < batch:
         if _take(sub, queue, msgs, batch) or len(msgs) >= batch:
             break
-        ended = await _wait(sub, queue, msgs, deadline)
-        if ended is None or ended:
+        answered = answered or bool(msgs)
+        ended = await _wait(sub, queue, msgs, deadline if answered else min(deadline, resend_at))
+        if ended is None:
+            if answered or time.monotonic() >= deadline:
+                break
+            await nc.publish(psub._nms, request, psub._deliver)
+            resend_at = time.monotonic() + RESEND_S
+            log.info("pull.request.resent", subject=psub._nms)
+            continue
+        answered = True
+        if ended:
             break
     if msgs or not linger:
         return msgs

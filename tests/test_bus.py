@@ -146,3 +146,26 @@ async def test_a_message_whose_handling_keeps_failing_is_quarantined_as_poison(h
     await reader.stop()
     assert [c.envelope.headers["ce-id"] for c in copies] == [env.event_id]
     assert "department database is down" in copies[0].envelope.headers["govhub-detail"]
+
+
+async def test_a_reader_slow_to_ack_a_batch_does_not_get_it_again(hub: Hub) -> None:
+    # Regression: the default backoff's first step (JetStream's ack wait when a backoff list
+    # is set) was 1 s, so a batch still being verified or acked a second later, on a loaded
+    # machine or across a hub restart, was redelivered and read twice.
+    envs = [hub.seal("akto.civil", NOTICE, {"title": f"t{i}", "body": "b"}) for i in range(20)]
+    await hub.publisher.publish_many(envs)
+    consumer = hub.consumer(HUB_STREAM, None, ["evt.akto.>"], quarantine=False)
+    try:
+        first = await consumer.fetch(10, timeout=1.0)
+        await asyncio.sleep(2.5)  # slow: longer than the old first step
+        for delivery in first:
+            await delivery.ack()
+        rest: list[str] = []
+        while batch := await consumer.fetch(64, timeout=0.5):
+            for delivery in batch:
+                rest.append(delivery.envelope.event_id)
+                await delivery.ack()
+    finally:
+        await consumer.stop()
+    ids = [d.envelope.event_id for d in first] + rest
+    assert sorted(ids) == sorted(e.event_id for e in envs), "every event read exactly once"

@@ -73,6 +73,9 @@ async def test_killing_the_stream_leader_while_publishing_loses_no_acknowledged_
         return current not in (None, leader)
 
     await wait_for(new_leader, timeout=60, what="a new stream leader")
+    # The meta leader (which creates consumers) may have died with the stream leader and is
+    # elected on its own schedule: wait, as a start does, until the cluster answers again.
+    await asyncio.to_thread(top.servers.wait_cluster)
     stored = [d.envelope.event_id for d in await top.read_hub("evt.pref.stats.>")]
     assert sorted(stored) == sorted(acked), "every acknowledged event is stored exactly once"
 

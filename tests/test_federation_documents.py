@@ -213,3 +213,50 @@ async def test_a_document_sent_to_a_cut_off_county_is_delivered_after_its_uplink
         return bool(count)
 
     await wait_for(timers, timeout=10, what="the deadline timers of the sender")
+
+
+async def test_a_county_sending_documents_across_an_uplink_cut_delivers_each_once_with_one_receipt(
+    federation: Topology, tmp_path: Path
+) -> None:
+    top = federation
+    paths = [_file(tmp_path, f"return-{i}.bin", 3000 + i) for i in range(6)]
+    before = [await _send(top, "akto.office", ("pref.office",), p) for p in paths[:2]]
+    top.cut("akto")
+    try:
+        # Acknowledged by the county's own streams while the hub cannot see them.
+        during = [await _send(top, "akto.office", ("pref.office",), p) for p in paths[2:]]
+        assert all(s.manifest.store.domain == "cty-akto" for s in during)
+        arrived = await wait_at_hub(
+            top.hub.nc, [(s.subject, s.manifest_event_id) for s in during], timeout=1
+        )
+        assert not arrived, "nothing crosses a cut uplink"
+    finally:
+        top.restore("akto")
+    sent = before + during
+    for result in sent:
+        await _known(top, result)
+
+    agent = RecipientAgent(top.hub, ["pref.office"])
+    delivered = {d.doc_id: d for d in await agent.deliver_pending() if d.recipient == "pref.office"}
+    ours = {s.doc_id: p for s, p in zip(sent, paths, strict=True)}
+    assert set(ours) <= set(delivered), "every document reaches the prefecture"
+    for doc_id, path in ours.items():
+        assert delivered[doc_id].path.read_bytes() == path.read_bytes()
+    again = await agent.deliver_pending()
+    assert not [d for d in again if d.doc_id in ours], "nothing is delivered twice"
+
+    receipts_ = [
+        (doc_subject("pref.office", Kind.DELIVERED, doc_id), delivered[doc_id].receipt_event_id)
+        for doc_id in ours
+    ]
+    for doc_id, receipt in zip(ours, receipts_, strict=True):
+        assert await _states(top, doc_id, [receipt]) == {"pref.office": "delivered"}
+        assert await top.hub_count(receipt[0]) == 1, "one receipt per document"
+    await _tracked(top)
+    rows = await top.hub.pool.fetch(
+        "SELECT doc_id, kind, outcome, count(*) AS n FROM doc_events"
+        " WHERE doc_id = ANY($1::text[]) GROUP BY doc_id, kind, outcome",
+        list(ours),
+    )
+    applied = {(r["doc_id"], r["kind"], r["outcome"], r["n"]) for r in rows}
+    assert applied == {(doc_id, Kind.DELIVERED.value, "applied", 1) for doc_id in ours}

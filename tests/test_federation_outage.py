@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +15,9 @@ from hub.consumer import Delivery
 from hub.errors import StreamFull
 from hub.federation.monitor import CountyState, snapshot
 from hub.federation.plan import county_stream
+from hub.federation.reattach import SourceKeeper
 from hub.federation.streams import DOWN_STREAM
+from hub.health import Health, State
 from tests.federation import NOTICE, Topology, federated, wait_for
 
 
@@ -120,6 +124,44 @@ async def test_the_hub_restarted_during_catch_up_still_ends_with_every_event_onc
 
     # The hub's source retries with a backoff after a restart (~40 s measured).
     await wait_for(caught_up, timeout=150, what="catch-up after the hub restart", every=0.5)
+    _assert_exactly_once_in_order(await top.read_hub("*.akto.>"), {"akto.civil": sent})
+
+
+async def test_a_countys_source_is_reattached_as_soon_as_its_leaf_reconnects(
+    federation: Topology,
+) -> None:
+    top = federation
+    keeper = SourceKeeper(top.hub.nc, top.servers.plan)
+    health = Health(["federation"])
+    health.set("federation", State.RUNNING)
+    with health.reporting("federation"):  # as `govhub serve` runs it
+        watching = asyncio.create_task(keeper.watch())
+    try:
+        await asyncio.sleep(1.0)  # the keeper's first look: every leaf up, nothing to do
+        assert health.status("federation") == (State.RUNNING, None)
+        top.cut("akto")
+        sent = await _publish(top, "akto.civil", 200, "cut")
+        # Long enough for the server's own retries to fail twice: its next one is 20 s away
+        # (10 s more per failure, stream.go calculateRetryBackoff).
+        await asyncio.sleep(15.0)
+        assert await top.hub_count("*.akto.>") == 0
+        state, cause = health.status("federation")
+        assert state is State.DEGRADED and cause is not None
+        assert "cty-akto is not connected" in cause and "GOV_AKTO" in cause
+        top.restore("akto")
+        restored = time.monotonic()
+
+        async def caught_up() -> bool:
+            return await top.hub_count("*.akto.>") >= len(sent)
+
+        await wait_for(caught_up, timeout=8, what="the catch-up right after the reconnect")
+        assert time.monotonic() - restored < 8
+        assert keeper.reattached == ["akto"], "only the county that reconnected, once"
+        assert health.status("federation") == (State.RUNNING, None)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
     _assert_exactly_once_in_order(await top.read_hub("*.akto.>"), {"akto.civil": sent})
 
 

@@ -8,7 +8,9 @@ Runs on a scratch federated home (its own nodes and PostgreSQL, removed afterwar
    the hub, same path, no signing or verification.
 2. catch-up: akto's uplink is cut, `--events` signed events queue in the county stream (acked
    by the county), the uplink is restored, and the hub is timed from reconnect until it holds
-   every one. Catch-up is the servers' sourcing, so there is no client figure to put beside it.
+   every one. The federation service's source keeper runs throughout, as in `govhub serve`:
+   it re-attaches akto's source once the leaf is back (hub/federation/reattach.py). The
+   sourcing itself is the servers', so there is no client figure to put beside it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from hub.bench.measure import latency_ms, machine
 from hub.bus import close, connect, jetstream
 from hub.federation.credentials import service_nkey
+from hub.federation.reattach import SourceKeeper
 from hub.home import Home, Settings
 from hub.runtime import Hub, open_hub
 from hub.topology import HUB_STREAM
@@ -123,12 +126,27 @@ async def raw_latency(hub: Hub, samples: int) -> dict[str, Any]:
 
 async def catch_up(hub: Hub, events: int) -> dict[str, Any]:
     """Queue `events` during a cut uplink, restore it, time the hub until it holds them all."""
-    assert hub.federation is not None and hub.federation.servers is not None
-    servers = hub.federation.servers
+    assert hub.federation is not None
     link = await hub.link(SENDER)
     assert link is not None
     subject = f"evt.{SENDER}.queued"
     before = await _hub_count(hub, subject)
+    keeper = SourceKeeper(hub.nc, hub.federation.plan)
+    watching = asyncio.create_task(keeper.watch())
+    try:
+        result = await _timed_catch_up(hub, link, subject, before, events)
+        return {**result, "source_reattached": keeper.reattached.count(UNIT)}
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+
+
+async def _timed_catch_up(
+    hub: Hub, link: Any, subject: str, before: int, events: int
+) -> dict[str, Any]:
+    assert hub.federation is not None and hub.federation.servers is not None
+    servers = hub.federation.servers
     servers.uplink(UNIT, enabled=False)
     try:
         queued_at = time.perf_counter()
@@ -140,7 +158,7 @@ async def catch_up(hub: Hub, events: int) -> dict[str, Any]:
             await link.publisher.publish_many(envs)
         queue_s = time.perf_counter() - queued_at
     finally:
-        servers.uplink(UNIT, enabled=True)
+        await asyncio.to_thread(servers.uplink, UNIT, enabled=True)
     reconnect = time.perf_counter()
     first: float | None = None
     while True:

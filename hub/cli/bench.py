@@ -495,6 +495,7 @@ def federation_bench(ctx: click.Context, events: int, samples: int, as_json: boo
                 ("reconnect → first at hub s", str(outage["reconnect_to_first_s"]), ""),
                 ("reconnect → caught up s", str(outage["reconnect_to_caught_up_s"]), ""),
                 ("catch-up events/s", f"{outage['catch_up_per_s']:,}", "(server-side)"),
+                ("source re-attached on reconnect", str(outage["source_reattached"]), ""),
             ],
         )
 

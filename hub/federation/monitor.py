@@ -3,7 +3,9 @@
 `govhub serve` runs the `federation` service: every few seconds it reads `/jsz` (the hub
 stream's sources: how far each county's source lags, when it was last active, its error) and
 `/leafz` (which leaf nodes are connected, their round-trip time) from every hub node, sets
-the Prometheus gauges below and serves the same snapshot at `/federation`. It also watches
+the Prometheus gauges below and serves the same snapshot at `/federation`. It re-attaches a
+county's source as soon as the county's leaf reconnects (hub/federation/reattach.py), instead
+of leaving the catch-up to the server's retry backoff of up to 2 minutes. It also watches
 the registry and re-syncs the servers' users on every change, so a revocation made by any
 process ends the participant's access within seconds. In a single-node hub it idles.
 """
@@ -25,6 +27,7 @@ from aiohttp import web
 
 from hub.bus import jetstream
 from hub.federation.plan import Plan, county_stream
+from hub.federation.reattach import SourceKeeper
 from hub.metrics import Gauge
 from hub.participants import PARTICIPANTS_BUCKET
 from hub.runtime import Hub
@@ -189,6 +192,7 @@ class FederationService:
             return
         async with asyncio.TaskGroup() as group:
             group.create_task(self._watch_registry())
+            group.create_task(SourceKeeper(self._hub.nc, federation.plan).watch())
             async with aiohttp.ClientSession() as session:
                 while True:
                     self._last = await snapshot(federation.plan, session)

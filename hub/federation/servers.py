@@ -302,8 +302,10 @@ class FederatedServers:
         A node answers `/healthz?js-enabled-only=true` as soon as JetStream runs, before a
         3-node cluster has elected its meta leader; creating an R3 stream then waits for the
         election and can outlast the API timeout. So wait until every running hub node
-        reports the same meta leader with every peer current (`/jsz`), and its full
-        `/healthz` answers ok.
+        reports the same meta leader with every peer current (`/jsz`), every replicated
+        stream has its leader on a running node, and every node's full `/healthz` answers
+        ok. The same wait holds after a node is lost: an API request in between has nobody
+        to answer it (the leader-kill drill's consumer creation timed out there).
         """
         if len(self.plan.hub_nodes) < 2:
             return
@@ -334,6 +336,9 @@ class FederatedServers:
         current = [p for p in peers if p.get("current") and not p.get("offline")]
         if leader in metas and len(current) < len(running) - 1:
             return f"meta leader {leader} sees {len(current)} current peer(s)"
+        leaderless = _streams_without_leader(running)
+        if leaderless:
+            return f"stream(s) {', '.join(leaderless)} have no leader on a running node"
         unhealthy = [n.name for n in running if not _http_ok(f"{n.monitor_url}/healthz")]
         if unhealthy:
             return f"{', '.join(unhealthy)} not healthy"
@@ -416,6 +421,25 @@ class FederatedServers:
         if _write_if_changed(self.node_dir(node) / "nats.conf", text):
             self.reload_and_wait([node.name])
         log.info("federation.uplink", unit=unit, enabled=enabled)
+
+
+def _streams_without_leader(running: list[Node]) -> list[str]:
+    """Replicated streams whose leader is not one of the running hub nodes.
+
+    After a node is lost its streams elect new leaders on their own schedule, apart from the
+    meta leader; until then a stream answers nothing, and a consumer created on it times out.
+    """
+    names = {n.name for n in running}
+    leaders: dict[str, str | None] = {}
+    for node in running:
+        jsz = fetch_json(f"{node.monitor_url}/jsz?streams=1")
+        for account in jsz.get("account_details") or []:
+            for stream in account.get("stream_detail") or []:
+                name = stream.get("name")
+                leader = (stream.get("cluster") or {}).get("leader")
+                if name and (leader in names or name not in leaders):
+                    leaders[name] = leader if leader in names else None
+    return sorted(name for name, leader in leaders.items() if leader is None)
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
