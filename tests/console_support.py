@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,15 +15,10 @@ from hub.console.app import ADDRESS_ENV
 from hub.console.auth import COOKIE, sign_challenge
 from hub.runtime import Hub
 from hub.serve import serve
+from tests.drills import free_port
 
 SERVICES = ["audit", "directory", "exchange", "console"]
 NOTICE = "gov.common.v1.Notice"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from hub.bench.measure import print_results, scratch_hub
@@ -399,6 +401,18 @@ async def documents_bench(
     emit(as_json, result, lambda: render(result))
 
 
+def _step_bar(bar: Progress) -> Callable[[str, int, int], None]:
+    """A benchmark's `on_step(name, done, total)` drawn as one progress bar per named step."""
+    tasks: dict[str, TaskID] = {}
+
+    def on_step(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total)
+        bar.update(tasks[name], completed=done)
+
+    return on_step
+
+
 @bench.command("approval")
 @click.option("--cases", default=2000, show_default=True, help="Cases of four reviewers each.")
 @click.option("--rate", default=20.0, show_default=True, help="Cases/s of the latency run.")
@@ -413,13 +427,7 @@ async def approval_bench(
     from hub.bench.approval import render, run_bench
 
     with progress(disable=as_json, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_step(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done)
-
+        on_step = _step_bar(bar)
         async with scratch_hub(settings(ctx)) as hub:
             result = await run_bench(hub, cases, on_step, rate=rate, paced=paced)
     emit(as_json, result, lambda: render(result))
@@ -438,13 +446,7 @@ async def directory_bench(
     from hub.bench.directory import render, run_bench
 
     with progress(disable=as_json, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_step(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done)
-
+        on_step = _step_bar(bar)
         async with scratch_hub(settings(ctx)) as hub:
             result = await run_bench(hub, entries, query_count, on_step)
     emit(as_json, result, lambda: render(console, result))
