@@ -18,13 +18,12 @@ every later command of the home signs in the same suite.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hub import suites
+from hub import suites, tomlconfig
 from hub.errors import ConfigError
 from hub.suites import Suite
-from hub.userfiles import parse_toml
 
 HOME_ENV = "GOVHUB_HOME"
 NATS_URL_ENV = "GOVHUB_NATS_URL"
@@ -129,30 +128,27 @@ class Settings:
         return replace(self, suite=suites.by_name(name))
 
 
+@dataclass(frozen=True, kw_only=True)
+class _HubSection:
+    suite: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _HomeConfig:
+    hub: _HubSection = field(default_factory=_HubSection)
+
+
 def configured_suite(home: Home) -> Suite | None:
     """The suite named by `[hub] suite` in the home's config.toml, if any."""
     path = home.config_file
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    data = parse_toml(text, str(path))
-    unknown = sorted(set(data) - {"hub"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown section {unknown[0]!r}; the one section is [hub]")
-    section = data.get("hub", {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: hub must be a table")
-    extra = sorted(set(section) - {"suite"})
-    if extra:
-        raise ConfigError(f'{path}: hub: unknown key "{extra[0]}"; the one key is suite')
-    name = section.get("suite")
+    name = tomlconfig.read(_HomeConfig, path, "the home's config file").hub.suite
     if name is None:
         return None
-    if not isinstance(name, str) or name not in suites.SUITES:
-        raise ConfigError(f"{path}: hub.suite must be one of {', '.join(suites.SUITES)}")
+    if name not in suites.SUITES:
+        choices = ", ".join(repr(s) for s in suites.SUITES)
+        raise ConfigError(f"{path}: hub.suite: {name[:40]!r} is not one of {choices}")
     return suites.by_name(name)
 
 

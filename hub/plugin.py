@@ -52,11 +52,11 @@ from hub.integration.signing import (
     signed_headers,
     verify_signature,
 )
-from hub.integration.tomlconfig import Secret
 from hub.integration.values import day, integer, moment, number
 from hub.jsonout import dumps, to_jsonable
 from hub.listen import parse_address, start_site
 from hub.subjects import check_participant_id, unit_of
+from hub.tomlconfig import Secret
 from hub.waits import wait_event
 
 __all__ = [

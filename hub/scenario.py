@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub import tomlconfig
 from hub.errors import ConfigError
-from hub.integration.tomlconfig import load
 from hub.subjects import check_participant_id, check_unit
-from hub.userfiles import parse_toml
+from hub.userfiles import read_text
 from ops import SCENARIO_DIR
 
 
@@ -92,48 +92,34 @@ def load_scenario(name_or_path: str = "kezhou") -> Scenario:
     path = Path(name_or_path)
     if not path.suffix:
         path = SCENARIO_DIR / f"{name_or_path}.toml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         known = ", ".join(p.stem for p in SCENARIO_DIR.glob("*.toml"))
-        raise ConfigError(f"no scenario {name_or_path!r}; shipped scenarios: {known}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the scenario file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text") from None
-    return parse_scenario(text, path)
+        raise ConfigError(f"no scenario {name_or_path!r}; shipped scenarios: {known}")
+    return parse_scenario(read_text(path, "the scenario file", error=ConfigError), path)
 
 
 def parse_scenario(text: str, path: Path) -> Scenario:
     """Check a scenario file's text completely; ConfigError names the first problem."""
-    data = parse_toml(text, str(path))
-    try:
-        parsed = load(_ScenarioFile, data, "")
-        blocks = [*parsed.units, *([parsed.upstream] if parsed.upstream else [])]
+    parsed = tomlconfig.parse(_ScenarioFile, text, str(path))
+    blocks = [*parsed.units, *([parsed.upstream] if parsed.upstream else [])]
+    participants: list[ScenarioParticipant] = []
+    with tomlconfig.in_file(str(path)):
         for unit in (parsed.hub.unit, *(b.unit for b in blocks)):
             check_unit(unit)  # units name streams, leaf nodes and folders
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    participants: list[ScenarioParticipant] = []
-    for block in blocks:
-        for entry in block.participants:
-            try:
+        for block in blocks:
+            for entry in block.participants:
                 unit, _ = check_participant_id(entry.id)
-            except ConfigError as exc:
-                raise ConfigError(f"{path}: {exc}") from None
-            if unit != block.unit:
-                raise ConfigError(
-                    f"{path}: participant {entry.id} is listed under unit {block.unit}"
+                if unit != block.unit:
+                    raise ConfigError(f"participant {entry.id} is listed under unit {block.unit}")
+                participants.append(
+                    ScenarioParticipant(
+                        id=entry.id,
+                        unit=block.unit,
+                        name=entry.name,
+                        role=entry.role,
+                        unit_name=block.name if block.name is not None else block.unit,
+                    )
                 )
-            participants.append(
-                ScenarioParticipant(
-                    id=entry.id,
-                    unit=block.unit,
-                    name=entry.name,
-                    role=entry.role,
-                    unit_name=block.name if block.name is not None else block.unit,
-                )
-            )
     hub = parsed.hub
     scenario = Scenario(
         name=path.stem,

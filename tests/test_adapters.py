@@ -178,6 +178,7 @@ def test_a_misspelt_key_is_named_with_its_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_adapter_file(text, tmp_path / "civil.toml")
     assert str(raised.value) == (
+        f"{tmp_path / 'civil.toml'}: "
         'adapters[1].connector.tabel: unknown key "tabel" (did you mean "table"?)'
     )
 
@@ -215,7 +216,7 @@ def test_config_mistakes_are_refused_before_anything_connects(
     old, new, count = change
     with pytest.raises(ConfigError, match=None) as raised:
         parse_adapter_file(CIVIL.replace(old, new, count), tmp_path / "civil.toml")
-    assert str(raised.value).startswith(message)
+    assert str(raised.value).startswith(f"{tmp_path / 'civil.toml'}: {message}")
 
 
 async def test_check_of_a_receiving_adapter_shows_the_row_an_event_becomes(

@@ -135,7 +135,8 @@ def test_a_config_mistake_is_one_sentence_naming_the_key(tmp_path: Path) -> None
     )
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        'govhub: adapters[0].connector.tabel: unknown key "tabel" (did you mean "table"?)'
+        f"govhub: {tmp_path / 'adapters.toml'}: "
+        'adapters[0].connector.tabel: unknown key "tabel" (did you mean "table"?)'
     )
     assert not (tmp_path / "home" / "nats").exists()  # refused before anything started
 

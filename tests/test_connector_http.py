@@ -19,7 +19,7 @@ from connectors.http import CONNECTOR, RestOptions, WebhookOptions, signed_heade
 from connectors.webhook import WebhookSource
 from hub.errors import ConfigError
 from hub.integration.connector import ConnectorContext, Outcome, Record, Sink, Source, Verdict
-from hub.integration.tomlconfig import Secret, load
+from hub.tomlconfig import Secret, load
 from tests.connector_contract import SinkContract, SourceContract, take
 
 SECRET_ENV = "GOVHUB_TEST_WEBHOOK_SECRET"

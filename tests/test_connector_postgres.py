@@ -13,7 +13,7 @@ import pytest
 from connectors.postgres import CONNECTOR, OutboxOptions, TableOptions
 from hub.errors import ConfigError
 from hub.integration.connector import ConnectorContext, Outcome, Record, Sink, Source, Verdict
-from hub.integration.tomlconfig import Secret
+from hub.tomlconfig import Secret
 from tests.connector_contract import SinkContract, SourceContract, take
 
 DSN_ENV = "GOVHUB_TEST_DEPT_DSN"

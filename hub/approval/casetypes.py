@@ -24,7 +24,7 @@ material_requests = 1                 # 补正 allowed (一次性告知: once); 
 resources = ["302001-000101"]         # directory resources whose data it needs
 ```
 
-Unknown keys are errors naming the key path (hub/integration/tomlconfig.py). A case records the
+Mistakes are errors naming the file and the key path (hub/tomlconfig.py). A case records the
 type's digest when it is opened, and its events carry every rule the projection needs, so
 changing a type file later changes no case already open.
 """
@@ -34,18 +34,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from hub import tomlconfig
 from hub.approval.clock import MAX_WORKING_DAYS, Clock
 from hub.directory.deadlines import WorkCalendar
 from hub.errors import ConfigError, InputError, UnknownCaseType
 from hub.home import Home
-from hub.integration.tomlconfig import load
 from hub.subjects import check_participant_id
+from hub.tomlconfig import Between
 from ops import OPS_DIR
 
 SHIPPED_DIR = OPS_DIR / "approval"
@@ -74,18 +74,10 @@ class ReviewerSpec:
 
     department: str
     label: str
-    working_days: int
+    working_days: Annotated[int, Between(1, MAX_WORKING_DAYS)]
     refusal_ends_case: bool | None = None
-    material_requests: int = 1
+    material_requests: Annotated[int, Between(0)] = 1
     resources: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.working_days <= MAX_WORKING_DAYS:
-            raise ValueError(
-                f"{self.department}: working_days must be 1 to {MAX_WORKING_DAYS} working days"
-            )
-        if self.material_requests < 0:
-            raise ValueError(f"{self.department}: material_requests cannot be negative")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,14 +90,12 @@ class CaseTypeFile:
     reviewers: tuple[ReviewerSpec, ...]
     description: str = ""
     refusal_ends_case: bool = True
-    warn_days: int = 2
+    warn_days: Annotated[int, Between(0)] = 2
     documents: tuple[DocumentSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.reviewers:
             raise ValueError("a case type needs at least one reviewer")
-        if self.warn_days < 0:
-            raise ValueError("warn_days cannot be negative")
         names = [d.name for d in self.documents]
         if len(set(names)) != len(names):
             raise ValueError("documents: each name may appear once")
@@ -244,28 +234,17 @@ class Config:
         return found
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-
-
 def _load_type(name: str, path: Path) -> CaseType:
-    spec = load(CaseTypeFile, _read(path), "")
-    for who in (spec.lead, spec.supervisor):
-        try:
-            check_participant_id(who)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+    spec = tomlconfig.read(CaseTypeFile, path, "the case type file")
+    with tomlconfig.in_file(str(path)):
+        check_participant_id(spec.lead)
+        check_participant_id(spec.supervisor)
     canonical = json.dumps(asdict(spec), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return CaseType(name, path, spec, hashlib.sha256(canonical.encode()).hexdigest())
 
 
 def _load_calendar(year: int, path: Path) -> tuple[str, set[date], set[date]]:
-    spec = load(CalendarFile, _read(path), "")
+    spec = tomlconfig.read(CalendarFile, path, "the holiday calendar")
     if spec.year != year:
         raise ConfigError(f"{path}: year = {spec.year}, but the file name says {year}")
     holidays: set[date] = set()

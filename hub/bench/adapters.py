@@ -41,8 +41,8 @@ from hub.integration.connector import ConnectorContext, Record, Sink, Source, lo
 from hub.integration.deadletter import QuarantineDeadLetters
 from hub.integration.pipeline import Pipeline, PipelineOptions
 from hub.integration.signing import signed_headers
-from hub.integration.tomlconfig import Secret
 from hub.runtime import Hub
+from hub.tomlconfig import Secret
 from hub.topology import StreamSpec
 
 DSN_ENV = "GOVHUB_BENCH_OUTBOX_DSN"

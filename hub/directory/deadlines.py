@@ -15,7 +15,7 @@ Configured in `<home>/directory/config.toml`, read by the hub operator's directo
     holidays = ["2026-10-01", "2026-10-02"]
     workdays = ["2026-09-27"]    # 调休: a Sunday that is a working day
 
-Unknown keys are errors naming the key path.
+Mistakes are errors naming the file and the key path (hub/tomlconfig.py).
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
+from typing import Annotated
 
+from hub import tomlconfig
 from hub.errors import ConfigError
 from hub.home import Home
-from hub.integration.tomlconfig import load
-from hub.userfiles import parse_toml, read_text
+from hub.tomlconfig import Between
 
 DEFAULT_WORKING_DAYS = 10
 DEFAULT_REMINDER_DAYS = 2
@@ -35,24 +36,18 @@ MAX_DAYS = 366
 """A deadline further than a year of working days away is a typo, and counting it is slow."""
 
 
+_Days = Annotated[int, Between(1, MAX_DAYS)]
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeadlineSettings:
     """`[deadlines]`: the answer period, per unit where it differs."""
 
-    working_days: int = DEFAULT_WORKING_DAYS
-    reminder_days: int = DEFAULT_REMINDER_DAYS
-    utc_offset_hours: int = 8
-    units: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        periods = (self.working_days, *self.units.values())
-        if any(not 1 <= days <= MAX_DAYS for days in periods):
-            raise ValueError(f"an answer period is from 1 to {MAX_DAYS} working days")
-        if not 0 <= self.reminder_days <= MAX_DAYS:
-            raise ValueError(f"reminder_days is from 0 to {MAX_DAYS}")
-        # Real time zones lie between UTC-12 and UTC+14 (timezone() refuses 24 h and more).
-        if not -12 <= self.utc_offset_hours <= 14:
-            raise ValueError("utc_offset_hours is from -12 to 14")
+    working_days: _Days = DEFAULT_WORKING_DAYS
+    reminder_days: Annotated[int, Between(0, MAX_DAYS)] = DEFAULT_REMINDER_DAYS
+    # Real time zones lie between UTC-12 and UTC+14 (timezone() refuses 24 h and more).
+    utc_offset_hours: Annotated[int, Between(-12, 14)] = 8
+    units: dict[str, _Days] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,27 +144,20 @@ def config_path(home: Home) -> Path:
     return home.root / "directory" / "config.toml"
 
 
-def _day(text: str, path: Path | None) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"{path}: calendar: {text!r} is not a date (dates are written 2026-10-01)"
-        ) from None
-
-
 def load_policy(home: Home | None) -> DeadlinePolicy:
     """The deadline policy of a home (defaults when it has no configuration file)."""
     path = config_path(home) if home is not None else None
     if path is None or not path.exists():
         return parse_policy("", "config.toml")
-    text = read_text(path, "the directory configuration", error=ConfigError)
-    return parse_policy(text, str(path))
+    return _policy(tomlconfig.read(DirectoryConfig, path, "the directory configuration"), str(path))
 
 
 def parse_policy(text: str, where: str) -> DeadlinePolicy:
     """The deadline policy in the text of a directory config file (`where` names it)."""
-    config = load(DirectoryConfig, parse_toml(text, where), "")
+    return _policy(tomlconfig.parse(DirectoryConfig, text, where), where)
+
+
+def _policy(config: DirectoryConfig, where: str) -> DeadlinePolicy:
     days: dict[str, set[date]] = {}
     for name in ("holidays", "workdays"):
         days[name] = set()

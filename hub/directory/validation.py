@@ -8,7 +8,6 @@ are fields of it.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -27,6 +26,7 @@ from hub.directory.model import (
 )
 from hub.errors import EntryInvalid, SchemaError
 from hub.subjects import check_participant_id
+from hub.tomlconfig import suggest
 
 _SECRECY_ALIASES = {"非涉密": NON_SECRET, NON_SECRET: NON_SECRET}
 
@@ -109,9 +109,7 @@ class _Problems:
     def unknown(self, data: Mapping[str, Any], keys: Sequence[str], prefix: str = "") -> None:
         for key in data:
             if key not in keys:
-                close = difflib.get_close_matches(str(key), keys, n=1)
-                hint = f' (did you mean "{close[0]}"?)' if close else ""
-                self.add(f"{prefix}{key}", f"unknown key{hint}")
+                self.add(f"{prefix}{key}", f"unknown key{suggest(str(key), keys)}")
 
     def strings(self, data: Mapping[str, Any], key: str, *, limit: int) -> tuple[str, ...]:
         value = data.get(key, [])

@@ -5,7 +5,8 @@ city is a leaf node with its own JetStream domain `cty-<unit>`, so its departmen
 publishing while the uplink is down; the autonomous region is a leaf node without JetStream
 whose participants publish straight into the hub's stream over the link. A `Plan` is plain
 data: the local topology saves it as JSON under the home, and `govhub ops gen-config` builds
-one with production host names.
+one with production host names that the operator may edit (`GOVHUB_FEDERATION_PLAN`), so it is
+read like every other config (hub/tomlconfig.py): errors name the file and the key path.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hub import tomlconfig
 from hub.errors import ConfigError
 from hub.scenario import Scenario
 from hub.topology import HUB_DOMAIN
+from hub.userfiles import parse_json, read_text
 
 HUB_ROLE = "hub"
 COUNTY_ROLE = "county"
@@ -69,15 +72,15 @@ class Node:
         return self.units[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """The nodes of a federated deployment and the limits its streams get."""
 
     scenario: str
     hub_unit: str
-    upstream_unit: str | None
     hub_nodes: tuple[Node, ...]
     leafs: tuple[Node, ...]
+    upstream_unit: str | None = None
     county_max_bytes: int = DEFAULT_COUNTY_BUDGET
     cluster_name: str = "pref-hub"
     uplinks_disabled: tuple[str, ...] = field(default=())
@@ -138,26 +141,8 @@ class Plan:
         return replace(self, uplinks_disabled=tuple(sorted(disabled)))
 
     def to_json(self) -> dict[str, Any]:
-        """The plan as JSON."""
+        """The plan as JSON (read back by `load`)."""
         return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Plan:
-        """Inverse of to_json."""
-
-        def nodes(items: list[dict[str, Any]]) -> tuple[Node, ...]:
-            return tuple(Node(**{**item, "units": tuple(item["units"])}) for item in items)
-
-        return cls(
-            scenario=data["scenario"],
-            hub_unit=data["hub_unit"],
-            upstream_unit=data.get("upstream_unit"),
-            hub_nodes=nodes(data["hub_nodes"]),
-            leafs=nodes(data["leafs"]),
-            county_max_bytes=int(data.get("county_max_bytes", DEFAULT_COUNTY_BUDGET)),
-            cluster_name=data.get("cluster_name", "pref-hub"),
-            uplinks_disabled=tuple(data.get("uplinks_disabled", ())),
-        )
 
     def save(self, path: Path) -> None:
         """Write the plan atomically."""
@@ -169,12 +154,12 @@ class Plan:
     @classmethod
     def load(cls, path: Path) -> Plan | None:
         """The saved plan, or None if this home is not federated."""
-        try:
-            return cls.from_json(json.loads(path.read_text()))
-        except FileNotFoundError:
+        if not path.exists():
             return None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path} is not a readable federation plan: {exc}") from exc
+        text = read_text(path, "the federation plan", error=ConfigError)
+        data = parse_json(text, str(path), error=ConfigError)
+        with tomlconfig.in_file(str(path)):
+            return tomlconfig.load(cls, data)
 
 
 def _free_ports(count: int) -> list[int]:

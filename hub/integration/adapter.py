@@ -23,7 +23,8 @@ table = "assistance_outbox"
 
 `load_adapter_file` checks all of it once, before anything connects: unknown keys, wrong
 types, unknown adapters or connectors and unsupported directions are ConfigErrors naming the
-key path (`adapters[1].connector.table: unknown key "tabel"`; indexes count from 0).
+file and the key path (`civil.toml: adapters[1].connector.tabel: unknown key "tabel" (did you
+mean "table"?)`; indexes count from 0).
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
+from hub import tomlconfig
 from hub.errors import ConfigError
 from hub.integration.connector import ConnectorContext, ConnectorFactory, Record, load_connector
 from hub.integration.pipeline import PipelineOptions
-from hub.integration.tomlconfig import load
 from hub.listen import parse_address
 from hub.subjects import check_participant_id
-from hub.userfiles import parse_toml, read_text
+from hub.userfiles import read_text
 
 ADAPTER_GROUP = "govhub.adapters"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # fullmatch: `$` would let a final "\n" in
@@ -223,10 +224,10 @@ def configure(entry: AdapterEntry, path: str) -> Configured:
     if side is None:
         role = "source" if entry.direction == "to_hub" else "sink"
         raise ConfigError(f"{path}.connector.type: connector {kind!r} has no {role}")
-    options = load(side, raw, f"{path}.connector")
+    options = tomlconfig.load(side, raw, f"{path}.connector")
     adapter_options = None
     if plugin.options is not None:
-        adapter_options = load(plugin.options, entry.options, f"{path}.options")
+        adapter_options = tomlconfig.load(plugin.options, entry.options, f"{path}.options")
     elif entry.options:
         raise ConfigError(f"{path}.options: adapter {entry.adapter!r} takes no options")
     configured = Configured(
@@ -244,20 +245,20 @@ def configure(entry: AdapterEntry, path: str) -> Configured:
 
 def parse_adapter_file(text: str, path: Path) -> AdapterFile:
     """Check an adapter file's text completely; ConfigError names the first problem."""
-    data = parse_toml(text, str(path))
-    parsed = load(AdapterFileData, data, "")
-    if parsed.http is not None:
-        try:
-            parse_address(parsed.http)
-        except ValueError as exc:
-            raise ConfigError(f"http: {exc}") from None
-    names = [e.name for e in parsed.adapters]
-    for index, name in enumerate(names):
-        if names.index(name) != index:
-            raise ConfigError(f"adapters[{index}].name: {name!r} is used twice")
-    configured = tuple(
-        configure(entry, f"adapters[{i}]") for i, entry in enumerate(parsed.adapters)
-    )
+    parsed = tomlconfig.parse(AdapterFileData, text, str(path))
+    with tomlconfig.in_file(str(path)):
+        if parsed.http is not None:
+            try:
+                parse_address(parsed.http)
+            except ValueError as exc:
+                raise ConfigError(f"http: {exc}") from None
+        names = [e.name for e in parsed.adapters]
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                raise ConfigError(f"adapters[{index}].name: {name!r} is used twice")
+        configured = tuple(
+            configure(entry, f"adapters[{i}]") for i, entry in enumerate(parsed.adapters)
+        )
     return AdapterFile(path=path, adapters=configured, http=parsed.http)
 
 

@@ -1,27 +1,36 @@
-"""Frozen dataclasses from TOML tables, checked once at the edge with every error naming its path.
+"""Every config file an operator edits, read once into frozen dataclasses, errors naming the key.
 
-`load(Options, table, "adapters[1].connector")` returns an `Options` or raises ConfigError with
-the exact key path (`adapters[1].connector.table: unknown key "tabel" (did you mean "table"?)`),
-so a wrong config fails when it is read, not an hour into a run. Secrets are `Secret` fields:
-a reference to an environment variable or a file, never an inline value, because config files
-end up in version control, tickets and screenshots.
+`read(ScenarioFile, path, "the scenario file")` (or `parse` for text already read) returns the
+dataclass or raises one ConfigError sentence that starts with the file's name and names the
+exact key path: an unknown key with the closest known one
+(`a.toml: adapters[1].connector.tabel: unknown key "tabel" (did you mean "table"?)`), a value
+of the wrong type with the type expected (`hub.suite: expected a string, got 1`), a missing
+required key, a number out of its `Between` bounds. A wrong config fails when it is read, not
+an hour into a run. `load` does the same for a table already parsed (a section of a file, or
+a JSON document such as the federation plan); `in_file` prefixes the checks a module makes
+after loading (a unit that must exist, an id's syntax) with the file's name the same way.
+
+Secrets are `Secret` fields: a reference to an environment variable or a file, never an inline
+value, because config files end up in version control, tickets and screenshots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import difflib
+import math
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from hub.errors import ConfigError
-from hub.userfiles import read_text
+from hub.userfiles import parse_toml, read_text
 
 T = TypeVar("T")
 
@@ -55,9 +64,32 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _suggest(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
+def suggest(key: str, known: Collection[str]) -> str:
+    """` (did you mean "table"?)` when a known key is close to `key`, else the empty string."""
+    close = difflib.get_close_matches(key, list(known), n=1)
     return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Between:
+    """Bounds of a number field, inclusive: `Annotated[int, Between(1, 366)]` (None: open)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def check(self, value: float, kind: str, path: str) -> None:
+        """Raise ConfigError naming `path` when `value` lies outside the bounds."""
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            raise ConfigError(f"{path}: expected {kind} {self._range()}, got {_shown(value)}")
+
+    def _range(self) -> str:
+        if self.high is None:
+            return f"of at least {self.low:g}"
+        if self.low is None:
+            return f"of at most {self.high:g}"
+        return f"from {self.low:g} to {self.high:g}"
 
 
 def _type_name(tp: Any) -> str:
@@ -99,6 +131,13 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
+    if origin is Annotated:
+        base, *extras = get_args(tp)
+        converted = _convert(base, value, path)
+        for bounds in extras:
+            if isinstance(bounds, Between):
+                bounds.check(converted, _type_name(base), path)
+        return converted
     if origin in (types.UnionType, typing.Union):
         options = [a for a in get_args(tp) if a is not type(None)]
         if value is None and len(options) < len(get_args(tp)):
@@ -132,6 +171,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected true or false, got {_shown(value)}")
         return value
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        # TOML has nan and inf: neither is a number of seconds, bytes or days anyone means.
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value}")
         return float(value)
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -165,44 +207,55 @@ _HINTS: dict[type, dict[str, Any]] = {}
 def _hints(cls: type) -> dict[str, Any]:
     """A config class's resolved field types (resolving them costs more than the loading)."""
     if cls not in _HINTS:
-        _HINTS[cls] = get_type_hints(cls)
+        _HINTS[cls] = get_type_hints(cls, include_extras=True)
     return _HINTS[cls]
 
 
-def load(cls: type[T], data: Any, path: str) -> T:
-    """Build the frozen dataclass `cls` from a TOML table, refusing unknown or missing keys."""
+def load(cls: type[T], data: Any, path: str = "") -> T:
+    """Build the frozen dataclass `cls` from a table found at key path `path` ("" for a file's
+    top level), refusing unknown, missing and mistyped keys with ConfigError naming the path.
+
+    A ValueError from the class's `__post_init__` (a rule across fields) becomes a ConfigError
+    naming the table.
+    """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
+    where = f"{path}: " if path else ""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a table, got {_shown(data)}")
+        raise ConfigError(f"{where}expected a table, got {_shown(data)}")
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
-            where = _join(path, key)
-            raise ConfigError(f'{where}: unknown key "{key}"{_suggest(key, list(fields))}')
+            raise ConfigError(f'{_join(path, key)}: unknown key "{key}"{suggest(key, fields)}')
     values: dict[str, Any] = {}
     for name, spec in fields.items():
         if name in data:
             values[name] = _convert(hints[name], data[name], _join(path, name))
         elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-            raise ConfigError(f'{path or "the file"}: missing key "{name}"')
+            raise ConfigError(f'{where}missing key "{name}"')
     try:
         return cls(**values)
     except ValueError as exc:
-        raise ConfigError(f"{path or 'the file'}: {exc}") from None
+        raise ConfigError(f"{where}{exc}") from None
 
 
-def describe_fields(cls: type[Any]) -> list[tuple[str, str, str]]:
-    """(name, type, default) of each field, for `govhub adapter check` and the docs."""
-    hints = _hints(cls)
-    rows = []
-    for spec in dataclasses.fields(cls):
-        if spec.default is not dataclasses.MISSING:
-            default = repr(spec.default)
-        elif spec.default_factory is not dataclasses.MISSING:
-            default = repr(spec.default_factory())
-        else:
-            default = "required"
-        rows.append((spec.name, str(hints[spec.name]).replace("typing.", ""), default))
-    return rows
+@contextlib.contextmanager
+def in_file(name: str) -> Iterator[None]:
+    """Prefix every ConfigError raised inside with the name of the file being checked."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}", hint=exc.hint) from None
+
+
+def parse(cls: type[T], text: str, name: str) -> T:
+    """The TOML `text` of the file `name` as the frozen dataclass `cls` (see `load`)."""
+    data = parse_toml(text, name)
+    with in_file(name):
+        return load(cls, data)
+
+
+def read(cls: type[T], path: Path, what: str) -> T:
+    """Read the TOML file `path` (`what` names it in errors: `the scenario file`) as `cls`."""
+    return parse(cls, read_text(path, what, error=ConfigError), str(path))
