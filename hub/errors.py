@@ -11,7 +11,11 @@ GovhubError                     one clear sentence in str(), next step in diagno
 │   └── SchemaIncompatible      breaks its subject's compatibility mode; `reasons`   (permanent)
 │       └── SchemaIndistinguishable a registered fingerprint, other logical types    (permanent)
 ├── RejectedEvent               an event failed a receiver check; carries a Reason  (permanent)
-│   └── Unpublishable           receivers would refuse it, so it was never sent     (permanent)
+│   ├── Unpublishable           receivers would refuse it, so it was never sent     (permanent)
+│   └── RuleBroken              a verified event breaks a document, directory or    (permanent)
+│       │                       case rule; quarantined with its Reason
+│       └── NotYetKnown         it names a document or case not seen yet; retried   (retryable)
+│                               a few times, then quarantined
 ├── PublishError                the bus did not accept a publish                    (see subclasses)
 │   ├── PublishTimeout          no acknowledgement in time after retries            (retryable)
 │   └── StreamFull              the stream is full and refuses new events           (permanent)
@@ -181,6 +185,23 @@ class Unpublishable(RejectedEvent, InputError):
     The sender makes the receivers' own checks (hub.verifier.Verifier.preflight) before it
     publishes, so nothing is acknowledged that a receiver will quarantine; `reason` is the
     code a receiver would have given. Also an InputError: the data or the signer must change.
+    """
+
+
+class RuleBroken(RejectedEvent):
+    """A verified event breaks a rule of the state it changes (a document, the directory, a
+    case): nothing of it is applied, and the service quarantines it with its `reason`.
+
+    The signature and schema checks passed (those failures are plain RejectedEvents); what
+    fails is the event's meaning, such as a receipt signed by someone who is not a recipient.
+    """
+
+
+class NotYetKnown(RuleBroken, Retryable):
+    """A verified event names a document or case that has not reached the hub (yet).
+
+    Events travel on several streams and may overtake one another, so the service retries
+    it a few times before it quarantines it with its `reason`.
     """
 
 
