@@ -10,6 +10,10 @@ Before anything is sent, a Publisher checks each message (`Publisher.check`): it
 server's max_payload, and an event on a participant channel must pass its `guard`, the
 receivers' own checks (hub.verifier.Verifier.check_outgoing, which every hub gives its
 publishers), so nothing is acknowledged that a receiver will quarantine.
+
+Failures of nats-py do not leave the public functions as nats-py's exceptions: they are raised
+as PublishTimeout, ServerUnavailable (retryable) or ServerError (hub.outage.nats_failure), so a
+caller handles one error tree.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from hub.errors import (
     StreamFull,
     Unpublishable,
 )
+from hub.outage import first_failure, nats_failure
 from hub.subjects import CHANNELS, QUARANTINE_PREFIX
 from hub.topology import StreamSpec
 
@@ -223,7 +228,7 @@ async def connect(
             connect_timeout,
         )
         return nc
-    except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
         if refused:
             raise AccessDenied(
                 f"the NATS server at {url} refused these credentials (revoked or unknown)"
@@ -261,16 +266,22 @@ async def provision(
     for spec in specs:
         config = spec.config()
         try:
-            await js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            await js.update_stream(config)
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await js.update_stream(config)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise nats_failure(exc, f"create or update stream {config.name}") from exc
     for bucket in buckets:
-        with contextlib.suppress(nats.js.errors.BadRequestError):
-            await js.create_key_value(
-                KeyValueConfig(
-                    bucket=bucket, history=16, storage=StorageType.FILE, replicas=replicas
+        try:
+            with contextlib.suppress(nats.js.errors.BadRequestError):
+                await js.create_key_value(
+                    KeyValueConfig(
+                        bucket=bucket, history=16, storage=StorageType.FILE, replicas=replicas
+                    )
                 )
-            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise nats_failure(exc, f"create key-value bucket {bucket}") from exc
 
 
 class Publisher:
@@ -313,7 +324,10 @@ class Publisher:
     async def _subscribe(self) -> None:
         async with self._lock:
             if self._sub is None:
-                self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+                try:
+                    self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+                except nats.errors.Error as exc:
+                    raise nats_failure(exc, "listen for publish acknowledgements") from exc
 
     async def _on_reply(self, msg: Msg) -> None:
         future = self._pending.pop(msg.subject, None)
@@ -423,9 +437,14 @@ class Publisher:
                     acks[index] = await self._publish(env)
 
         width = max(1, min(window or self._max_inflight, self._max_inflight, len(envs)))
-        async with asyncio.TaskGroup() as group:
-            for _ in range(width):
-                group.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(width):
+                    group.create_task(worker())
+        except ExceptionGroup as failed:
+            # The first worker's failure (a govhub error) cancels the others; a caller of
+            # publish_many expects that error itself, as from publish, not a group of it.
+            raise first_failure(failed) from None
         return [acks[i] for i in range(len(envs))]
 
     async def publish_batch(self, envs: Sequence[Envelope]) -> list[PubAck]:
@@ -481,6 +500,8 @@ class Publisher:
             # `check` measured every message; a server that lowered its limit since we
             # connected is the one way here. Nothing of the batch was committed.
             raise _too_large(envs[0], self._nc.max_payload) from None
+        except nats.errors.Error as exc:  # a closed connection: re-sending cannot help
+            raise nats_failure(exc, f"publish a batch of {len(envs)} events") from exc
         log.info("bus.batch.fallback", events=len(envs), batch=batch_id)
         return await self._pipelined(list(envs), None)
 
@@ -517,6 +538,8 @@ class Publisher:
                 last_error = "NATS is unreachable and the outbound buffer is full"
             except nats.errors.MaxPayloadError:
                 raise _too_large(env, self._nc.max_payload) from None
+            except nats.errors.Error as exc:  # a closed connection: re-sending cannot help
+                raise nats_failure(exc, f"publish event {env.event_id} on {env.subject}") from exc
             else:
                 result = _read_ack(env, reply)
                 if result is not None:

@@ -4,6 +4,10 @@ A `Delivery` carries either a `VerifiedEvent` or the `RejectedEvent` that refuse
 messages are copied to the quarantine stream with their typed reason before they are acked,
 so nothing is silently dropped; a message whose handling keeps failing is quarantined as
 `poison` once it has been delivered `max_deliver` times.
+
+Failures of nats-py (its own exceptions, and the builtin TimeoutError it raises when the server
+does not answer) never leave this module: every public method raises them as ServerUnavailable
+(an outage, retryable) or ServerError, naming what it was doing (hub.outage.nats_failure).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from hub import pull
 from hub.bus import Publisher, jetstream, quarantine_envelope
 from hub.envelope import Envelope
-from hub.errors import Reason, RejectedEvent, ServerUnavailable
+from hub.errors import Reason, RejectedEvent
+from hub.outage import nats_failure
 from hub.subjects import check_filter
 from hub.verifier import VerifiedEvent, Verifier
 
@@ -56,11 +61,17 @@ class Delivery:
 
     async def ack(self) -> None:
         """Acknowledge: the consumer is done with this message for good."""
-        await self.msg.ack()
+        try:
+            await self.msg.ack()
+        except nats.errors.Error as exc:
+            raise nats_failure(exc, f"acknowledge message {self.seq} of {self.stream}") from exc
 
     async def nak(self, delay: float | None = None) -> None:
         """Ask for redelivery after `delay` seconds (the consumer's backoff if None)."""
-        await self.msg.nak(delay=delay)
+        try:
+            await self.msg.nak(delay=delay)
+        except nats.errors.Error as exc:
+            raise nats_failure(exc, f"hand back message {self.seq} of {self.stream}") from exc
 
 
 def parse_source_header(value: str | None) -> tuple[str, int] | None:
@@ -137,9 +148,18 @@ class Consumer:
         if self.durable is None:
             config.inactive_threshold = 60.0
         subject = self._subjects[0] if len(self._subjects) == 1 else ""
-        self._sub = await self._js.pull_subscribe(
-            subject, durable=self.durable, stream=self.stream, config=config
-        )
+        try:
+            self._sub = await self._js.pull_subscribe(
+                subject, durable=self.durable, stream=self.stream, config=config
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            # Creating a consumer is a JetStream API call: right after a stream leader is
+            # lost it can time out, a retryable outage rather than a nats-py exception.
+            raise nats_failure(exc, f"create {self._name()}") from exc
+
+    def _name(self) -> str:
+        who = f"consumer {self.durable}" if self.durable else "an ephemeral consumer"
+        return f"{who} on stream {self.stream}"
 
     async def rewind(self, applied: int) -> int:
         """Re-create this durable consumer to deliver again, in stream order, from the first
@@ -153,12 +173,15 @@ class Consumer:
         """
         assert self.durable is not None, "only a durable consumer has a position to rewind"
         floor: int | None = None
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            info = await self._js.consumer_info(self.stream, self.durable)
-            floor = int(info.ack_floor.stream_seq)
-        await self.stop()
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self._js.delete_consumer(self.stream, self.durable)
+        try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                info = await self._js.consumer_info(self.stream, self.durable)
+                floor = int(info.ack_floor.stream_seq)
+            await self.stop()
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self._js.delete_consumer(self.stream, self.durable)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise nats_failure(exc, f"rewind {self._name()}") from exc
         self._start_seq = applied + 1 if floor is None else min(floor, applied) + 1
         await self.start()
         return self._start_seq
@@ -172,14 +195,8 @@ class Consumer:
         """
         if self._sub is None:
             await self.start()
-        try:
-            msgs = await pull.fetch(self._sub, batch, timeout, linger=linger)
-        except (nats.errors.TimeoutError, TimeoutError):
-            # nats-py raises the builtin TimeoutError (not its own subclass) when the deadline
-            # runs out between its two pull requests; both mean "nothing arrived in time".
-            return []
-        except nats.errors.ConnectionClosedError as exc:
-            raise ServerUnavailable("the NATS connection closed while fetching events") from exc
+        # pull.fetch returns [] when nothing arrived in time and raises govhub errors only.
+        msgs = await pull.fetch(self._sub, batch, timeout, linger=linger)
         return [self._deliver(m) for m in msgs]
 
     def _deliver(self, msg: Msg) -> Delivery:
@@ -247,7 +264,10 @@ class Consumer:
         """Messages the consumer has not yet been delivered."""
         if self._sub is None:
             await self.start()
-        info = await self._sub.consumer_info()
+        try:
+            info = await self._sub.consumer_info()
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise nats_failure(exc, f"count the pending events of {self._name()}") from exc
         return int(info.num_pending or 0)
 
     async def stop(self, *, delete: bool = False) -> None:
@@ -260,5 +280,8 @@ class Consumer:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
         if delete and self.durable:
-            with contextlib.suppress(nats.js.errors.NotFoundError, asyncio.TimeoutError):
-                await self._js.delete_consumer(self.stream, self.durable)
+            try:
+                with contextlib.suppress(nats.js.errors.NotFoundError, asyncio.TimeoutError):
+                    await self._js.delete_consumer(self.stream, self.durable)
+            except nats.errors.Error as exc:
+                raise nats_failure(exc, f"delete {self._name()}") from exc

@@ -11,7 +11,9 @@ GovhubError                     one clear sentence in str(), next step in diagno
 │   └── SchemaIncompatible      breaks its subject's compatibility mode; `reasons`   (permanent)
 │       └── SchemaIndistinguishable a registered fingerprint, other logical types    (permanent)
 ├── RejectedEvent               an event failed a receiver check; carries a Reason  (permanent)
-│   └── Unpublishable           receivers would refuse it, so it was never sent     (permanent)
+│   ├── Unpublishable           receivers would refuse it, so it was never sent     (permanent)
+│   └── RuleBroken              a verified event breaks a domain rule; quarantined  (permanent)
+│       └── NotYetKnown         names a document or case not seen yet; retried      (retryable)
 ├── PublishError                the bus did not accept a publish                    (see subclasses)
 │   ├── PublishTimeout          no acknowledgement in time after retries            (retryable)
 │   └── StreamFull              the stream is full and refuses new events           (permanent)
@@ -49,6 +51,17 @@ GovhubError                     one clear sentence in str(), next step in diagno
 
 Retryable failures derive from `Retryable` as well, so a runtime can decide with one
 `isinstance` check whether to back off and retry or to dead-letter.
+
+A few modules subclass these next to the code that raises them: `SchemaParseError`
+(SchemaError, hub/schema/graph.py), `UnknownSuite` (ConfigError, hub/suites.py), `TileError`
+and `StaleState` (AuditError, hub/audit/), `SignInError` and `SignInRefused` (the console).
+Library failures are wrapped with `raise ... from exc`: the bus layer raises nats-py's as
+ServerUnavailable or ServerError naming what it was doing (hub.outage.nats_failure).
+
+Outside the tree, on purpose: the errors of the offline verifier (hub/audit/verify.py,
+merkle.py, note.py), which an auditor runs from those three files alone (docs/audit.md); the
+hub's own callers turn them into AuditError, TamperEvidence or ConfigError.
+tests/test_error_tree.py checks both rules.
 """
 
 from __future__ import annotations
@@ -181,6 +194,23 @@ class Unpublishable(RejectedEvent, InputError):
     The sender makes the receivers' own checks (hub.verifier.Verifier.preflight) before it
     publishes, so nothing is acknowledged that a receiver will quarantine; `reason` is the
     code a receiver would have given. Also an InputError: the data or the signer must change.
+    """
+
+
+class RuleBroken(RejectedEvent):
+    """A verified event breaks a rule of the state it changes (a document, the directory, a
+    case): nothing of it is applied, and the service quarantines it with its `reason`.
+
+    The signature and schema checks passed (those failures are plain RejectedEvents); what
+    fails is the event's meaning, such as a receipt signed by someone who is not a recipient.
+    """
+
+
+class NotYetKnown(RuleBroken, Retryable):
+    """A verified event names a document or case that has not reached the hub (yet).
+
+    Events travel on several streams and may overtake one another, so the service retries
+    it a few times before it quarantines it with its `reason`.
     """
 
 

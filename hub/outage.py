@@ -3,7 +3,8 @@
 A lost PostgreSQL or NATS connection is a pause, not a failure: the hub services back off and
 resume by themselves (hub/serve.py). `is_transient` is the one place that decides which
 exceptions mean "a server is away", so no service needs its own list; `describe` says it in
-one sentence for `/healthz` and the logs; `Backoff` spaces the retries, with jitter so that
+one sentence for `/healthz` and the logs; `nats_failure` turns a failure of nats-py into the
+govhub error the bus layer raises in its place; `Backoff` spaces the retries, with jitter so that
 several `govhub serve` processes do not all knock on a restarted server at the same moment.
 """
 
@@ -18,7 +19,7 @@ import asyncpg.exceptions
 import nats.errors
 import nats.js.errors
 
-from hub.errors import GovhubError, Retryable
+from hub.errors import GovhubError, Retryable, ServerError, ServerUnavailable
 
 # The server went away, refused a connection, or is starting or shutting down.
 _TRANSIENT: tuple[type, ...] = (
@@ -122,6 +123,8 @@ def detail(exc: BaseException) -> str:
         # The system's words for the error number, not asyncio's "[Errno 98] error while ...".
         errno = exc.errno if isinstance(exc.errno, int) else 0
         phrase = os.strerror(errno).lower() if errno > 0 else exc.strerror
+    if phrase is None and isinstance(exc, nats.js.errors.APIError) and exc.description:
+        phrase = exc.description  # the server's words, not nats-py's "NotFoundError: code=404"
     if phrase is None:
         phrase = str(exc).removeprefix("nats: ").strip()
     return phrase or "failed without a message"
@@ -132,6 +135,21 @@ def describe(exc: BaseException) -> str:
     exc = first_failure(exc)
     server = None if isinstance(exc, GovhubError) else server_of(exc)
     return detail(exc) if server is None else f"{server}: {detail(exc)}"
+
+
+def nats_failure(exc: BaseException, doing: str) -> ServerError:
+    """The govhub error for a failure of nats-py while ``doing`` something (``"fetch events
+    from consumer audit of stream HUB"``): ServerUnavailable (retryable) for an outage,
+    ServerError for anything else the server answered.
+
+    The bus layer (hub/bus.py, hub/consumer.py, hub/pull.py) raises these instead of nats-py's
+    exceptions and the builtin TimeoutError it uses for "no answer in time", so its callers
+    handle one error tree and decide to retry with one isinstance check, as for PostgreSQL.
+    """
+    sentence = f"NATS could not {doing}: {detail(exc)}"
+    if is_transient(exc):
+        return ServerUnavailable(sentence)
+    return ServerError(sentence)
 
 
 @dataclass

@@ -9,7 +9,9 @@ returns with whatever came with it: a batch fills up under load and never waits 
 slot at low load. Messages the lingering request brings later stay queued for the next call.
 
 The subscription, inbox and request subject are those nats-py's ``pull_subscribe`` set up
-(nats-py 2.16, pinned in pyproject.toml); only the waiting is done differently.
+(nats-py 2.16, pinned in pyproject.toml); only the waiting is done differently. A failure of
+the connection or an error status of the server is raised as a govhub error
+(hub.outage.nats_failure), never as nats-py's own exception.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import json
 import time
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
+
+from hub.outage import nats_failure
 
 log = structlog.get_logger("hub.pull")
 
@@ -90,7 +95,16 @@ async def fetch(psub: Any, batch: int, timeout: float, *, linger: bool = True) -
     """Up to ``batch`` messages from a nats-py pull subscription; [] after ``timeout`` seconds.
 
     ``linger=False`` takes only what the server has now and never waits for new messages.
+    Raises ServerUnavailable when the connection is lost, ServerError on an error status.
     """
+    try:
+        return await _fetch(psub, batch, timeout, linger)
+    except nats.errors.Error as exc:
+        doing = f"fetch events from consumer {psub._consumer} of stream {psub._stream}"
+        raise nats_failure(exc, doing) from exc
+
+
+async def _fetch(psub: Any, batch: int, timeout: float, linger: bool) -> list[Msg]:
     sub, nc = psub._sub, psub._nc
     queue: asyncio.Queue[Msg] = sub._pending_queue
     msgs: list[Msg] = []

@@ -35,6 +35,8 @@ from tongsuopy.crypto import hashes as t_hashes
 from tongsuopy.crypto import serialization as t_ser
 from tongsuopy.crypto.asymciphers import ec as t_ec
 
+from hub.errors import ConfigError
+
 SUITE_ENV: Final = "GOVHUB_SUITE"
 SIGNER_ID: Final = b"1234567812345678"
 """The SM2 distinguishing ID of every govhub signature: the default of GB/T 35276 / GM/T 0009,
@@ -44,8 +46,11 @@ ED25519: Final = "ed25519"
 SM2: Final = "sm2"
 
 
-class UnknownSuite(ValueError):
-    """A suite name that is neither `intl` nor `gm`."""
+class UnknownSuite(ConfigError, ValueError):
+    """A suite name that is neither `intl` nor `gm`, or an unknown signature algorithm.
+
+    Also a ValueError, as it was before it joined the error tree.
+    """
 
 
 def sm3(data: bytes) -> bytes:

@@ -23,8 +23,9 @@ from typing import Any
 import fastavro
 import pytest
 
+from hub import errors
 from hub.bench.compat import bench_compat, build_history
-from hub.schema.compat import Incompatibility, Mode, Rule, SchemaError, can_read, check
+from hub.schema.compat import Incompatibility, Mode, Rule, SchemaParseError, can_read, check
 
 B, BT = Mode.BACKWARD, Mode.BACKWARD_TRANSITIVE
 F, FT = Mode.FORWARD, Mode.FORWARD_TRANSITIVE
@@ -893,17 +894,27 @@ def test_named_types_resolve_references_defined_elsewhere() -> None:
     old = rec(ID, fld("home", "gov.Address"))
     named = {"gov.Address": {**ADDRESS, "namespace": "gov"}}
     assert check(new, [old], Mode.FULL, named_types=named) == []
-    with pytest.raises(SchemaError, match=r"fields\[1\]\.type: unknown type 'gov.Address'"):
+    with pytest.raises(SchemaParseError, match=r"fields\[1\]\.type: unknown type 'gov.Address'"):
         check(new, [old])
 
 
 def test_rejects_what_is_not_a_schema() -> None:
-    with pytest.raises(SchemaError, match="a union may not directly contain a union"):
+    with pytest.raises(SchemaParseError, match="a union may not directly contain a union"):
         can_read(["null", ["int"]], "int")
-    with pytest.raises(SchemaError, match=r"\[2\]: a union may not hold two long branches"):
+    with pytest.raises(SchemaParseError, match=r"\[2\]: a union may not hold two long branches"):
         can_read(["null", "long", lt("long", "timestamp-millis")], "long")
-    with pytest.raises(SchemaError, match="defined twice"):
+    with pytest.raises(SchemaParseError, match="defined twice"):
         can_read(rec(fld("a", ADDRESS), fld("b", ADDRESS)), "int")
+
+
+def test_a_schema_that_does_not_parse_is_a_govhub_schema_error_naming_its_json_path() -> None:
+    with pytest.raises(errors.SchemaError) as caught:
+        can_read(["null", ["int"]], "int")
+    assert isinstance(caught.value, SchemaParseError)
+    assert (caught.value.path, caught.value.problem) == (
+        "[1]",
+        "a union may not directly contain a union",
+    )
 
 
 def test_mode_parses_registry_names() -> None:

@@ -3,7 +3,7 @@
 A `Batch` loads the cases its events name with their assignments and 补正 requests (one query
 each), checks every event against its case and changes state in memory, then writes what
 changed with one statement per table. A client is not trusted to have checked anything: an
-event that breaks a rule changes nothing and raises `Refused` with a typed reason, and the
+event that breaks a rule changes nothing and raises `RuleBroken` with a typed reason, and the
 tracker copies it to quarantine. The rules, each with its reason:
 
 | rule | reason |
@@ -51,7 +51,7 @@ from hub.approval.model import (
     outcome_of,
     parse_case_subject,
 )
-from hub.errors import ConfigError, Reason
+from hub.errors import ConfigError, NotYetKnown, Reason, RuleBroken
 from hub.jsonout import to_jsonable
 from hub.subjects import check_participant_id
 from hub.verifier import VerifiedEvent
@@ -63,18 +63,6 @@ _LEAD_VERBS = {
     Kind.DECIDED: "decide",
     Kind.WITHDRAWN: "withdraw",
 }
-
-
-class Refused(Exception):
-    """A verified event that breaks a case rule; nothing of it is applied."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class NotYetKnown(Refused):
-    """An event about a case not opened (yet)."""
 
 
 @dataclass
@@ -255,15 +243,15 @@ class Batch:
         """
         parsed = parse_case_subject(event.subject)
         if parsed is None:
-            raise Refused(Reason.CASE_MISMATCH, f"{event.subject} is not an approval subject")
+            raise RuleBroken(Reason.CASE_MISMATCH, f"{event.subject} is not an approval subject")
         if SCHEMA_OF_KIND[parsed.kind] != event.schema.name:
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH,
                 f"a {event.schema.name} does not belong on an '{parsed.kind}' subject",
             )
         record = event.record
         if record["case_id"] != parsed.case_id:
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH,
                 f"the event names case {record['case_id']} but its subject {parsed.case_id}",
             )
@@ -304,7 +292,7 @@ class Batch:
             raise NotYetKnown(Reason.UNKNOWN_CASE, f"no case {case_id} has been opened")
         # The clock's notices name the case by id only; every other step binds its CaseOpened.
         if record.get("opened_event_id", case.opened_event_id) != case.opened_event_id:
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH,
                 f"the event names CaseOpened {record['opened_event_id']}, not "
                 f"{case.opened_event_id} of case {case_id}",
@@ -315,15 +303,15 @@ class Batch:
         r = event.record
         source = event.fields.source
         if r["lead"] != source:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_LEAD,
                 f"the case names {r['lead']} as its lead department, but {source} signed it",
             )
         self._participant(r["supervisor"], "supervisor")
         if not r["case_number"].strip() or not r["title"].strip():
-            raise Refused(Reason.CASE_MISMATCH, "a case needs a case number and a title")
+            raise RuleBroken(Reason.CASE_MISMATCH, "a case needs a case number and a title")
         if r["case_id"] in self.cases:
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH,
                 f"case {r['case_id']} was already opened by event "
                 f"{self.cases[r['case_id']].opened_event_id}",
@@ -351,9 +339,9 @@ class Batch:
         try:
             check_participant_id(participant)
         except ConfigError as exc:
-            raise Refused(Reason.CASE_MISMATCH, f"{what}: {exc}") from None
+            raise RuleBroken(Reason.CASE_MISMATCH, f"{what}: {exc}") from None
         if not self.registered(participant):
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH, f"{what} {participant} is not a registered participant"
             )
 
@@ -374,14 +362,14 @@ class Batch:
             # Security: a reviewer's act is valid only under the reviewer's own signature;
             # without this the lead (or anyone) could sign an opinion naming another department.
             if record["reviewer"] != source:
-                raise Refused(
+                raise RuleBroken(
                     Reason.NOT_REVIEWER,
                     f"the {'opinion' if kind is Kind.OPINION else '补正 request'} names "
                     f"{record['reviewer']} as its reviewer, but {source} signed it",
                 )
             row = self.assignments.get(case.case_id, {}).get(source)
             if row is None:
-                raise Refused(
+                raise RuleBroken(
                     Reason.NOT_ASSIGNED, f"{source} is not a reviewer of case {case.case_id}"
                 )
             if kind is Kind.OPINION:
@@ -389,7 +377,7 @@ class Batch:
             return self._material_requested(case, row, event, at)
         # Security: only the lead department steers a case (assign, supply, decide, withdraw).
         if source != case.lead:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_LEAD,
                 f"only the lead department {case.lead} may {_LEAD_VERBS[kind]} case "
                 f"{case.case_id}; {source} signed this",
@@ -402,8 +390,8 @@ class Batch:
             return self._decided(case, event, stored_at)
         return self._withdrawn(case, event, stored_at)
 
-    def _closed_refusal(self, case: CaseRow, what: str) -> Refused:
-        return Refused(
+    def _closed_refusal(self, case: CaseRow, what: str) -> RuleBroken:
+        return RuleBroken(
             Reason.CASE_CLOSED, f"case {case.case_id} is already {case.state.value}; {what}"
         )
 
@@ -416,12 +404,16 @@ class Batch:
             reviewer = a["reviewer"]
             self._participant(reviewer, "reviewer")
             if reviewer == case.lead or reviewer in rows or reviewer in added:
-                raise Refused(Reason.CASE_MISMATCH, f"{reviewer} is the lead or already a reviewer")
+                raise RuleBroken(
+                    Reason.CASE_MISMATCH, f"{reviewer} is the lead or already a reviewer"
+                )
             if not 1 <= a["working_days"] <= 366 or a["material_requests"] < 0:
-                raise Refused(Reason.CASE_MISMATCH, f"{reviewer}: impossible time limit or rules")
+                raise RuleBroken(
+                    Reason.CASE_MISMATCH, f"{reviewer}: impossible time limit or rules"
+                )
             added.append(reviewer)
         if not added:
-            raise Refused(Reason.CASE_MISMATCH, "an assignment names no reviewer")
+            raise RuleBroken(Reason.CASE_MISMATCH, "an assignment names no reviewer")
         for a in event.record["assignments"]:
             rows[a["reviewer"]] = AssignmentRow(
                 case.case_id,
@@ -461,7 +453,7 @@ class Batch:
         if case.state is not CaseState.OPEN:
             return f"after_{'withdrawal' if case.state is CaseState.WITHDRAWN else 'decision'}"
         if not row.state.open:
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_CLOSED,
                 f"{row.reviewer} already gave its opinion on case {case.case_id}",
             )
@@ -474,15 +466,15 @@ class Batch:
             self._open_request(case.case_id, row.reviewer) is not None
             or used >= row.material_requests
         ):
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_ASSIGNED,
                 f"{row.reviewer} may not ask for more material on case {case.case_id} now "
                 f"(it may ask {row.material_requests} time(s) and has asked {used})",
             )
         if not [i for i in r["items"] if i.strip()]:
-            raise Refused(Reason.CASE_MISMATCH, "a 补正 request must list what is missing")
+            raise RuleBroken(Reason.CASE_MISMATCH, "a 补正 request must list what is missing")
         if r["request_id"] in self.material:
-            raise Refused(Reason.CASE_MISMATCH, f"补正 request {r['request_id']} already exists")
+            raise RuleBroken(Reason.CASE_MISMATCH, f"补正 request {r['request_id']} already exists")
         self.material[r["request_id"]] = MaterialRow(
             r["request_id"],
             case.case_id,
@@ -505,7 +497,7 @@ class Batch:
             or request.reviewer != r["reviewer"]
             or request.requested_event_id != r["requested_event_id"]
         ):
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH,
                 f"no 补正 request {r['request_id']} of {r['reviewer']} on case {case.case_id} "
                 "matches this supply",
@@ -534,16 +526,16 @@ class Batch:
         r = event.record
         decision = Decision(r["decision"].lower())
         if decision is Decision.REFUSE and not r["reasons"].strip():
-            raise Refused(Reason.CASE_MISMATCH, "a refusal must give its reasons")
+            raise RuleBroken(Reason.CASE_MISMATCH, "a refusal must give its reasons")
         conditions = [c.strip() for c in r["conditions"] if c.strip()]
         if decision is Decision.APPROVE_WITH_CONDITIONS and not conditions:
-            raise Refused(Reason.CASE_MISMATCH, "an approval with conditions must list them")
+            raise RuleBroken(Reason.CASE_MISMATCH, "an approval with conditions must list them")
         if case.state is CaseState.WITHDRAWN:
             return "after_withdrawal"
         if case.state is CaseState.DECIDED or row.state is ReviewState.CLOSED:
             return "after_decision"
         if not row.state.open:
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_CLOSED,
                 f"{row.reviewer} already gave its opinion on case {case.case_id} "
                 f"(event {row.opinion_event_id}); an opinion cannot be replaced",
@@ -585,7 +577,7 @@ class Batch:
         named = [opinions[i] for i in r["opinion_event_ids"] if i in opinions]
         unknown = [i for i in r["opinion_event_ids"] if i not in opinions]
         if unknown:
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH, f"the decision names {unknown[0]}, no opinion on this case"
             )
         binding = [a for a in named if a.state is ReviewState.REFUSED and a.refusal_ends_case]
@@ -595,7 +587,7 @@ class Batch:
             if a.opinion_event_id not in set(r["opinion_event_ids"])
         ]
         if not binding and missing:
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH,
                 f"the case is decided before {', '.join(sorted(missing))} gave an opinion",
             )
@@ -608,7 +600,7 @@ class Batch:
             or sorted(r["refused_by"]) != refused_by
             or not set(required) <= set(r["conditions"])
         ):
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH,
                 f"the decision ({claimed.value}) does not follow from the opinions it names "
                 f"({expected.value}, refused by {', '.join(refused_by) or 'none'})",
@@ -622,7 +614,7 @@ class Batch:
         if case.state is not CaseState.OPEN:
             raise self._closed_refusal(case, "it cannot be withdrawn")
         if not event.record["reason"].strip():
-            raise Refused(Reason.CASE_MISMATCH, "a withdrawal must give its reason")
+            raise RuleBroken(Reason.CASE_MISMATCH, "a withdrawal must give its reason")
         case.state, case.dirty = CaseState.WITHDRAWN, True
         case.withdrawn_at, case.withdraw_reason = stored_at, event.record["reason"].strip()
         self._close_open(case, stored_at)
@@ -643,17 +635,17 @@ class Batch:
         # Security: only the hub operator's clock warns and escalates; a department cannot
         # mark another as overdue.
         if event.fields.source != self.operator:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_OPERATOR,
                 f"only the hub operator {self.operator} signs overdue warnings and escalations",
             )
         row = self.assignments.get(case.case_id, {}).get(r["reviewer"])
         if row is None:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_ASSIGNED, f"{r['reviewer']} is not a reviewer of case {case.case_id}"
             )
         if r["supervisor"] != case.supervisor:
-            raise Refused(
+            raise RuleBroken(
                 Reason.CASE_MISMATCH, f"case {case.case_id} is supervised by {case.supervisor}"
             )
         if kind is Kind.WARNING:

@@ -30,10 +30,11 @@ import structlog
 
 from hub.approval.casetypes import Config, load_config
 from hub.approval.model import APPROVAL_FILTER, Kind, parse_case_subject
-from hub.approval.projection import Batch, NotYetKnown, Refused
+from hub.approval.projection import Batch
 from hub.bus import jetstream
 from hub.consumer import Delivery
 from hub.envelope import H_ID
+from hub.errors import NotYetKnown, RuleBroken
 from hub.federation.plan import county_stream
 from hub.metrics import Counter
 from hub.runtime import Hub
@@ -101,7 +102,7 @@ class ApprovalTracker:
     async def _apply_batch(self, conn: asyncpg.Connection, batch: list[Delivery]) -> None:
         good = [d for d in batch if d.event is not None]
         origins = await self._origin_times(good)
-        refused: list[tuple[Delivery, Refused]] = []
+        refused: list[tuple[Delivery, RuleBroken]] = []
         retry: list[Delivery] = []
         done: list[Delivery] = []
         failed: list[tuple[Delivery, Exception]] = []
@@ -124,7 +125,7 @@ class ApprovalTracker:
                         retry.append(delivery)
                     else:
                         refused.append((delivery, exc))
-                except Refused as exc:
+                except RuleBroken as exc:
                     refused.append((delivery, exc))
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     # A verified event the state machine cannot read must not block every

@@ -32,7 +32,7 @@ from hub.audit.leaf import LeafRecord
 from hub.audit.sequences import SequenceTracker
 from hub.audit.store import StaleState, TreeState
 from hub.consumer import Consumer, Delivery
-from hub.errors import AuditError, PublishError, Reason, ServerUnavailable
+from hub.errors import AuditError, PublishError, Reason, ServerError
 from hub.metrics import Counter, Gauge
 from hub.outage import Backoff, describe
 from hub.runtime import Hub
@@ -189,7 +189,8 @@ class Appender:
                     await self.commit(conn, self._held, records)
                     self._held, records = [], None
                     self._retry.reset()
-                except (ServerUnavailable, PublishError, nats.errors.Error) as exc:
+                except (ServerError, PublishError, nats.errors.Error) as exc:
+                    # ServerError: the bus layer raises failures of nats-py as govhub errors.
                     # NATS is away: whatever was committed but not acked is redelivered later
                     # and collapses onto its leaf, so dropping the held batch loses nothing.
                     # The subscription is made again, which also re-creates a deleted consumer.

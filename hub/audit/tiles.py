@@ -5,7 +5,9 @@ at node level ``8 * L`` (see ``hub.audit.merkle`` for node coordinates) starting
 ``N * 256``; a level-0 tile holds leaf hashes. Entry bundles (tile level ``ENTRIES``) hold the
 leaves themselves, each prefixed by its big-endian uint16 length. Reference: c2sp.org/tlog-tiles.
 
-This module imports only the standard library: the offline verifier depends on it.
+This module imports only the standard library, ``hub.audit.merkle`` and ``hub.errors`` (itself
+standard library only). The offline verifier does not need it (docs/audit.md names its three
+files), so its errors are part of govhub's tree: a TileError is an AuditError.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hub.audit.merkle import HASH_SIZE, HashAt, NodeId, node_hash
+from hub.errors import AuditError
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
@@ -32,8 +35,11 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,2}")
 _MAX_INDEX_GROUPS = 7
 
 
-class TileError(ValueError):
-    """A tile path, tile or entry bundle is malformed or cannot exist."""
+class TileError(AuditError, ValueError):
+    """A tile path, tile or entry bundle is malformed or cannot exist.
+
+    Also a ValueError, as it was before it joined the error tree: it is bad input to parse.
+    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from hub.audit import merkle, note
 from hub.audit.note import Checkpoint, NoteError, Signer, Verifier
+from hub.errors import AuditError
 from hub.listen import start_site
 
 log = structlog.get_logger("hub.audit.witness")
@@ -59,7 +60,9 @@ class WitnessResponse:
         return self.status == 200
 
 
-class _Refused(Exception):
+class _Refused(AuditError):
+    """The witness refuses a checkpoint; `status` is the HTTP status its answer carries."""
+
     def __init__(self, status: int, message: str, alarm: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.alarm = status, alarm

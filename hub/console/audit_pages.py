@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.audit import bundle, reader
-from hub.audit.note import SignatureError, parse_note, verify_signatures
+from hub.audit.note import NoteError, parse_note, verify_signatures
 from hub.console.context import audit_of, hub_of
 from hub.console.frame import page, t
 from hub.console.html import Child, Html, definitions, h, table
@@ -70,7 +70,9 @@ async def overview(request: web.Request) -> web.Response:
         rows: list[list[Child]] = []
         try:
             verified, _ = verify_signatures(parse_note(cp.note), log.witness_verifiers())
-        except SignatureError as exc:
+        except NoteError as exc:
+            # A stored note that does not even parse is shown like one whose signatures fail:
+            # both are evidence for the auditor, not a reason for the page to fail.
             verified = []
             rows.append([h("span", {"class": "bad"}, str(exc)), "", ""])
         now = time.time()

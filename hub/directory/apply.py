@@ -24,18 +24,9 @@ from hub.directory.events import SCHEMA_OF_KIND, Kind, parse_dir_subject
 from hub.directory.model import Entry, SharingType
 from hub.directory.rows import REQUEST_COLUMNS, EntryRow, RequestRow, write_rows
 from hub.directory.validation import parse_entry
-from hub.errors import EntryInvalid, Reason
+from hub.errors import EntryInvalid, Reason, RuleBroken
 
 OPEN_STATES = ("pending", "granted")
-
-
-class Refused(Exception):
-    """An event that breaks a directory rule; nothing of it is applied."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass
@@ -110,8 +101,8 @@ class BatchApplier:
             return Step(delivery, "duplicate")
         try:
             await self._apply(delivery)
-        except Refused as exc:
-            return Step(delivery, "refused", exc.reason, exc.detail)
+        except RuleBroken as exc:
+            return Step(delivery, "refused", exc.reason, str(exc))
         except (KeyError, ValueError, TypeError):
             # A signed event that decodes but cannot be applied must not block the directory
             # behind it forever (the consumer never gives up on a message): refuse it.
@@ -124,9 +115,11 @@ class BatchApplier:
         assert d.event is not None
         parsed = parse_dir_subject(d.envelope.subject)
         if parsed is None:
-            raise Refused(Reason.INVALID_ENTRY, f"{d.envelope.subject} is not a directory subject")
+            raise RuleBroken(
+                Reason.INVALID_ENTRY, f"{d.envelope.subject} is not a directory subject"
+            )
         if SCHEMA_OF_KIND[parsed.kind] != d.event.schema.name:
-            raise Refused(
+            raise RuleBroken(
                 Reason.INVALID_ENTRY,
                 f"a {parsed.kind.value} event must be {SCHEMA_OF_KIND[parsed.kind]}, "
                 f"not {d.event.schema.name}",
@@ -156,30 +149,34 @@ class BatchApplier:
     ) -> None:
         code = str(record["code"])
         if code != token:
-            raise Refused(Reason.INVALID_ENTRY, f"the subject names {token} but the entry {code}")
+            raise RuleBroken(
+                Reason.INVALID_ENTRY, f"the subject names {token} but the entry {code}"
+            )
         if record["provider"] != sender:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_PROVIDER, f"{sender} cannot publish an entry naming {record['provider']}"
             )
         entry = Entry.from_record(record)
         try:
             parse_entry(entry.to_file())
         except EntryInvalid as exc:
-            raise Refused(Reason.INVALID_ENTRY, str(exc)) from None
+            raise RuleBroken(Reason.INVALID_ENTRY, str(exc)) from None
         existing = self.entries.get(code)
         if existing is not None and existing.provider != sender:
-            raise Refused(
+            raise RuleBroken(
                 Reason.DUPLICATE_CODE,
                 f"resource code {code} belongs to {existing.provider}; {sender} cannot use it",
             )
         if kind is Kind.PUBLISHED and existing is not None and existing.status == "active":
-            raise Refused(Reason.DUPLICATE_CODE, f"{code} is already published; update it instead")
+            raise RuleBroken(
+                Reason.DUPLICATE_CODE, f"{code} is already published; update it instead"
+            )
         if kind is Kind.UPDATED and existing is None:
-            raise Refused(Reason.UNKNOWN_RESOURCE, f"{code} was never published, so not updated")
+            raise RuleBroken(Reason.UNKNOWN_RESOURCE, f"{code} was never published, so not updated")
         if kind is Kind.UPDATED and existing is not None and existing.status != "active":
-            raise Refused(Reason.RESOURCE_CLOSED, f"{code} is withdrawn; publish it again")
+            raise RuleBroken(Reason.RESOURCE_CLOSED, f"{code} is withdrawn; publish it again")
         if existing is not None and entry.version <= existing.version:
-            raise Refused(
+            raise RuleBroken(
                 Reason.STALE_VERSION,
                 f"version {entry.version} of {code} is not newer than {existing.version}",
             )
@@ -206,7 +203,7 @@ class BatchApplier:
     ) -> None:
         row = self._active_entry(token, record)
         if row.provider != sender:
-            raise Refused(Reason.NOT_PROVIDER, f"only {row.provider} may withdraw {row.code}")
+            raise RuleBroken(Reason.NOT_PROVIDER, f"only {row.provider} may withdraw {row.code}")
         row.status, row.withdrawn_at = "withdrawn", at
         row.withdraw_reason = str(record["reason"])
         row.event_id, row.seq, row.modified_at = d.envelope.event_id, d.seq, at
@@ -226,14 +223,14 @@ class BatchApplier:
 
     def _active_entry(self, code: str, record: Mapping[str, Any]) -> EntryRow:
         if record.get("code") != code:
-            raise Refused(
+            raise RuleBroken(
                 Reason.INVALID_ENTRY, f"the subject names {code} but the record {record['code']}"
             )
         row = self.entries.get(code)
         if row is None:
-            raise Refused(Reason.UNKNOWN_RESOURCE, f"no resource {code} is in the directory")
+            raise RuleBroken(Reason.UNKNOWN_RESOURCE, f"no resource {code} is in the directory")
         if row.status != "active":
-            raise Refused(Reason.RESOURCE_CLOSED, f"resource {code} is withdrawn")
+            raise RuleBroken(Reason.RESOURCE_CLOSED, f"resource {code} is withdrawn")
         return row
 
     def _request(
@@ -241,26 +238,26 @@ class BatchApplier:
     ) -> None:
         request_id = str(record["request_id"])
         if request_id != token:
-            raise Refused(Reason.INVALID_ENTRY, f"the subject names request {token}")
+            raise RuleBroken(Reason.INVALID_ENTRY, f"the subject names request {token}")
         if record["requester"] != sender:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_SENDER, f"{sender} cannot request in {record['requester']}'s name"
             )
         if request_id in self.requests:
-            raise Refused(Reason.REQUEST_CLOSED, f"request {request_id} already exists")
+            raise RuleBroken(Reason.REQUEST_CLOSED, f"request {request_id} already exists")
         row = self._active_entry(str(record["code"]), record)
         entry = row.entry()
         if entry.sharing_type is SharingType.NOT_SHARED:
-            raise Refused(
+            raise RuleBroken(
                 Reason.RESOURCE_CLOSED,
                 f"{row.code} is not shared (不予共享); a coordination case replaces a request",
             )
         if row.provider == sender:
-            raise Refused(Reason.INVALID_ENTRY, f"{sender} provides {row.code} itself")
+            raise RuleBroken(Reason.INVALID_ENTRY, f"{sender} provides {row.code} itself")
         fields = list(record["fields"])
         unknown = sorted(set(fields) - set(entry.item_names))
         if unknown:
-            raise Refused(Reason.INVALID_ENTRY, f"{row.code} has no data item(s) {unknown}")
+            raise RuleBroken(Reason.INVALID_ENTRY, f"{row.code} has no data item(s) {unknown}")
         auto = entry.sharing_type is SharingType.UNCONDITIONAL
         req = RequestRow(
             request_id=request_id,
@@ -290,10 +287,10 @@ class BatchApplier:
         self, d: Delivery, token: str, record: Mapping[str, Any], sender: str, at: datetime
     ) -> None:
         if record["requester"] != sender or record["case_id"] != token:
-            raise Refused(Reason.NOT_SENDER, f"{sender} cannot open a case in another's name")
+            raise RuleBroken(Reason.NOT_SENDER, f"{sender} cannot open a case in another's name")
         row = self._active_entry(str(record["code"]), record)
         if row.entry().sharing_type is not SharingType.NOT_SHARED:
-            raise Refused(Reason.INVALID_ENTRY, f"{row.code} is shared; request it instead")
+            raise RuleBroken(Reason.INVALID_ENTRY, f"{row.code} is shared; request it instead")
         self.cases.append(
             (
                 token,
@@ -318,11 +315,11 @@ class BatchApplier:
     ) -> None:
         req = self.requests.get(token)
         if req is None or record["request_id"] != token:
-            raise Refused(Reason.UNKNOWN_REQUEST, f"no request {token} is in the directory")
+            raise RuleBroken(Reason.UNKNOWN_REQUEST, f"no request {token} is in the directory")
         event_id = d.envelope.event_id
         if kind in (Kind.REMINDER, Kind.ESCALATED):
             if sender != self.operator:
-                raise Refused(Reason.NOT_PROVIDER, f"only the hub operator {self.operator} may")
+                raise RuleBroken(Reason.NOT_PROVIDER, f"only the hub operator {self.operator} may")
             if kind is Kind.REMINDER:
                 req.reminded_at, req.reminder_event_id = at, event_id
             else:
@@ -330,38 +327,40 @@ class BatchApplier:
             self.dirty_requests[req.request_id] = req
             return
         if sender != req.provider:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_PROVIDER,
                 f"{sender} is not the provider of {req.code}; only {req.provider} may answer",
             )
         if record["requester"] != req.requester or record["code"] != req.code:
-            raise Refused(Reason.INVALID_ENTRY, f"the answer does not match request {token}")
+            raise RuleBroken(Reason.INVALID_ENTRY, f"the answer does not match request {token}")
         if kind is Kind.REVOKE:
             if req.state != "granted":
-                raise Refused(Reason.REQUEST_CLOSED, f"request {token} is {req.state}, not granted")
+                raise RuleBroken(
+                    Reason.REQUEST_CLOSED, f"request {token} is {req.state}, not granted"
+                )
             req.state, req.revoked_at, req.reason = "revoked", at, str(record["reason"])
             req.revoke_event_id = event_id
             self.dirty_requests[req.request_id] = req
             return
         if req.state != "pending":
-            raise Refused(Reason.REQUEST_CLOSED, f"request {token} is already {req.state}")
+            raise RuleBroken(Reason.REQUEST_CLOSED, f"request {token} is already {req.state}")
         row = self.entries.get(req.code)
         if row is None or row.status != "active":
-            raise Refused(Reason.RESOURCE_CLOSED, f"resource {req.code} is withdrawn")
+            raise RuleBroken(Reason.RESOURCE_CLOSED, f"resource {req.code} is withdrawn")
         if kind is Kind.DENY:
             if not str(record["reason"]).strip():
-                raise Refused(Reason.INVALID_ENTRY, "a refusal must give its reason")
+                raise RuleBroken(Reason.INVALID_ENTRY, "a refusal must give its reason")
             req.state, req.reason = "denied", str(record["reason"])
         else:
             allowed = set(req.fields or row.entry().item_names)
             fields = list(record["fields"])
             if not set(fields) <= allowed:
-                raise Refused(
+                raise RuleBroken(
                     Reason.INVALID_ENTRY, f"fields {sorted(set(fields) - allowed)} were not asked"
                 )
             until = record.get("valid_until")
             if until is not None and until <= at:
-                raise Refused(Reason.INVALID_ENTRY, "a grant cannot end before it is given")
+                raise RuleBroken(Reason.INVALID_ENTRY, "a grant cannot end before it is given")
             req.state, req.granted_fields, req.valid_until = "granted", fields, until
         req.decided_at, req.decision_event_id = at, event_id
         self.dirty_requests[req.request_id] = req

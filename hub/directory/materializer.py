@@ -36,7 +36,7 @@ from hub.directory.apply import BatchApplier, Step
 from hub.directory.deadlines import DeadlinePolicy, load_policy
 from hub.directory.events import DIRECTORY_FILTER
 from hub.directory.rows import EntryRow
-from hub.errors import DirectoryError, PublishError, Reason, ServerUnavailable
+from hub.errors import DirectoryError, PublishError, Reason, ServerError
 from hub.metrics import Counter, Gauge
 from hub.outage import Backoff, describe
 from hub.runtime import Hub
@@ -270,7 +270,8 @@ class Materializer:
                 await self.commit(conn, self._held)
                 self._held = []
                 retry.reset()
-            except (ServerUnavailable, PublishError, nats.errors.Error) as exc:
+            except (ServerError, PublishError, nats.errors.Error) as exc:
+                # ServerError: the bus layer raises failures of nats-py as govhub errors.
                 # NATS is away (the KV write or an ack failed): the held batch is read again
                 # after the rewind and collapses onto the sequence already applied (its KV
                 # entries rewritten), so dropping it here loses nothing.

@@ -21,24 +21,12 @@ from typing import Any
 
 import asyncpg
 
-from hub.errors import InputError, Reason
+from hub.errors import InputError, NotYetKnown, Reason, RuleBroken
 from hub.exchange.model import SCHEMA_OF_KIND, Kind, Manifest, State, parse_doc_subject
 from hub.jsonout import to_jsonable
 from hub.verifier import VerifiedEvent
 
 REMINDER_OFFSETS = (timedelta(hours=24), timedelta(hours=1))
-
-
-class Refused(Exception):
-    """An event that is valid on the wire but does not fit the document it names."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class NotYetKnown(Refused):
-    """A receipt or notice for a document not seen (yet)."""
 
 
 def reminder_times(sent_at: datetime, deadline: datetime) -> list[datetime]:
@@ -138,18 +126,18 @@ class Batch:
         return cls(docs, recipients, known)
 
     def apply(self, event: VerifiedEvent, stored_at: datetime, seq: int) -> None:
-        """Check one event against its document and change state, or raise Refused."""
+        """Check one event against its document and change state, or raise RuleBroken."""
         parsed = parse_doc_subject(event.subject)
         if parsed is None:
-            raise Refused(Reason.RECEIPT_MISMATCH, f"{event.subject} is not a document subject")
+            raise RuleBroken(Reason.RECEIPT_MISMATCH, f"{event.subject} is not a document subject")
         if SCHEMA_OF_KIND[parsed.kind] != event.schema.name:
-            raise Refused(
+            raise RuleBroken(
                 Reason.RECEIPT_MISMATCH,
                 f"a {event.schema.name} does not belong on a '{parsed.kind}' subject",
             )
         record = event.record
         if record["doc_id"] != parsed.doc_id:
-            raise Refused(
+            raise RuleBroken(
                 Reason.RECEIPT_MISMATCH,
                 f"the event names document {record['doc_id']} but its subject {parsed.doc_id}",
             )
@@ -182,9 +170,11 @@ class Batch:
             manifest = Manifest.from_record(event.record)
             manifest.check()
         except (InputError, KeyError, ValueError) as exc:
-            raise Refused(Reason.RECEIPT_MISMATCH, f"the manifest is inconsistent: {exc}") from exc
+            raise RuleBroken(
+                Reason.RECEIPT_MISMATCH, f"the manifest is inconsistent: {exc}"
+            ) from exc
         if manifest.sender != event.fields.source:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_SENDER,
                 f"the manifest names {manifest.sender} as sender, "
                 f"but {event.fields.source} signed it",
@@ -193,7 +183,7 @@ class Batch:
         if existing is not None:
             if existing.manifest_event_id == event.event_id:
                 return
-            raise Refused(
+            raise RuleBroken(
                 Reason.RECEIPT_MISMATCH,
                 f"document {manifest.doc_id} was already announced by event "
                 f"{existing.manifest_event_id}",
@@ -249,19 +239,19 @@ class Batch:
                 Reason.UNKNOWN_DOCUMENT, f"no document {record['doc_id']} has been announced"
             )
         if record["manifest_event_id"] != doc.manifest_event_id:
-            raise Refused(
+            raise RuleBroken(
                 Reason.RECEIPT_MISMATCH,
                 f"the event names manifest {record['manifest_event_id']}, "
                 f"not {doc.manifest_event_id} of document {doc.doc_id}",
             )
         if "sha256" in record and bytes(record["sha256"]).hex() != doc.sha256:
-            raise Refused(
+            raise RuleBroken(
                 Reason.RECEIPT_MISMATCH, f"the event's digest does not match document {doc.doc_id}"
             )
         if kind in (Kind.DELIVERED, Kind.ACCEPTED, Kind.REJECTED):
             return self._receipt(kind, event, doc, stored_at)
         if source != doc.sender:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_SENDER,
                 f"only the sender {doc.sender} may {kind.value} document {doc.doc_id}; "
                 f"{source} signed this",
@@ -288,26 +278,28 @@ class Batch:
         record = event.record
         source = event.fields.source
         if source not in doc.recipients:
-            raise Refused(
+            raise RuleBroken(
                 Reason.NOT_RECIPIENT,
                 f"{source} is not a recipient of document {doc.doc_id}; "
                 "only recipients may sign its receipts",
             )
         if record["recipient"] != source:
-            raise Refused(Reason.RECEIPT_MISMATCH, "the receipt names another recipient")
+            raise RuleBroken(Reason.RECEIPT_MISMATCH, "the receipt names another recipient")
         signing = f"{event.fields.key_participant}/{event.fields.key_id}"
         if record["recipient_key"] != signing:
             # The body names the key so the receipt binds it even when stored without headers.
-            raise Refused(
+            raise RuleBroken(
                 Reason.RECEIPT_MISMATCH,
                 f"the receipt names key {record['recipient_key']} but is signed with {signing}",
             )
         if kind is not Kind.DELIVERED:
             decision = record["decision"]
             if (decision == "ACCEPTED") != (kind is Kind.ACCEPTED):
-                raise Refused(Reason.RECEIPT_MISMATCH, f"a {decision} receipt on a {kind} subject")
+                raise RuleBroken(
+                    Reason.RECEIPT_MISMATCH, f"a {decision} receipt on a {kind} subject"
+                )
             if decision == "REJECTED" and not record["reason"].strip():
-                raise Refused(Reason.RECEIPT_MISMATCH, "a rejection without a reason")
+                raise RuleBroken(Reason.RECEIPT_MISMATCH, "a rejection without a reason")
         row = self.recipients[(doc.doc_id, source)]
         if kind is Kind.DELIVERED:
             if row.delivered_at is None:

@@ -46,7 +46,7 @@ from nats.js.api import (
 
 from hub.bus import PubAck, Publisher, jetstream
 from hub.envelope import Envelope
-from hub.errors import ContentCorrupted, ServiceError, TransferInterrupted
+from hub.errors import ContentCorrupted, ExchangeError, Retryable, ServiceError, TransferInterrupted
 from hub.exchange.model import StoreRef
 from hub.subjects import check_participant_id
 from hub.topology import DUPLICATE_WINDOW_S, MAX_MSG_BYTES
@@ -253,11 +253,11 @@ class StoreWriter:
             await js.purge_stream(self.ref.stream, subject=f"{self.ref.prefix}.>")
 
 
-class _BatchFailed(Exception):
+class _BatchFailed(ExchangeError, Retryable):
     """A batched direct get ended without its end-of-batch marker (retry it)."""
 
 
-class _NotCopiedYet(Exception):
+class _NotCopiedYet(ExchangeError, Retryable):
     """The hub's copy of a county's store does not hold a message yet (retry it)."""
 
 

@@ -26,10 +26,10 @@ import structlog
 from aiohttp import web
 
 from hub.consumer import Delivery
-from hub.errors import KeyStoreError, RegistryError, Unpublishable
+from hub.errors import KeyStoreError, NotYetKnown, RegistryError, RuleBroken, Unpublishable
 from hub.exchange import receipts
 from hub.exchange.ledger import load_document
-from hub.exchange.state import Batch, NotYetKnown, Refused
+from hub.exchange.state import Batch
 from hub.metrics import Counter
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
@@ -138,7 +138,7 @@ class ExchangeTracker:
 
     async def _apply_batch(self, conn: asyncpg.Connection, batch: list[Delivery]) -> None:
         good = [d for d in batch if d.event is not None]
-        refused: list[tuple[Delivery, Refused]] = []
+        refused: list[tuple[Delivery, RuleBroken]] = []
         retry: list[Delivery] = []
         done: list[Delivery] = []
         failed: list[tuple[Delivery, Exception]] = []
@@ -154,7 +154,7 @@ class ExchangeTracker:
                         retry.append(delivery)
                     else:
                         refused.append((delivery, exc))
-                except Refused as exc:
+                except RuleBroken as exc:
                     refused.append((delivery, exc))
                 except (KeyError, TypeError, ValueError) as exc:
                     # A verified event the state machine cannot read must not block every

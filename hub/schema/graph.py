@@ -12,8 +12,9 @@ Accepted inputs: schema JSON as parsed by ``json`` (dict, list or str), JSON tex
 with ``{``, ``[`` or ``"``), and fastavro's ``parse_schema`` output (fullnames and
 ``__named_schemas``).
 
-Errors: ``SchemaError`` (a ``ValueError``) when the JSON is not an Avro schema this module can
-resolve, with the JSON path of the offending element.
+Errors: ``SchemaParseError`` (a ``hub.errors.SchemaError``, and a ``ValueError`` for callers
+that treat it as bad input) when the JSON is not an Avro schema this module can resolve, with
+the JSON path of the offending element.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
+
+from hub.errors import SchemaError
 
 SchemaJSON: TypeAlias = str | Mapping[str, object] | Sequence[object]
 """Avro schema JSON: a type name, an object, a union list, or JSON text of one of those."""
@@ -47,8 +50,9 @@ _LOGICAL_BASES: dict[str, frozenset[str]] = {
 }
 
 
-class SchemaError(ValueError):
-    """The schema JSON is not a valid Avro schema (unknown type or name, missing attribute)."""
+class SchemaParseError(SchemaError, ValueError):
+    """The schema JSON is not a valid Avro schema (unknown type or name, missing attribute);
+    `path` is the JSON path of the offending element and `problem` what is wrong there."""
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path or '(root)'}: {problem}")
@@ -142,26 +146,30 @@ class _Parser:
                 # the specification forbids these; branch selection would be ambiguous
                 key = parsed.name or parsed.kind
                 if parsed.kind == "union":
-                    raise SchemaError(f"{path}[{i}]", "a union may not directly contain a union")
+                    raise SchemaParseError(
+                        f"{path}[{i}]", "a union may not directly contain a union"
+                    )
                 if key in keys:
-                    raise SchemaError(f"{path}[{i}]", f"a union may not hold two {key} branches")
+                    raise SchemaParseError(
+                        f"{path}[{i}]", f"a union may not hold two {key} branches"
+                    )
                 keys.add(key)
                 node.branches.append(parsed)
             return node
         if not isinstance(js, Mapping):
-            raise SchemaError(path, f"expected a type name, object or union, got {js!r}")
+            raise SchemaParseError(path, f"expected a type name, object or union, got {js!r}")
         kind = js.get("type")
         if isinstance(kind, (list, Mapping)):
             return self.parse(kind, ns, path)
         if not isinstance(kind, str):
-            raise SchemaError(path, 'missing "type"')
+            raise SchemaParseError(path, 'missing "type"')
         if kind in PRIMITIVES:
             logical = _logical(js, kind, 0)
             return self.primitives[kind] if logical is None else Node(kind=kind, logical=logical)
         if kind in ("array", "map"):
             key = "items" if kind == "array" else "values"
             if key not in js:
-                raise SchemaError(path, f'{kind} needs "{key}"')
+                raise SchemaParseError(path, f'{kind} needs "{key}"')
             return Node(kind=kind, child=self.parse(js[key], ns, f"{path}.{key}"))
         if kind in NAMED or kind == "error":
             return self._named("record" if kind == "error" else kind, js, ns, path)
@@ -176,19 +184,21 @@ class _Parser:
             node = self.parse(self.pending.pop(full), "", f"named_types[{full}]")
             self.names.setdefault(full, node)
         if node is None:
-            raise SchemaError(path, f"unknown type {full!r} (named types must be defined first)")
+            raise SchemaParseError(
+                path, f"unknown type {full!r} (named types must be defined first)"
+            )
         return node
 
     def _named(self, kind: str, js: Mapping[str, object], ns: str, path: str) -> Node:
         name = js.get("name")
         if not isinstance(name, str) or not name:
-            raise SchemaError(path, f'{kind} needs a "name"')
+            raise SchemaParseError(path, f'{kind} needs a "name"')
         namespace = js.get("namespace")
         own_ns = ns if not isinstance(namespace, str) else namespace
         full = _qualify(name, own_ns)
         own_ns = full.rpartition(".")[0]
         if full in self.names:
-            raise SchemaError(path, f"{full!r} is defined twice")
+            raise SchemaParseError(path, f"{full!r} is defined twice")
         aliases = js.get("aliases") or []
         node = Node(
             kind=kind,
@@ -200,7 +210,7 @@ class _Parser:
         if kind == "fixed":
             size = js.get("size")
             if type(size) is not int or size < 0:
-                raise SchemaError(path, 'fixed needs an integer "size"')
+                raise SchemaParseError(path, 'fixed needs an integer "size"')
             node.size = size
         elif kind == "enum":
             node.symbol_list = tuple(str(s) for s in _as_list(js.get("symbols"), path))
@@ -218,7 +228,7 @@ class _Parser:
 
     def _field(self, js: object, ns: str, path: str) -> Field:
         if not isinstance(js, Mapping) or not isinstance(js.get("name"), str) or "type" not in js:
-            raise SchemaError(path, 'a field needs a "name" and a "type"')
+            raise SchemaParseError(path, 'a field needs a "name" and a "type"')
         aliases = tuple(str(a) for a in _as_list(js.get("aliases") or [], path))
         node = self.parse(js["type"], ns, f"{path}.type")
         return Field(str(js["name"]), aliases, node, "default" in js, js.get("default"))
@@ -226,5 +236,5 @@ class _Parser:
 
 def _as_list(value: object, path: str) -> list[object]:
     if not isinstance(value, list):
-        raise SchemaError(path, f"expected a JSON array, got {value!r}")
+        raise SchemaParseError(path, f"expected a JSON array, got {value!r}")
     return value
