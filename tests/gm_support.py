@@ -14,6 +14,20 @@ from gmssl import func, sm2, sm3, sm4
 SIGNER_ID = "1234567812345678"
 
 
+def gmssl_key(private_value: int | None, public_key: bytes, **options: int) -> sm2.CryptSM2:
+    """gmssl's SM2 object for an uncompressed public key (0x04 || x || y).
+
+    The public key is set after construction: gmssl's constructor removes a "04" prefix with
+    `str.lstrip("04")`, which also strips every leading 0 and 4 of x, so about one key in
+    eight (one in 256 without the prefix) came out short and failed to verify.
+    """
+    assert len(public_key) == 65 and public_key[0] == 4
+    private = "" if private_value is None else f"{private_value:064x}"
+    crypt = sm2.CryptSM2(private_key=private, public_key="", **options)
+    crypt.public_key = public_key[1:].hex()
+    return crypt
+
+
 def gmssl_sm3(data: bytes) -> bytes:
     """SM3 by gmssl."""
     return bytes.fromhex(sm3.sm3_hash(func.bytes_to_list(data)))
@@ -34,16 +48,15 @@ def _der_pair(signature: bytes) -> tuple[int, int]:
 
 def gmssl_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """Verify an SM2 signature (SM3, signer ID 1234567812345678) with gmssl."""
-    assert len(public_key) == 65 and public_key[0] == 4
     r, s = _der_pair(signature)
-    crypt = sm2.CryptSM2(private_key="", public_key=public_key[1:].hex())
+    crypt = gmssl_key(None, public_key)
     # gmssl's verify_with_sm3 computes Z with the default ID 1234567812345678 (GM/T 0009).
     return bool(crypt.verify_with_sm3(f"{r:064x}{s:064x}", message))
 
 
 def gmssl_sign(private_value: int, public_key: bytes, message: bytes) -> bytes:
     """An SM2 signature made by gmssl, DER-encoded, for Tongsuo to verify."""
-    crypt = sm2.CryptSM2(private_key=f"{private_value:064x}", public_key=public_key[1:].hex())
+    crypt = gmssl_key(private_value, public_key)
     raw = bytes.fromhex(crypt.sign_with_sm3(message))
     return _der(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
 
