@@ -205,7 +205,7 @@ def test_a_bad_http_address_in_the_file_is_refused_by_check_naming_the_key(
     config.write_text(f'http = "{http}"\n' + FAILING, encoding="utf-8")
     result = govhub(tmp_path / "home", "adapter", "check", str(config))
     assert result.code == 1
-    one_sentence(result, f"govhub: http: {http!r} is not HOST:PORT")
+    one_sentence(result, f"govhub: {config}: http: {http!r} is not HOST:PORT")
     assert not (tmp_path / "home" / "nats").exists()
 
 
