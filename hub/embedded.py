@@ -30,6 +30,7 @@ from typing import Any
 
 from hub.errors import ServerStartError
 from hub.home import Home
+from hub.ports import free_port
 from hub.topology import HUB_DOMAIN
 
 DEFAULT_NATS_PORT = 4222
@@ -53,25 +54,6 @@ class ServerInfo:
 
 
 _FIELDS = set(ServerInfo.__dataclass_fields__)
-
-
-def _free_port(preferred: list[int]) -> int:
-    for port in preferred:
-        if 0 < port < 65536 and _port_free(port):
-            return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def process_alive(pid: int) -> bool:
@@ -202,9 +184,9 @@ class EmbeddedNats:
         ports = [(previous or {}).get("port", 0), DEFAULT_NATS_PORT]
         monitor_port = (previous or {}).get("monitor_port", 0)
         for attempt in range(3):
-            port = _free_port(ports)
+            port = free_port(ports)
             try:
-                return self._launch(port, _free_port([monitor_port, port + 4000]))
+                return self._launch(port, free_port([monitor_port, port + 4000]))
             except ServerStartError:
                 # A free port can be taken by another process between choosing and binding it
                 # (parallel test workers do this); then choose again rather than fail.
@@ -306,7 +288,7 @@ class EmbeddedPostgres:
                 raise ServerStartError(f"initdb failed: {result.stderr.strip()}")
             with open(self.data / "postgresql.conf", "a") as conf:
                 conf.write("\ninclude_if_exists = 'govhub.conf'\n")
-        port = _free_port([(previous or {}).get("port", 0), DEFAULT_PG_PORT])
+        port = free_port([(previous or {}).get("port", 0), DEFAULT_PG_PORT])
         settings = (
             f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
             "max_connections = 200\nshared_buffers = 128MB\nsynchronous_commit = on\n"

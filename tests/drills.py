@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from hub.envelope import Envelope
 from hub.errors import PublishTimeout, Retryable, ServerUnavailable
 from hub.exchange.send import Sender, SendRequest
 from hub.home import Home, Settings
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 from tests.directory_support import entry_file
@@ -48,12 +48,6 @@ async def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(every)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:

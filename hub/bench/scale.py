@@ -15,7 +15,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from hub.bench.audit import LeafFactory
 from hub.bench.bus import NOTICE, SENDER
 from hub.bench.measure import latency_ms, machine, memory_mb
 from hub.bench.pipeline import CpuMeter
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.sender import BatchSender
 
@@ -63,12 +63,6 @@ async def bulk_load(dsn: str, target: int, say: Callable[[str], None]) -> float:
     finally:
         await conn.close()
     return time.perf_counter() - started
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start_serve(hub: Hub, port: int) -> subprocess.Popen[bytes]:
@@ -116,7 +110,7 @@ async def measure_size(
 ) -> dict[str, Any]:
     """Load to ``target``, run serve, push ``events`` through it, measure, stop serve."""
     load_s = await bulk_load(hub.pg_dsn, target, say)
-    proc = _start_serve(hub, _free_port())
+    proc = _start_serve(hub, free_port())
     try:
         js = hub.nc.jetstream()
         stream_messages = (await js.stream_info("GOVHUB")).state.messages

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from hub.display import line
 from hub.integration.adapter import load_plugin, parse_adapter_file
 from hub.integration.host import build
 from hub.integration.signing import signed_headers
+from hub.ports import free_port
 from hub.runtime import Hub
 
 DSN_ENV = "GOVHUB_DEMO_DEPARTMENT_DSN"
@@ -142,12 +142,6 @@ def _sample(adapter: str) -> dict[str, Any]:
     sample = load_plugin(adapter, "demo").sample
     assert sample is not None, f"the {adapter} adapter has no sample record"
     return dict(sample)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _department_schemas(hub: Hub) -> None:
@@ -258,7 +252,7 @@ class StatsApi:
         app.router.add_post("/api/monthly-figures", self._handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        port = _free_port()
+        port = free_port()
         await web.TCPSite(self.runner, "127.0.0.1", port).start()
         self.url = f"http://127.0.0.1:{port}/api/monthly-figures"
 
@@ -327,7 +321,7 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
     os.environ[SECRET_ENV] = secret
     api = StatsApi()
     await api.start()
-    port = _free_port()
+    port = free_port()
     text = CONFIG.format(
         dsn_env=DSN_ENV, secret_env=SECRET_ENV, offices=offices, port=port, api=api.url
     )
