@@ -22,7 +22,6 @@ would have vouched for nothing, and every checkpoint it signed would fail offlin
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,19 +36,7 @@ from hub.errors import ConfigError, KeyStoreError
 from hub.home import Home
 from hub.keys import resolve_passphrase
 from hub.suites import GM, Suite
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file atomically, mode 0600 from the first byte, in a 0700 folder."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+from hub.userfiles import write_private
 
 
 def _time_text(moment: datetime) -> str:
@@ -82,7 +69,7 @@ def load_or_create_key(path: Path, passphrase: bytes, *, create: bool) -> Ed2551
     if not create:
         raise KeyStoreError(f"no key at {path}", hint="Run `govhub serve` once to create it.")
     key = Ed25519PrivateKey.generate()
-    _write_private(path, _encrypt(key, passphrase))
+    write_private(path, _encrypt(key, passphrase))
     return key
 
 
@@ -207,7 +194,7 @@ class LogKeyRing:
     def _add_sm2(self, not_before: datetime) -> LogKey:
         private = GM.generate()
         signer = Signer(self.origin, private, ALG_SM2)
-        _write_private(
+        write_private(
             self._folder / f"sm2-{signer.key_id.hex()}.pem",
             GM.private_pem(private, self._passphrase),
         )
@@ -228,7 +215,7 @@ class LogKeyRing:
     def _add(self, not_before: datetime) -> LogKey:
         private = Ed25519PrivateKey.generate()
         signer = Signer(self.origin, private, ALG_ED25519)
-        _write_private(
+        write_private(
             self._folder / f"{signer.key_id.hex()}.pem", _encrypt(private, self._passphrase)
         )
         key = LogKey(signer, not_before, None)
@@ -260,7 +247,7 @@ class LogKeyRing:
                 for k in self.sm2_keys
             ]
         text = json.dumps(ring, indent=2)
-        _write_private(self._folder / "ring.json", text.encode())
+        write_private(self._folder / "ring.json", text.encode())
 
     def rotate(self, overlap: timedelta, *, now: datetime | None = None) -> LogKey:
         """Add a new key valid from now; every open key stops ``overlap`` later.
