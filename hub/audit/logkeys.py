@@ -36,11 +36,8 @@ from hub.errors import ConfigError, KeyStoreError
 from hub.home import Home
 from hub.keys import resolve_passphrase
 from hub.suites import GM, Suite
+from hub.timetext import rfc3339_seconds
 from hub.userfiles import write_private
-
-
-def _time_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _whole_second(moment: datetime | None = None) -> datetime:
@@ -101,8 +98,8 @@ class LogKey:
         if self.not_after is not None and self.not_after <= self.not_before:
             raise ConfigError(
                 f"audit log key {self.signer.key_id.hex()} would have a validity window that "
-                f"ends ({_time_text(self.not_after)}) before it begins "
-                f"({_time_text(self.not_before)})"
+                f"ends ({rfc3339_seconds(self.not_after)}) before it begins "
+                f"({rfc3339_seconds(self.not_before)})"
             )
 
     def valid_at(self, moment: datetime) -> bool:
@@ -113,8 +110,8 @@ class LogKey:
         """The trust-file form ``{vkey, not_before, not_after}``."""
         return {
             "vkey": self.signer.verifier.vkey(),
-            "not_before": _time_text(self.not_before),
-            "not_after": _time_text(self.not_after) if self.not_after else None,
+            "not_before": rfc3339_seconds(self.not_before),
+            "not_after": rfc3339_seconds(self.not_after) if self.not_after else None,
         }
 
 
@@ -266,8 +263,8 @@ class LogKeyRing:
         newest = max((k.not_before for k in self.keys), default=start)
         if newest > start:
             raise ConfigError(
-                f"the newest audit log key starts at {_time_text(newest)}, after this machine's "
-                "clock; set the clock right before rotating"
+                f"the newest audit log key starts at {rfc3339_seconds(newest)}, after this "
+                "machine's clock; set the clock right before rotating"
             )
         end = _next_whole_second(moment + overlap)
         for i, key in enumerate(self.keys):
@@ -280,7 +277,7 @@ class LogKeyRing:
         moment = at or datetime.now(UTC)
         signers = [k.signer for k in self.keys if k.valid_at(moment)]
         if not signers:
-            raise KeyStoreError(f"no audit log key is valid at {_time_text(moment)}")
+            raise KeyStoreError(f"no audit log key is valid at {rfc3339_seconds(moment)}")
         return signers
 
     def verifiers(self) -> list[Verifier]:
