@@ -44,6 +44,7 @@ from hub.ports import free_port
 from hub.runtime import Hub
 from hub.tomlconfig import Secret
 from hub.topology import StreamSpec
+from hub.waits import poll
 
 DSN_ENV = "GOVHUB_BENCH_OUTBOX_DSN"
 SECRET_ENV = "GOVHUB_BENCH_WEBHOOK_SECRET"
@@ -90,11 +91,8 @@ def _pipeline(
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the benchmark did not finish in time")
-        await asyncio.sleep(0.05)
+    if not await poll(check, timeout=timeout, every=0.05):
+        raise TimeoutError("the benchmark did not finish in time")
 
 
 async def _run_until(pipeline: Pipeline, done: Callable[[], Awaitable[bool]]) -> float:

@@ -11,7 +11,6 @@ log: the writer keeps O(log n) state, and every lookup is an index probe.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import signal
@@ -31,6 +30,7 @@ from hub.bench.pipeline import CpuMeter
 from hub.ports import free_port
 from hub.runtime import Hub
 from hub.sender import BatchSender
+from hub.waits import poll
 
 LOAD_STREAM = "BENCH_LOAD"
 """The stream the synthetic leaves claim, so the hub stream's own sequence tracking is untouched."""
@@ -84,14 +84,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 async def _wait_size(hub: Hub, size: int, proc: subprocess.Popen[bytes], timeout: float) -> float:
     """Wait until the audit tree holds ``size`` leaves; return when it did (monotonic)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def reached() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"govhub serve exited with status {proc.returncode}")
-        if int(await hub.pool.fetchval("SELECT size FROM audit_state")) >= size:
-            return time.monotonic()
-        await asyncio.sleep(0.02)  # polling another process's commits; 20 ms resolution
-    raise RuntimeError(f"the audit log did not reach {size} leaves within {timeout:g} s")
+        return int(await hub.pool.fetchval("SELECT size FROM audit_state")) >= size
+
+    # Polling another process's commits; 20 ms resolution.
+    if not await poll(reached, timeout=timeout, every=0.02):
+        raise RuntimeError(f"the audit log did not reach {size} leaves within {timeout:g} s")
+    return time.monotonic()
 
 
 async def _proof_times(hub: Hub, loaded: int, samples: int) -> dict[str, float]:
@@ -156,15 +158,18 @@ async def measure_size(
 
 
 async def _wait_checkpoint(hub: Hub, size: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        published = await hub.pool.fetchval(
+
+    async def published() -> bool:
+        if proc.poll() is not None:
+            return True  # it will publish nothing more
+        done = await hub.pool.fetchval(
             "SELECT max(size) FROM audit_checkpoints WHERE published_at IS NOT NULL"
         )
-        if published is not None and published >= size:
-            return
-        await asyncio.sleep(0.1)  # the serve process signs on its own schedule
-    raise RuntimeError("govhub serve published no checkpoint covering the run")
+        return done is not None and done >= size
+
+    # The serve process signs on its own schedule.
+    if not await poll(published, timeout=60, every=0.1) or proc.poll() is not None:
+        raise RuntimeError("govhub serve published no checkpoint covering the run")
 
 
 async def bench_scale(

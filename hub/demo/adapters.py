@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from hub.integration.host import build
 from hub.integration.signing import signed_headers
 from hub.ports import free_port
 from hub.runtime import Hub
+from hub.waits import poll
 
 DSN_ENV = "GOVHUB_DEMO_DEPARTMENT_DSN"
 SECRET_ENV = "GOVHUB_DEMO_STATS_SECRET"
@@ -302,11 +302,8 @@ async def _statistics_system(url: str, secret: str) -> list[dict[str, Any]]:
 
 
 async def _until(test: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not test():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the adapters demo timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+    if not await poll(test, timeout=WAIT_S, every=0.1):
+        raise TimeoutError(f"the adapters demo timed out waiting for {what}")
 
 
 async def run(hub: Hub, story: Story) -> dict[str, Any]:
