@@ -44,6 +44,7 @@ from hub.federation.permissions import auth_config, node_users
 from hub.federation.plan import HUB_ROLE, Node, Plan
 from hub.home import Home
 from hub.processes import RunRecord, http_ok, process_alive, spawn_server, stop_process
+from hub.userfiles import write_private
 from hub.waits import poll_blocking
 
 log = structlog.get_logger("hub.federation.servers")
@@ -428,11 +429,5 @@ def _write_if_changed(path: Path, text: str) -> bool:
             return False
     except FileNotFoundError:
         pass
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, text.encode())  # auth.conf lists users, uplink.conf holds a seed
     return True
