@@ -10,27 +10,30 @@ started again: JetStream and PostgreSQL both recover their files on start.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
-import json
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from hub.errors import ServerStartError
 from hub.home import Home
+from hub.ports import free_port
+from hub.processes import (
+    RunRecord,
+    http_ok,
+    log_tail,
+    port_open,
+    process_alive,
+    spawn_server,
+    stop_process,
+)
 from hub.topology import HUB_DOMAIN
+from hub.waits import poll_blocking
 
 DEFAULT_NATS_PORT = 4222
 DEFAULT_PG_PORT = 5432
@@ -55,103 +58,16 @@ class ServerInfo:
 _FIELDS = set(ServerInfo.__dataclass_fields__)
 
 
-def _free_port(preferred: list[int]) -> int:
-    for port in preferred:
-        if 0 < port < 65536 and _port_free(port):
-            return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process runs; zombies (exited, not yet reaped) count as gone."""
-    if pid <= 0:
-        return False  # kill(0, 0) would signal our own process group and "succeed"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still answers kill(0); reap it if it is one.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    # PostgreSQL's postmaster is re-parented when pg_ctl exits; in a container whose init does
-    # not reap, it lingers as a zombie after shutdown.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def spawn_server(argv: list[str], log: Path) -> int:
-    """Start a server process in its own session (a terminal's Ctrl-C does not reach it),
-    stderr appended to `log`; returns its pid.
-
-    A pid, not a Popen: the server outlives the command that started it (`govhub up`), and a
-    Popen dropped while its process runs warns at exit. `process_alive` reaps it once gone.
-    """
-    binary = shutil.which(argv[0]) or argv[0]
-    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-            (os.POSIX_SPAWN_DUP2, log_fd, 2),
-        ]
-        return os.posix_spawn(binary, argv, os.environ, file_actions=actions, setsid=True)
-    finally:
-        os.close(log_fd)
-
-
 def _wait_port(port: int, pid: int, log: Path, what: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if not process_alive(pid):
-            raise ServerStartError(f"{what} exited during start; see {log}:\n{_tail(log)}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise ServerStartError(
-        f"{what} did not accept connections within {READY_TIMEOUT_S:g} s; see {log}"
-    )
+            raise ServerStartError(f"{what} exited during start; see {log}:\n{log_tail(log)}")
+        return port_open(port)
 
-
-def _tail(path: Path, lines: int = 12) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-def stop_process(pid: int, *, kill: bool = False, timeout: float = 15.0) -> None:
-    """Stop a server process: SIGTERM lets it flush (SIGKILL after `timeout`); `kill` is a
-    crash, as a power cut would stop it. Returns once the process is gone."""
-    if pid <= 0:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if process_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        while process_alive(pid):
-            time.sleep(0.05)
+    if not poll_blocking(listening, timeout=READY_TIMEOUT_S, every=0.05):
+        raise ServerStartError(
+            f"{what} did not accept connections within {READY_TIMEOUT_S:g} s; see {log}"
+        )
 
 
 def nats_server_binary() -> str:
@@ -202,13 +118,13 @@ class EmbeddedNats:
         ports = [(previous or {}).get("port", 0), DEFAULT_NATS_PORT]
         monitor_port = (previous or {}).get("monitor_port", 0)
         for attempt in range(3):
-            port = _free_port(ports)
+            port = free_port(ports)
             try:
-                return self._launch(port, _free_port([monitor_port, port + 4000]))
+                return self._launch(port, free_port([monitor_port, port + 4000]))
             except ServerStartError:
                 # A free port can be taken by another process between choosing and binding it
                 # (parallel test workers do this); then choose again rather than fail.
-                if attempt == 2 or "address already in use" not in _tail(self.log).lower():
+                if attempt == 2 or "address already in use" not in log_tail(self.log).lower():
                     raise
                 ports, monitor_port = [], 0
         raise AssertionError("unreachable")
@@ -219,17 +135,8 @@ class EmbeddedNats:
         pid = spawn_server([nats_server_binary(), "-c", str(conf)], self.log)
         _wait_port(port, pid, self.log, "nats-server")
         health = f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(health, timeout=1) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise ServerStartError(f"JetStream did not become ready; see {self.log}")
-            time.sleep(0.05)
+        if not poll_blocking(lambda: http_ok(health), timeout=READY_TIMEOUT_S, every=0.05):
+            raise ServerStartError(f"JetStream did not become ready; see {self.log}")
         return ServerInfo(
             name="nats",
             pid=pid,
@@ -306,7 +213,7 @@ class EmbeddedPostgres:
                 raise ServerStartError(f"initdb failed: {result.stderr.strip()}")
             with open(self.data / "postgresql.conf", "a") as conf:
                 conf.write("\ninclude_if_exists = 'govhub.conf'\n")
-        port = _free_port([(previous or {}).get("port", 0), DEFAULT_PG_PORT])
+        port = free_port([(previous or {}).get("port", 0), DEFAULT_PG_PORT])
         settings = (
             f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
             "max_connections = 200\nshared_buffers = 128MB\nsynchronous_commit = on\n"
@@ -333,7 +240,7 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             raise ServerStartError(
                 f"PostgreSQL did not start: {result.stderr.strip() or result.stdout.strip()}\n"
-                f"{_tail(self.log)}"
+                f"{log_tail(self.log)}"
             )
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
         created = self._cmd(
@@ -378,6 +285,7 @@ class EmbeddedServers:
         self.home = home
         self.nats = EmbeddedNats(home)
         self._postgres: EmbeddedPostgres | None = None
+        self._record = RunRecord(home.run, "servers")
         self.started: list[ServerInfo] = []
 
     @property
@@ -387,32 +295,10 @@ class EmbeddedServers:
             self._postgres = EmbeddedPostgres(self.home)
         return self._postgres
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.home.run.mkdir(parents=True, exist_ok=True)
-        with open(self.home.run / "servers.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _read(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(self.home.servers_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _write(self, state: dict[str, dict[str, Any]]) -> None:
-        tmp = self.home.servers_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self.home.servers_file)
-
     def running(self) -> dict[str, ServerInfo]:
         """The servers of this home whose processes are alive."""
         alive = {}
-        for name, entry in self._read().items():
+        for name, entry in self._record.read().items():
             if entry.get("pid") and process_alive(int(entry["pid"])):
                 alive[name] = ServerInfo(**{k: v for k, v in entry.items() if k in _FIELDS})
         return alive
@@ -421,8 +307,8 @@ class EmbeddedServers:
         self, *, keep: bool = False, names: tuple[str, ...] = ("nats", "postgres")
     ) -> dict[str, ServerInfo]:
         """Start whichever server is not running; `keep` marks them as `govhub up` servers."""
-        with self._locked():
-            state = self._read()
+        with self._record.locked():
+            state = self._record.read()
             alive = {k: v for k, v in self.running().items() if k in names}
             for name, server in (("nats", self.nats), ("postgres", self.postgres)):
                 if name not in names:
@@ -439,16 +325,16 @@ class EmbeddedServers:
                 state[name] = {**state.get(name, {}), **asdict(info)}
                 if name == "nats" and info.monitor_url:
                     state[name]["monitor_port"] = int(info.monitor_url.rsplit(":", 1)[1])
-                self._write(state)
+                self._record.write(state)
             for name, info in alive.items():
                 state[name] = {**state.get(name, {}), **asdict(info)}
-            self._write(state)
+            self._record.write(state)
             return alive
 
     def stop_started(self) -> None:
         """Stop the servers this object started, unless they are kept by `govhub up`."""
-        with self._locked():
-            kept = {name for name, entry in self._read().items() if entry.get("kept")}
+        with self._record.locked():
+            kept = {name for name, entry in self._record.read().items() if entry.get("kept")}
             for info in reversed(self.started):
                 if info.name not in kept:
                     self._stop(info)
@@ -456,7 +342,7 @@ class EmbeddedServers:
 
     def stop_all(self) -> list[str]:
         """Stop every running server of this home (`govhub down`); returns their names."""
-        with self._locked():
+        with self._record.locked():
             stopped = []
             for name, info in self.running().items():
                 self._stop(info)
@@ -465,7 +351,7 @@ class EmbeddedServers:
 
     def _stop(self, info: ServerInfo) -> None:
         (self.nats if info.name == "nats" else self.postgres).stop(info)
-        state = self._read()
+        state = self._record.read()
         if info.name in state:
             state[info.name]["pid"] = 0
-            self._write(state)
+            self._record.write(state)

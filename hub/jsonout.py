@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from hub.timetext import rfc3339
+
 
 def to_jsonable(value: Any) -> Any:
     """Recursively convert values JSON cannot hold: times to RFC 3339, bytes to base64."""
@@ -22,7 +24,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        return rfc3339(value)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal | uuid.UUID | Path):

@@ -33,23 +33,11 @@ from hub.envelope import SigningKey
 from hub.errors import KeyStoreError
 from hub.subjects import check_participant_id
 from hub.suites import DEFAULT, SUITES, Suite
+from hub.userfiles import write_private
 
 PASSPHRASE_ENV = "GOVHUB_KEY_PASSPHRASE"
 PASSPHRASE_FILE_ENV = "GOVHUB_KEY_PASSPHRASE_FILE"
 CERT_VALIDITY = timedelta(days=3 * 365)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret file atomically with mode 0600 from the first byte on."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def resolve_passphrase(home_secrets: Path, *, create: bool) -> bytes:
@@ -74,7 +62,7 @@ def resolve_passphrase(home_secrets: Path, *, create: bool) -> bytes:
             hint="A department machine keeps its passphrase outside the home folder.",
         )
     passphrase = secrets.token_urlsafe(32).encode()
-    _write_private(own, passphrase)
+    write_private(own, passphrase)
     return passphrase
 
 
@@ -104,8 +92,8 @@ class KeyStore:
         private = suite.generate()
         key = SigningKey.from_private(participant, private, suite)
         folder = self._dir / participant
-        _write_private(folder / f"{key.key_id}.pem", suite.private_pem(private, self._passphrase))
-        _write_private(folder / "current", key.key_id.encode())
+        write_private(folder / f"{key.key_id}.pem", suite.private_pem(private, self._passphrase))
+        write_private(folder / "current", key.key_id.encode())
         self._loaded[(participant, key.key_id)] = key
         return key
 
@@ -172,7 +160,7 @@ class KeyStore:
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(self._passphrase),
         )
-        _write_private(self._dir / participant / f"enc-{kid}.pem", pem)
+        write_private(self._dir / participant / f"enc-{kid}.pem", pem)
 
     def encryption_seed(self, participant: str, kid: str) -> bytes:
         """The seed of one of a participant's encryption keys held on this machine."""
@@ -253,7 +241,7 @@ class CertificateAuthority:
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(passphrase),
         )
-        _write_private(key_path, pem)
+        write_private(key_path, pem)
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cls(key, cert)
 

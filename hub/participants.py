@@ -8,9 +8,7 @@ keeps working when the prefecture is unreachable.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,6 +19,7 @@ import structlog
 
 from hub.envelope import format_time, parse_time
 from hub.errors import Reason, RejectedEvent
+from hub.kvwatch import BucketWatch
 from hub.suites import ED25519, Suite, by_algorithm
 
 PARTICIPANTS_BUCKET = "govhub_participants"
@@ -240,9 +239,7 @@ class ParticipantCache:
 
     def __init__(self) -> None:
         self._by_id: dict[str, Participant] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._watcher: Any = None
-        self._changed = asyncio.Event()
+        self._watch = BucketWatch(PARTICIPANTS_BUCKET, self._apply, name="participants-watch")
 
     def get(self, participant: str) -> Participant | None:
         """A participant by id, or None."""
@@ -251,19 +248,13 @@ class ParticipantCache:
     def put(self, participant: Participant) -> None:
         """Insert or replace a participant (used by the watch and by tests)."""
         self._by_id[participant.id] = participant
-        self._signal()
-
-    def _signal(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._watch.changed()
 
     async def wait_until(
         self, predicate: Callable[[ParticipantCache], bool], timeout: float = 10.0
     ) -> None:
         """Wait until the watched copy satisfies `predicate` (after a change elsewhere)."""
-        async with asyncio.timeout(timeout):
-            while not predicate(self):
-                await self._changed.wait()
+        await self._watch.wait_for(lambda: predicate(self), timeout)
 
     def all(self) -> list[Participant]:
         """Every participant, sorted by id."""
@@ -274,38 +265,18 @@ class ParticipantCache:
 
     async def watch(self, js: Any) -> None:
         """Load the bucket, then keep applying updates in the background until `stop()`."""
-        kv = await js.key_value(PARTICIPANTS_BUCKET)
-        self._watcher = await kv.watchall()
-        async for entry in self._watcher:
-            if entry is None:
-                break
-            self._apply(entry)
-        self._task = asyncio.create_task(self._follow(), name="participants-watch")
+        await self._watch.start(js)
 
-    async def _follow(self) -> None:
-        async for entry in self._watcher:
-            if entry is not None:
-                self._apply(entry)
-
-    def _apply(self, entry: Any) -> None:
-        if entry.operation in ("DEL", "PURGE") or not entry.value:
-            self._by_id.pop(entry.key, None)
-            self._signal()
+    def _apply(self, key: str, operation: str | None, value: bytes | None) -> None:
+        if operation in ("DEL", "PURGE") or not value:
+            self._by_id.pop(key, None)
             return
         try:
-            self.put(Participant.from_json(json.loads(entry.value)))
+            self.put(Participant.from_json(json.loads(value)))
         except (ValueError, KeyError) as exc:
             # A damaged registry entry must not stop the watch; the sender simply stays unknown.
-            log.error("participants.entry.unreadable", key=entry.key, error=str(exc))
+            log.error("participants.entry.unreadable", key=key, error=str(exc))
 
     async def stop(self) -> None:
         """Stop watching (idempotent)."""
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()
-            self._watcher = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._watch.stop()

@@ -1,7 +1,9 @@
 """`govhub serve`: the hub services in one process, supervised, with health, metrics and routes.
 
 A service is an object with a `name`, an async `run()` that works until cancelled, and
-optional aiohttp `routes()`. `SERVICES` maps names to factories `(hub) -> Service`; more
+optional aiohttp `routes()`; a service that takes work from a stream also has
+`stop_intake()` (hub/intake.py), after which its `run()` finishes what it holds and
+returns. `SERVICES` maps names to factories `(hub) -> Service`; more
 `govhub serve` processes share the work through durable consumers, and single-writer services
 (the audit appender, the directory materializer) take a PostgreSQL advisory lock and wait as
 standby.
@@ -15,8 +17,13 @@ error only when it cannot make progress at all: it cannot listen on its HTTP add
 service failed `GIVE_UP_AFTER` times in a row for reasons that are not outages. The HTTP
 routes answer 503 with the cause while a server they need is away.
 
-Shutdown: SIGTERM or SIGINT cancels the services, gives them a grace period to finish their
-cleanup, then stops the HTTP server.
+Shutdown: SIGTERM or SIGINT stops intake (every service's `stop_intake()`: no more fetching,
+no restarts), gives the services `GRACE_S` to finish and acknowledge the work they hold, then
+cancels whatever still runs, and stops the HTTP server last, so `/healthz` answers meanwhile.
+The exchange tracker, the recipient agent and the approval service drain this way; the others
+(the single writers of the audit log and the directory among them) are cancelled once those
+are done. A service cancelled mid-batch loses nothing either (what it did not acknowledge is
+delivered again and collapses onto what was applied), but draining spares that redelivery.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from hub.listen import start_site
 from hub.metrics import REGISTRY
 from hub.outage import Backoff, describe, is_transient, kinds
 from hub.runtime import Hub
+from hub.waits import wait_event
 
 log = structlog.get_logger("hub.serve")
 
@@ -56,6 +64,7 @@ SERVICES: dict[str, str] = {
 HTTP = "http"
 """The health entry of the HTTP API itself (its routes belong to the services)."""
 GRACE_S = 10.0
+"""Seconds the services have, once intake stops, to finish what they hold before cancellation."""
 OUTAGE_BACKOFF = (0.2, 10.0)
 """First and longest wait (seconds) before a service runs again after an outage."""
 FAILURE_BACKOFF = (1.0, 60.0)
@@ -67,7 +76,8 @@ GIVE_UP_AFTER = 5
 
 
 class Service(Protocol):
-    """One hub service."""
+    """One hub service; it may also have `stop_intake()`: fetch nothing more, and let `run()`
+    return once the work already taken is done (see the module docstring, Shutdown)."""
 
     name: str
 
@@ -139,8 +149,20 @@ class Supervisor:
         self._health = health
         self._failures = {s.name: 0 for s in services}
         self._causes: dict[str, str] = {}
+        self._stopping = asyncio.Event()
         self.stuck = asyncio.Event()
         """Set when every service keeps failing for reasons that are not outages."""
+
+    def stop_intake(self) -> list[Service]:
+        """Stop every service's intake and all restarts; returns the services that drain."""
+        self._stopping.set()
+        draining = []
+        for service in self._services:
+            stop_intake = getattr(service, "stop_intake", None)
+            if callable(stop_intake):
+                stop_intake()
+                draining.append(service)
+        return draining
 
     def why_stuck(self) -> str:
         """The sentence `serve` exits with when it cannot make progress."""
@@ -151,7 +173,7 @@ class Supervisor:
         """Run one service until cancelled, pausing on outages and restarting on failures."""
         name = service.name
         outage, failure = Backoff(*OUTAGE_BACKOFF), Backoff(*FAILURE_BACKOFF)
-        while True:
+        while not self._stopping.is_set():
             self._health.set(name, State.RUNNING)
             started = time.monotonic()
             try:
@@ -161,6 +183,9 @@ class Supervisor:
                 self._health.set(name, State.STOPPED)
                 raise
             except Exception as exc:
+                if self._stopping.is_set():
+                    log.error("serve.service.failed_stopping", service=name, error=describe(exc))
+                    break
                 if time.monotonic() - started >= STEADY_S:
                     outage.reset()
                     failure.reset()
@@ -170,14 +195,23 @@ class Supervisor:
                 else:
                     await self._restart(name, exc, failure.next())
                 continue
-            self._health.set(name, State.STOPPED)
-            log.info("serve.service.stopped", service=name)
-            return
+            break
+        self._health.set(name, State.STOPPED)
+        log.info("serve.service.stopped", service=name)
 
     async def _pause(self, name: str, exc: Exception, delay: float) -> None:
         cause = describe(exc)
         self._health.set(name, State.DEGRADED, cause)
         log.warning("serve.service.paused", service=name, cause=cause, retry_in=round(delay, 2))
+        waiting = asyncio.ensure_future(self._wait_servers(delay))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([waiting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            stopping.cancel()
+
+    async def _wait_servers(self, delay: float) -> None:
         await self._health.retry_after(delay)
         await self._health.servers_up()
 
@@ -197,7 +231,7 @@ class Supervisor:
         )
         if all(count >= GIVE_UP_AFTER for count in self._failures.values()):
             self.stuck.set()
-        await asyncio.sleep(delay)
+        await wait_event(self._stopping, delay)
 
 
 async def serve(
@@ -222,13 +256,13 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(make_app(services, health))
     await runner.setup()
-    tasks: list[asyncio.Task[None]] = []
+    tasks: dict[str, asyncio.Task[None]] = {}
     try:
         await start_site(web.TCPSite(runner, host, port), host, port, "the hub's HTTP API")
         health.set(HTTP, State.RUNNING)
         log.info("serve.started", services=[s.name for s in services], http=f"http://{host}:{port}")
-        tasks = [asyncio.create_task(supervisor.run(s), name=s.name) for s in services]
-        tasks.append(asyncio.create_task(probe_servers(health, hub.pg_dsn, hub.nc), name="probe"))
+        tasks = {s.name: asyncio.create_task(supervisor.run(s), name=s.name) for s in services}
+        tasks["probe"] = asyncio.create_task(probe_servers(health, hub.pg_dsn, hub.nc))
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(supervisor.stuck.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for waiting in waits:
@@ -239,12 +273,23 @@ async def serve(
                 hint="Fix that cause and start it again; GOVHUB_DEBUG=1 logs each traceback.",
             )
     finally:
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=GRACE_S)
+        await _shut_down(supervisor, tasks)
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("serve.stopped")
+
+
+async def _shut_down(supervisor: Supervisor, tasks: dict[str, asyncio.Task[None]]) -> None:
+    """Stop intake, let the draining services finish within `GRACE_S`, then cancel the rest."""
+    draining = [tasks[s.name] for s in supervisor.stop_intake() if s.name in tasks]
+    log.info("serve.stopping", draining=[t.get_name() for t in draining], grace_s=GRACE_S)
+    if draining:
+        _, late = await asyncio.wait(draining, timeout=GRACE_S)
+        if late:
+            log.warning("serve.grace.expired", cancelled=sorted(t.get_name() for t in late))
+    for task in tasks.values():
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks.values(), timeout=GRACE_S)

@@ -197,3 +197,22 @@ def write_output(path: str | Path, text: str) -> None:
     """Write `text` to the file `path` names, as `output_file` does."""
     with output_file(path) as out:
         out.write(text)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret (a private key, a seed, a passphrase) atomically, readable by its owner only.
+
+    The temporary file is created with mode 0600, not chmod-ed after writing: between a write
+    and a later chmod, anyone on the machine could open the file and keep the descriptor. Its
+    folder is made 0700 for the same reason, and the rename means a reader sees the old secret
+    or the new one, never half of either.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

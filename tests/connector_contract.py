@@ -9,7 +9,6 @@ connector is correct in the ways the runtime relies on before anyone runs it for
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
@@ -17,6 +16,7 @@ from typing import Protocol
 from hub.integration.connector import Delivery, Outcome, Record, Sink, Source, Verdict
 from hub.integration.pipeline import Pipeline, PipelineOptions
 from hub.testing import MemorySink
+from hub.waits import poll
 
 WAIT = 60.0
 
@@ -51,14 +51,8 @@ async def eventually(
     predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = WAIT
 ) -> None:
     """Wait until `predicate` holds, checking every 20 ms; fail naming `what` after `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        result = predicate()
-        if await result if inspect.isawaitable(result) else result:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    if not await poll(predicate, timeout=timeout, every=0.02):
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 async def take(stream: AsyncIterator[Delivery], count: int) -> list[Delivery]:

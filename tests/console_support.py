@@ -13,9 +13,9 @@ import pytest
 
 from hub.console.app import ADDRESS_ENV
 from hub.console.auth import COOKIE, sign_challenge
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.serve import serve
-from tests.drills import free_port
 
 SERVICES = ["audit", "directory", "exchange", "console"]
 NOTICE = "gov.common.v1.Notice"

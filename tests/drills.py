@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,8 +25,10 @@ from hub.envelope import Envelope
 from hub.errors import PublishTimeout, Retryable, ServerUnavailable
 from hub.exchange.send import Sender, SendRequest
 from hub.home import Home, Settings
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
+from hub.waits import poll, poll_blocking
 from tests.directory_support import entry_file
 
 GOVHUB = str(Path(sys.executable).parent / "govhub")
@@ -43,17 +44,8 @@ async def wait_until(
     every: float = 0.1,
 ) -> None:
     """Wait for a condition in another process's hands (there is no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(every)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    if not await poll(condition, timeout=timeout, every=every):
+        pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def _children(pid: int) -> list[int]:
@@ -102,10 +94,11 @@ class Postgres:
                 os.kill(pid, signal.SIGKILL)
         # Until init has reaped them: PostgreSQL takes even a zombie postmaster for a live one
         # and would refuse to start on the same data folder.
-        deadline = time.monotonic() + 30
-        while any(Path(f"/proc/{pid}").exists() for pid in doomed):
-            assert time.monotonic() < deadline, "PostgreSQL processes outlived SIGKILL"
-            time.sleep(0.05)  # reaped by init, not by us: nothing to wait on
+        # Reaped by init, not by us: nothing to wait on.
+        gone = poll_blocking(
+            lambda: not any(Path(f"/proc/{pid}").exists() for pid in doomed), timeout=30, every=0.05
+        )
+        assert gone, "PostgreSQL processes outlived SIGKILL"
         self.info = None
 
     def stop(self) -> None:

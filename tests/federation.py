@@ -7,10 +7,8 @@ fault test reads as the drill it is.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from hub.home import Home, Settings
 from hub.runtime import Hub, open_hub
 from hub.scenario import load_scenario
 from hub.topology import HUB_STREAM
+from hub.waits import poll
 
 NOTICE = "gov.common.v1.Notice"
 
@@ -33,11 +32,8 @@ async def wait_for(
     condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str, every: float = 0.1
 ) -> None:
     """Wait until `condition()` is true; fail the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(every)
+    if not await poll(condition, timeout=timeout, every=every):
+        pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
 
 
 @dataclass

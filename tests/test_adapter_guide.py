@@ -12,7 +12,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tomllib
@@ -25,6 +24,7 @@ import pytest
 
 from hub.home import Settings
 from hub.integration.deadletter import H_RECORD_KEY
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM, QUARANTINE_STREAM
 from tests.connector_contract import eventually
@@ -37,12 +37,6 @@ def guide_blocks() -> dict[str, str]:
     text = GUIDE.read_text(encoding="utf-8")
     found = re.findall(r"<!-- guide:(\S+) -->\n```[a-z]*\n(.*?)```", text, flags=re.S)
     return dict(found)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def command(line: str) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from adapters.stats import SAMPLE
 from connectors.http import signed_headers
 from hub.integration.adapter import parse_adapter_file
 from hub.integration.host import build
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM, QUARANTINE_STREAM
 from tests.connector_contract import eventually
@@ -24,12 +24,6 @@ from tests.test_adapters import read_stream, start
 from tests.test_connector_folder import drop_file
 
 SECRET = "stats-webhook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 OFFICE = """

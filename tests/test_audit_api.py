@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -12,17 +11,12 @@ import aiohttp
 import pytest
 
 from hub.audit.service import AuditLog
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.serve import serve
 from tests import rfc9162
 
 NOTICE = "gov.common.v1.Notice"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

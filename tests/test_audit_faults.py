@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,6 +23,7 @@ from hub.audit.service import AuditLog, AuditService
 from hub.db import create_pool
 from hub.embedded import EmbeddedPostgres, ServerInfo
 from hub.home import Home, Settings
+from hub.ports import free_port
 from hub.runtime import Hub, open_hub
 from hub.topology import HUB_STREAM
 from tests.servers import NatsServer
@@ -128,12 +128,6 @@ async def test_postgresql_down_while_events_flow_loses_nothing_and_duplicates_no
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     await check_log(dsn, hub, target)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_serve(settings: Settings, log: Path) -> subprocess.Popen[bytes]:

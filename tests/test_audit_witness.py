@@ -24,6 +24,7 @@ from hub.audit.reader import TileReader, latest_checkpoint
 from hub.audit.service import AuditLog, AuditService
 from hub.audit.witness import HttpWitnessClient, Witness, format_request, witness_routes
 from hub.errors import TamperEvidence
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.topology import SYSTEM_STREAM
 
@@ -157,12 +158,6 @@ async def test_malformed_forged_or_unknown_checkpoints_are_refused(
     answer = await witness.add_checkpoint(mutate(tree.request(0, 12), forged))  # type: ignore[operator]
     assert answer.status == status
     assert witness.state() == {}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_the_log_reaches_a_county_witness_over_http_and_resyncs_its_size(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from hub.cli import cli
 from hub.home import Settings
 from hub.integration.adapter import parse_adapter_file
 from hub.integration.host import build, run_adapters
+from hub.ports import free_port
 from hub.runtime import Hub
 from tests.connector_contract import eventually
 
@@ -50,12 +50,6 @@ path = "{folder}"
 [adapters.options]
 default_to = ["akto.office"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

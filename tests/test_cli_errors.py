@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from hub.home import Settings
+from hub.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_WORDS = (
@@ -69,12 +70,6 @@ def one_sentence(result: Result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], result.err
     return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- input that is not UTF-8, or not JSON: refused before anything starts -------------------

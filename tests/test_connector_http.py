@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -19,18 +18,13 @@ from connectors.http import CONNECTOR, RestOptions, WebhookOptions, signed_heade
 from connectors.webhook import WebhookSource
 from hub.errors import ConfigError
 from hub.integration.connector import ConnectorContext, Outcome, Record, Sink, Source, Verdict
+from hub.ports import free_port
 from hub.tomlconfig import Secret, load
 from tests.connector_contract import SinkContract, SourceContract, take
 
 SECRET_ENV = "GOVHUB_TEST_WEBHOOK_SECRET"
 SECRET = "s3cret-for-tests"
 CONTEXT = ConnectorContext(adapter="test", participant="artux.stats")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def post(

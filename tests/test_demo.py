@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from hub.embedded import EmbeddedServers, process_alive
+from hub.embedded import EmbeddedServers
 from hub.home import Home
+from hub.processes import process_alive
 
 pytestmark = pytest.mark.servers  # starts its own servers (embedded, through the CLI)
 

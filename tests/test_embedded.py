@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.embedded import EmbeddedServers, process_alive
+from hub.embedded import EmbeddedServers
 from hub.home import Home
+from hub.processes import process_alive
 
 pytestmark = pytest.mark.servers  # starts its own servers (embedded, through the CLI)
 

@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +24,7 @@ from adapters.stats import SAMPLE
 from connectors.http import signed_headers
 from hub.integration.adapter import parse_adapter_file
 from hub.integration.host import build
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 from tests.test_adapters import start
@@ -48,12 +48,6 @@ response_timeout = 20.0
 # What the webhook documents (docs/adapters.md, "Webhook answers"), less 401 (every request
 # here is signed) and 503 (the hub is up: a 503 here would hide a record stuck in retries).
 ANSWERS = {202, 400, 413, 415, 422}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from hub.approval.casetypes import load_config
 from hub.approval.tracker import ApprovalTracker
 from hub.approval.views import case_view, list_cases, progress
 from hub.errors import GovhubError, UnknownCase
+from hub.intake import Intake
 from hub.jsonout import dumps
 from hub.runtime import Hub
 
@@ -42,9 +43,16 @@ class ApprovalService:
         self.hub = hub
         self.config = load_config(hub.settings.home)
         self.tracker = ApprovalTracker(hub, self.config)
+        self.intake = Intake()
+
+    def stop_intake(self) -> None:
+        """Fetch no more events and run no more sweeps; `run()` returns once the step in hand
+        (applying a batch, deciding what became ready) is done."""
+        self.intake.close()
 
     async def run(self) -> None:
-        """Follow the stream, decide, and sweep where the operator's key is, until cancelled."""
+        """Follow the stream, decide, and sweep where the operator's key is, until cancelled
+        or `stop_intake()`."""
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._follow(), name="approval-tracker")
@@ -54,17 +62,17 @@ class ApprovalService:
             await self.tracker.stop()
 
     async def _follow(self) -> None:
-        while True:
+        while self.intake.open:
             if await self.tracker.step(timeout=1.0):
                 await agent.decide_ready(self.hub)
 
     async def _sweeps(self) -> None:
-        while True:
+        while self.intake.open:
             try:
                 await agent.sweep(self.hub, self.config)
             except GovhubError as exc:
                 log.warning("approval.sweep.failed", error=str(exc))
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await self.intake.rest(SWEEP_INTERVAL)
 
     def routes(self) -> Sequence[web.RouteDef]:
         """The supervisor's list, one case, the applicant's progress."""

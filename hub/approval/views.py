@@ -18,12 +18,9 @@ from hub.approval.clock import Pause
 from hub.approval.model import CASE_ZH, OUTCOME_ZH, REVIEW_ZH, CaseState, ReviewState, check_case_id
 from hub.errors import UnknownCase
 from hub.runtime import Hub
+from hub.timetext import rfc3339
 
 Db: TypeAlias = Any  # an asyncpg pool or connection
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 async def load_case(db: Db, case_id: str) -> Any:
@@ -62,26 +59,26 @@ def _reviews(
             "state": state.value,
             "state_zh": REVIEW_ZH[state],
             "working_days": a["working_days"],
-            "assigned_at": _time(a["assigned_at"]),
+            "assigned_at": rfc3339(a["assigned_at"]),
             "refusal_ends_case": a["refusal_ends_case"],
             "material_requests_allowed": a["material_requests"],
             "opinion_event_id": a["opinion_event_id"],
-            "opinion_at": _time(a["opinion_at"]),
+            "opinion_at": rfc3339(a["opinion_at"]),
             "timed_by": a["timed_by"],
             "reasons": a["reasons"],
             "conditions": list(a["conditions"] or []),
             "legal_basis": a["legal_basis"],
             "late": a["late"],
-            "warned_at": _time(a["warned_at"]),
-            "escalated_at": _time(a["escalated_at"]),
+            "warned_at": rfc3339(a["warned_at"]),
+            "escalated_at": rfc3339(a["escalated_at"]),
             "resources": list(a["resources"]),
             "material": [
                 {
                     "request_id": m["request_id"],
                     "items": list(m["items"]),
                     "reason": m["reason"],
-                    "requested_at": _time(m["requested_at"]),
-                    "ended_at": _time(m["ended_at"]),
+                    "requested_at": rfc3339(m["requested_at"]),
+                    "ended_at": rfc3339(m["ended_at"]),
                     "ended_by": m["ended_by"],
                     "attachments": json.loads(m["attachments"]) if m["attachments"] else [],
                 }
@@ -90,7 +87,7 @@ def _reviews(
         }
         tick = clock.state(a["assigned_at"], a["working_days"], pauses, now)
         item.update(
-            deadline=_time(tick.deadline),
+            deadline=rfc3339(tick.deadline),
             paused_working_days=tick.paused_days,
             overdue=state.open and tick.overdue,
             paused=state.open and tick.paused,
@@ -187,9 +184,9 @@ def _summary(case: Any) -> dict[str, Any]:
         "state_zh": CASE_ZH[state],
         "outcome": outcome,
         "outcome_zh": OUTCOME_ZH[outcome] if outcome else None,
-        "opened_at": _time(case["opened_at"]),
-        "decided_at": _time(case["decided_at"]),
-        "withdrawn_at": _time(case["withdrawn_at"]),
+        "opened_at": rfc3339(case["opened_at"]),
+        "decided_at": rfc3339(case["decided_at"]),
+        "withdrawn_at": rfc3339(case["withdrawn_at"]),
         "withdraw_reason": case["withdraw_reason"],
     }
 
@@ -225,9 +222,9 @@ async def case_view(
             "kind": e["kind"],
             "event_id": e["event_id"],
             "signed_by": json.loads(e["headers"]).get("govhub-key", ""),
-            "at": _time(e["at"]),
+            "at": rfc3339(e["at"]),
             "timed_by": e["timed_by"],
-            "stored_at": _time(e["stored_at"]),
+            "stored_at": rfc3339(e["stored_at"]),
             "outcome": e["outcome"],
         }
         for e in await hub.pool.fetch(
@@ -239,7 +236,7 @@ async def case_view(
             "event_id": r["event_id"],
             "source": r["source"],
             "subject": r["subject"],
-            "stored_at": _time(r["stored_at"]),
+            "stored_at": rfc3339(r["stored_at"]),
             "reason": r["reason"],
             "detail": r["detail"],
         }
@@ -257,7 +254,7 @@ async def case_view(
         "reviews": reviews,
         "history": history,
         "refused": refused,
-        "as_of": _time(now),
+        "as_of": rfc3339(now),
     }
 
 
@@ -305,7 +302,7 @@ async def progress(
         "decided_at": s["decided_at"],
         "withdrawn_at": s["withdrawn_at"],
         "departments": steps,
-        "as_of": _time(now),
+        "as_of": rfc3339(now),
     }
 
 
@@ -354,7 +351,7 @@ async def list_cases(
             "paused": [r["reviewer"] for r in open_reviews if r["paused"]],
             "late": [r["reviewer"] for r in reviews if r["late"]],
             "next_deadline": deadlines[0] if deadlines else None,
-            "closed_at": _time(case["decided_at"] or case["withdrawn_at"]),
+            "closed_at": rfc3339(case["decided_at"] or case["withdrawn_at"]),
         }
         out.append(item)
     pending = [i for i in out if i["state"] == CaseState.OPEN]

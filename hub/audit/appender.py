@@ -37,6 +37,7 @@ from hub.metrics import Counter, Gauge
 from hub.outage import Backoff, describe
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
+from hub.waits import poll
 
 log = structlog.get_logger("hub.audit.appender")
 
@@ -326,10 +327,14 @@ class Appender:
 
     async def _wait_for_writer(self, deadline: float) -> int:
         js = self._hub.nc.jetstream()
-        while time.monotonic() < deadline:
+
+        async def caught_up() -> bool:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 info = await js.consumer_info(HUB_STREAM, DURABLE)
-                if not info.num_pending and not info.num_ack_pending:
-                    return int(await self._hub.pool.fetchval("SELECT size FROM audit_state"))
-            await asyncio.sleep(0.2)  # bounded wait on another process; no event to wait on
-        raise AuditError("the audit writer in another process did not catch up in time")
+                return not info.num_pending and not info.num_ack_pending
+            return False
+
+        # A bounded wait on another process; there is no event to wait on.
+        if not await poll(caught_up, timeout=deadline - time.monotonic(), every=0.2):
+            raise AuditError("the audit writer in another process did not catch up in time")
+        return int(await self._hub.pool.fetchval("SELECT size FROM audit_state"))

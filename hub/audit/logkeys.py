@@ -22,7 +22,6 @@ would have vouched for nothing, and every checkpoint it signed would fail offlin
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,23 +36,8 @@ from hub.errors import ConfigError, KeyStoreError
 from hub.home import Home
 from hub.keys import resolve_passphrase
 from hub.suites import GM, Suite
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file atomically, mode 0600 from the first byte, in a 0700 folder."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _time_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from hub.timetext import rfc3339_seconds
+from hub.userfiles import write_private
 
 
 def _whole_second(moment: datetime | None = None) -> datetime:
@@ -82,7 +66,7 @@ def load_or_create_key(path: Path, passphrase: bytes, *, create: bool) -> Ed2551
     if not create:
         raise KeyStoreError(f"no key at {path}", hint="Run `govhub serve` once to create it.")
     key = Ed25519PrivateKey.generate()
-    _write_private(path, _encrypt(key, passphrase))
+    write_private(path, _encrypt(key, passphrase))
     return key
 
 
@@ -114,8 +98,8 @@ class LogKey:
         if self.not_after is not None and self.not_after <= self.not_before:
             raise ConfigError(
                 f"audit log key {self.signer.key_id.hex()} would have a validity window that "
-                f"ends ({_time_text(self.not_after)}) before it begins "
-                f"({_time_text(self.not_before)})"
+                f"ends ({rfc3339_seconds(self.not_after)}) before it begins "
+                f"({rfc3339_seconds(self.not_before)})"
             )
 
     def valid_at(self, moment: datetime) -> bool:
@@ -126,8 +110,8 @@ class LogKey:
         """The trust-file form ``{vkey, not_before, not_after}``."""
         return {
             "vkey": self.signer.verifier.vkey(),
-            "not_before": _time_text(self.not_before),
-            "not_after": _time_text(self.not_after) if self.not_after else None,
+            "not_before": rfc3339_seconds(self.not_before),
+            "not_after": rfc3339_seconds(self.not_after) if self.not_after else None,
         }
 
 
@@ -207,7 +191,7 @@ class LogKeyRing:
     def _add_sm2(self, not_before: datetime) -> LogKey:
         private = GM.generate()
         signer = Signer(self.origin, private, ALG_SM2)
-        _write_private(
+        write_private(
             self._folder / f"sm2-{signer.key_id.hex()}.pem",
             GM.private_pem(private, self._passphrase),
         )
@@ -228,7 +212,7 @@ class LogKeyRing:
     def _add(self, not_before: datetime) -> LogKey:
         private = Ed25519PrivateKey.generate()
         signer = Signer(self.origin, private, ALG_ED25519)
-        _write_private(
+        write_private(
             self._folder / f"{signer.key_id.hex()}.pem", _encrypt(private, self._passphrase)
         )
         key = LogKey(signer, not_before, None)
@@ -260,7 +244,7 @@ class LogKeyRing:
                 for k in self.sm2_keys
             ]
         text = json.dumps(ring, indent=2)
-        _write_private(self._folder / "ring.json", text.encode())
+        write_private(self._folder / "ring.json", text.encode())
 
     def rotate(self, overlap: timedelta, *, now: datetime | None = None) -> LogKey:
         """Add a new key valid from now; every open key stops ``overlap`` later.
@@ -279,8 +263,8 @@ class LogKeyRing:
         newest = max((k.not_before for k in self.keys), default=start)
         if newest > start:
             raise ConfigError(
-                f"the newest audit log key starts at {_time_text(newest)}, after this machine's "
-                "clock; set the clock right before rotating"
+                f"the newest audit log key starts at {rfc3339_seconds(newest)}, after this "
+                "machine's clock; set the clock right before rotating"
             )
         end = _next_whole_second(moment + overlap)
         for i, key in enumerate(self.keys):
@@ -293,7 +277,7 @@ class LogKeyRing:
         moment = at or datetime.now(UTC)
         signers = [k.signer for k in self.keys if k.valid_at(moment)]
         if not signers:
-            raise KeyStoreError(f"no audit log key is valid at {_time_text(moment)}")
+            raise KeyStoreError(f"no audit log key is valid at {rfc3339_seconds(moment)}")
         return signers
 
     def verifiers(self) -> list[Verifier]:

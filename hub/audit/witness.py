@@ -33,6 +33,7 @@ from hub.audit import merkle, note
 from hub.audit.note import Checkpoint, NoteError, Signer, Verifier
 from hub.errors import AuditError
 from hub.listen import start_site
+from hub.userfiles import write_private
 
 log = structlog.get_logger("hub.audit.witness")
 
@@ -203,15 +204,7 @@ class Witness:
         return self.signer.sign(parsed.text).line()
 
     def _persist(self, states: dict[str, Any]) -> None:
-        path = self.folder / "state.json"
-        tmp = path.with_name("state.json.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(states, indent=2).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_private(self.folder / "state.json", json.dumps(states, indent=2).encode())
         dir_fd = os.open(self.folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # the rename itself must survive a power cut

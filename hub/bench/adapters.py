@@ -21,7 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -41,9 +40,11 @@ from hub.integration.connector import ConnectorContext, Record, Sink, Source, lo
 from hub.integration.deadletter import QuarantineDeadLetters
 from hub.integration.pipeline import Pipeline, PipelineOptions
 from hub.integration.signing import signed_headers
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.tomlconfig import Secret
 from hub.topology import StreamSpec
+from hub.waits import poll
 
 DSN_ENV = "GOVHUB_BENCH_OUTBOX_DSN"
 SECRET_ENV = "GOVHUB_BENCH_WEBHOOK_SECRET"
@@ -90,11 +91,8 @@ def _pipeline(
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the benchmark did not finish in time")
-        await asyncio.sleep(0.05)
+    if not await poll(check, timeout=timeout, every=0.05):
+        raise TimeoutError("the benchmark did not finish in time")
 
 
 async def _run_until(pipeline: Pipeline, done: Callable[[], Awaitable[bool]]) -> float:
@@ -267,12 +265,6 @@ async def bench_outbox(hub: Hub, rows: int) -> dict[str, Any]:
 # -- webhook --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _drive(url: str, requests: int, concurrency: int, secret: bytes) -> dict[str, Any]:
     """POST `requests` signed monthly releases with `concurrency` clients; rate and latency."""
     release = _sample(_adapter("monthly_statistics"))
@@ -317,7 +309,7 @@ async def _raw_webhook(hub: Hub, requests: int, concurrency: int) -> dict[str, A
     app.router.add_post("/raw", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         return await _drive(f"http://127.0.0.1:{port}/raw", requests, concurrency, b"unused")
@@ -329,7 +321,7 @@ async def bench_webhook(hub: Hub, requests: int, concurrency: int) -> dict[str, 
     """Signed POSTs → verified, mapped, signed, published events; next to a plain handler."""
     secret = secrets.token_hex(16)
     os.environ[SECRET_ENV] = secret
-    port = _free_port()
+    port = free_port()
     try:
         stats = _adapter("monthly_statistics")
         assert stats.to_hub is not None

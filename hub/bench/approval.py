@@ -39,6 +39,7 @@ from hub.bus import provision
 from hub.display import console
 from hub.envelope import Envelope, new_event_id
 from hub.runtime import Hub
+from hub.waits import poll
 
 LEAD = "pref.housing"
 SUPERVISOR = "pref.office"
@@ -114,10 +115,12 @@ async def _until(hub: Hub, sql: str, args: tuple[Any, ...], target: int, timeout
     """Seconds until the query counts `target` rows; the projection runs in another task of
     this process and has no event to await, so this samples every 20 ms."""
     started = time.perf_counter()
-    while await hub.pool.fetchval(sql, *args) < target:
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"the projection did not reach {target} rows in {timeout:g} s")
-        await asyncio.sleep(0.02)
+
+    async def reached() -> bool:
+        return bool(await hub.pool.fetchval(sql, *args) >= target)
+
+    if not await poll(reached, timeout=timeout, every=0.02):
+        raise TimeoutError(f"the projection did not reach {target} rows in {timeout:g} s")
     return time.perf_counter() - started
 
 

@@ -9,7 +9,6 @@ the same text (what a directory without its own index would do).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import time
@@ -28,6 +27,7 @@ from hub.directory.mirror import DIRECTORY_STREAM, stream_last_seq
 from hub.directory.model import Category, DataItem, Entry, SharingType
 from hub.directory.store import SearchFilters, search
 from hub.runtime import Hub
+from hub.waits import poll
 
 TOPICS = [
     ("人口", "population"),
@@ -233,12 +233,15 @@ def _mirror(name: str) -> StreamConfig:
 async def _converge(hub: Hub, mirror: str, target: int, timeout: float = 600.0) -> float | None:
     """Seconds until a mirror holds the source's last sequence (None if it never does)."""
     started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
+
+    async def caught_up() -> bool:
         info = await jetstream(hub.nc).stream_info(mirror)
-        if int(info.state.last_seq or 0) >= target:
-            return round(time.perf_counter() - started, 3)
-        await asyncio.sleep(0.05)  # the mirror advances inside nats-server: nothing to await
-    return None
+        return int(info.state.last_seq or 0) >= target
+
+    # The mirror advances inside nats-server: nothing to await.
+    if not await poll(caught_up, timeout=timeout, every=0.05):
+        return None
+    return round(time.perf_counter() - started, 3)
 
 
 def render(console: Console, result: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ from hub.bench.measure import children, cpu_seconds, latency_ms, machine, memory
 from hub.bus import PubAck, provision
 from hub.runtime import Hub
 from hub.sender import BatchSender
+from hub.waits import poll
 
 COMMITTED = "bench.pipeline.committed"
 READY = "bench.pipeline.ready"
@@ -278,16 +279,21 @@ async def bench_pipeline(
 
 async def _final_checkpoint(hub: Hub, size: int) -> dict[str, Any]:
     """Wait for a published checkpoint covering the whole tree (signed and cosigned)."""
-    started = time.monotonic()
-    while time.monotonic() - started < 60:
+    found: dict[str, Any] = {"size": None, "cosignatures": 0}
+
+    async def covered() -> bool:
         row = await hub.pool.fetchrow(
             "SELECT size, cardinality(cosigners) AS cosigners FROM audit_checkpoints"
             " WHERE published_at IS NOT NULL ORDER BY size DESC LIMIT 1"
         )
-        if row is not None and row["size"] >= size:
-            return {"size": row["size"], "cosignatures": row["cosigners"]}
-        await asyncio.sleep(0.1)  # bounded wait on the other process's checkpoint schedule
-    return {"size": None, "cosignatures": 0}
+        if row is None or row["size"] < size:
+            return False
+        found.update(size=row["size"], cosignatures=row["cosigners"])
+        return True
+
+    # A bounded wait on the other process's checkpoint schedule.
+    await poll(covered, timeout=60, every=0.1)
+    return found
 
 
 async def _child() -> None:

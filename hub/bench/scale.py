@@ -11,11 +11,9 @@ log: the writer keeps O(log n) state, and every lookup is an index probe.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,8 +27,10 @@ from hub.bench.audit import LeafFactory
 from hub.bench.bus import NOTICE, SENDER
 from hub.bench.measure import latency_ms, machine, memory_mb
 from hub.bench.pipeline import CpuMeter
+from hub.ports import free_port
 from hub.runtime import Hub
 from hub.sender import BatchSender
+from hub.waits import poll
 
 LOAD_STREAM = "BENCH_LOAD"
 """The stream the synthetic leaves claim, so the hub stream's own sequence tracking is untouched."""
@@ -65,12 +65,6 @@ async def bulk_load(dsn: str, target: int, say: Callable[[str], None]) -> float:
     return time.perf_counter() - started
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_serve(hub: Hub, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "GOVHUB_NATS_URL": hub.nats_url, "GOVHUB_PG_DSN": hub.pg_dsn}
     cmd = [sys.executable, "-m", "hub", "--home", str(hub.settings.home.root), "serve",
@@ -90,14 +84,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 async def _wait_size(hub: Hub, size: int, proc: subprocess.Popen[bytes], timeout: float) -> float:
     """Wait until the audit tree holds ``size`` leaves; return when it did (monotonic)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def reached() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"govhub serve exited with status {proc.returncode}")
-        if int(await hub.pool.fetchval("SELECT size FROM audit_state")) >= size:
-            return time.monotonic()
-        await asyncio.sleep(0.02)  # polling another process's commits; 20 ms resolution
-    raise RuntimeError(f"the audit log did not reach {size} leaves within {timeout:g} s")
+        return int(await hub.pool.fetchval("SELECT size FROM audit_state")) >= size
+
+    # Polling another process's commits; 20 ms resolution.
+    if not await poll(reached, timeout=timeout, every=0.02):
+        raise RuntimeError(f"the audit log did not reach {size} leaves within {timeout:g} s")
+    return time.monotonic()
 
 
 async def _proof_times(hub: Hub, loaded: int, samples: int) -> dict[str, float]:
@@ -116,7 +112,7 @@ async def measure_size(
 ) -> dict[str, Any]:
     """Load to ``target``, run serve, push ``events`` through it, measure, stop serve."""
     load_s = await bulk_load(hub.pg_dsn, target, say)
-    proc = _start_serve(hub, _free_port())
+    proc = _start_serve(hub, free_port())
     try:
         js = hub.nc.jetstream()
         stream_messages = (await js.stream_info("GOVHUB")).state.messages
@@ -162,15 +158,18 @@ async def measure_size(
 
 
 async def _wait_checkpoint(hub: Hub, size: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        published = await hub.pool.fetchval(
+
+    async def published() -> bool:
+        if proc.poll() is not None:
+            return True  # it will publish nothing more
+        done = await hub.pool.fetchval(
             "SELECT max(size) FROM audit_checkpoints WHERE published_at IS NOT NULL"
         )
-        if published is not None and published >= size:
-            return
-        await asyncio.sleep(0.1)  # the serve process signs on its own schedule
-    raise RuntimeError("govhub serve published no checkpoint covering the run")
+        return done is not None and done >= size
+
+    # The serve process signs on its own schedule.
+    if not await poll(published, timeout=60, every=0.1) or proc.poll() is not None:
+        raise RuntimeError("govhub serve published no checkpoint covering the run")
 
 
 async def bench_scale(

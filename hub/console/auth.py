@@ -44,6 +44,7 @@ from cryptography.exceptions import InvalidSignature
 from hub.envelope import SigningKey
 from hub.errors import GovhubError, RejectedEvent
 from hub.participants import ParticipantCache
+from hub.timetext import rfc3339_seconds
 
 COOKIE = "govhub_console"
 CHALLENGE_TTL_S = 120.0
@@ -61,7 +62,7 @@ class SignInError(GovhubError):
 
 def challenge_text(origin: str, participant: str, nonce: str, expires: float) -> str:
     """The exact text a participant signs to sign in (each line ended by a newline)."""
-    until = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = rfc3339_seconds(datetime.fromtimestamp(expires, UTC))
     return f"{CHALLENGE_PREFIX}\n{origin}\n{participant}\n{nonce}\n{until}\n"
 
 

@@ -17,8 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,7 +33,9 @@ from hub.display import line
 from hub.integration.adapter import load_plugin, parse_adapter_file
 from hub.integration.host import build
 from hub.integration.signing import signed_headers
+from hub.ports import free_port
 from hub.runtime import Hub
+from hub.waits import poll
 
 DSN_ENV = "GOVHUB_DEMO_DEPARTMENT_DSN"
 SECRET_ENV = "GOVHUB_DEMO_STATS_SECRET"
@@ -142,12 +142,6 @@ def _sample(adapter: str) -> dict[str, Any]:
     sample = load_plugin(adapter, "demo").sample
     assert sample is not None, f"the {adapter} adapter has no sample record"
     return dict(sample)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _department_schemas(hub: Hub) -> None:
@@ -258,7 +252,7 @@ class StatsApi:
         app.router.add_post("/api/monthly-figures", self._handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        port = _free_port()
+        port = free_port()
         await web.TCPSite(self.runner, "127.0.0.1", port).start()
         self.url = f"http://127.0.0.1:{port}/api/monthly-figures"
 
@@ -308,11 +302,8 @@ async def _statistics_system(url: str, secret: str) -> list[dict[str, Any]]:
 
 
 async def _until(test: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not test():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the adapters demo timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+    if not await poll(test, timeout=WAIT_S, every=0.1):
+        raise TimeoutError(f"the adapters demo timed out waiting for {what}")
 
 
 async def run(hub: Hub, story: Story) -> dict[str, Any]:
@@ -327,7 +318,7 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
     os.environ[SECRET_ENV] = secret
     api = StatsApi()
     await api.start()
-    port = _free_port()
+    port = free_port()
     text = CONFIG.format(
         dsn_env=DSN_ENV, secret_env=SECRET_ENV, offices=offices, port=port, api=api.url
     )

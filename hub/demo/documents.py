@@ -12,10 +12,8 @@ once its uplink returns."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +36,7 @@ from hub.exchange.tracker import ExchangeTracker
 from hub.federation.plan import county_stream
 from hub.runtime import Hub
 from hub.suites import GM
+from hub.waits import poll
 
 OFFICE = "pref.office"
 COUNTIES = ("artux.office", "akto.office", "akqi.office", "wuqia.office")
@@ -77,18 +76,20 @@ async def _settled(
     events in flight, its agents may sign receipts the chapter's agent then skips, and in a
     federation a receipt reaches the hub when its county's stream is sourced.
     """
-    deadline = time.monotonic() + ARRIVAL_S
-    while True:
+    found: dict[str, Any] = {}
+
+    async def settled() -> bool:
         await tracker.catch_up()
         with contextlib.suppress(UnknownDocument):  # its manifest is not tracked yet
-            status = await document_status(hub, doc_id)
-            if ready({r["recipient"]: r["state"] for r in status["recipients"]}):
-                return status
-        if time.monotonic() > deadline:
-            raise ExchangeError(
-                f"document {doc_id} did not reach the expected state in {ARRIVAL_S:g} s"
-            )
-        await asyncio.sleep(0.2)
+            found.update(await document_status(hub, doc_id))
+            return ready({r["recipient"]: r["state"] for r in found["recipients"]})
+        return False
+
+    if not await poll(settled, timeout=ARRIVAL_S, every=0.2):
+        raise ExchangeError(
+            f"document {doc_id} did not reach the expected state in {ARRIVAL_S:g} s"
+        )
+    return found
 
 
 def _all(state: str, *recipients: str) -> Callable[[dict[str, str]], bool]:

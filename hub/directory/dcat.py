@@ -18,6 +18,7 @@ from typing import Any
 
 from hub.directory.model import SHARING_METHODS, Entry
 from hub.participants import ParticipantCache
+from hub.timetext import rfc3339
 
 CONTEXT = {
     "dcat": "http://www.w3.org/ns/dcat#",
@@ -58,8 +59,7 @@ def _text(zh: str, en: str | None) -> list[dict[str, str]]:
 
 
 def _time(moment: datetime) -> dict[str, str]:
-    text = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return {"@value": text, "@type": "xsd:dateTime"}
+    return {"@value": rfc3339(moment), "@type": "xsd:dateTime"}
 
 
 def dataset(

@@ -41,6 +41,7 @@ from hub.metrics import Counter, Gauge
 from hub.outage import Backoff, describe
 from hub.runtime import Hub
 from hub.topology import DIRECTORY_BUCKET, HUB_STREAM
+from hub.waits import poll
 
 log = structlog.get_logger("hub.directory.materializer")
 
@@ -222,13 +223,17 @@ class Materializer:
 
     async def _wait_for_writer(self, deadline: float) -> int:
         js = jetstream(self.hub.nc)
-        while time.monotonic() < deadline:
+
+        async def caught_up() -> bool:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 info = await js.consumer_info(HUB_STREAM, DURABLE)
-                if not info.num_pending and not info.num_ack_pending:
-                    return int(await self.hub.pool.fetchval("SELECT last_seq FROM directory_state"))
-            await asyncio.sleep(0.2)  # bounded wait on another process; no event to wait on
-        raise DirectoryError("the directory writer in another process did not catch up in time")
+                return not info.num_pending and not info.num_ack_pending
+            return False
+
+        # A bounded wait on another process; there is no event to wait on.
+        if not await poll(caught_up, timeout=deadline - time.monotonic(), every=0.2):
+            raise DirectoryError("the directory writer in another process did not catch up in time")
+        return int(await self.hub.pool.fetchval("SELECT last_seq FROM directory_state"))
 
     async def run(self) -> None:
         """Hold the writer lock and materialize until cancelled; recover from outages."""

@@ -25,6 +25,7 @@ from hub.consumer import Delivery
 from hub.errors import GovhubError, Retryable
 from hub.exchange.fetch import Fetcher
 from hub.exchange.model import SENT_SCHEMA, Document, Manifest, safe_file_name
+from hub.intake import Intake
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 
@@ -70,26 +71,34 @@ class RecipientAgent:
         self._limit = asyncio.Semaphore(concurrency)
         self._fetcher = Fetcher(hub, window=4)
         self._folders: set[str] = set()
+        self.intake = Intake()
 
     def routes(self) -> Sequence[web.RouteDef]:
         """No HTTP routes."""
         return []
 
+    def stop_intake(self) -> None:
+        """Fetch no more documents; `run()` returns once the batch in hand is delivered."""
+        self.intake.close()
+
     async def run(self) -> None:
-        """Deliver new documents until cancelled (idle if no participant is configured)."""
+        """Deliver new documents until cancelled or `stop_intake()` (idle if no participant
+        is configured)."""
         if not self.participants:
             log.info("exchange.agent.idle", hint=f"set {AGENT_ENV} to participant ids")
-            await asyncio.Event().wait()
+            await self.intake.closed()
+            return
         for participant in self.participants:
             self._hub.keystore.current(participant)
         try:
-            while True:
+            while self.intake.open:
                 await self._batch(timeout=1.0)
         except asyncio.CancelledError:
             # Only when stopped: after a failure `govhub serve` runs this again, and the
             # subscription keeps what it was already sent instead of stranding it (ack_wait).
             await self._consumer.stop()
             raise
+        await self._consumer.stop()
 
     async def deliver_pending(self) -> list[Delivered]:
         """Deliver everything waiting now, then return (the CLI's one-shot mode)."""

@@ -13,7 +13,6 @@ any other department sees the documents it sent or received.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -23,6 +22,7 @@ from hub.envelope import Envelope
 from hub.errors import RegistryError, RejectedEvent, UnknownDocument
 from hub.exchange.model import Document, Manifest, check_doc_id
 from hub.runtime import Hub
+from hub.timetext import rfc3339
 
 WIDE_ROLES = ("operator", "auditor")
 
@@ -59,18 +59,14 @@ async def verified_document(hub: Hub, doc_id: str) -> Document:
     return doc
 
 
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def _receipt(row: Any) -> dict[str, Any]:
     record = json.loads(row["record"])
     item: dict[str, Any] = {
         "kind": row["kind"],
         "event_id": row["event_id"],
         "signed_by": json.loads(row["headers"]).get("govhub-key", ""),
-        "time": _time(row["ce_time"]),
-        "stored_at": _time(row["stored_at"]),
+        "time": rfc3339(row["ce_time"]),
+        "stored_at": rfc3339(row["stored_at"]),
         "outcome": row["outcome"],
     }
     for name in ("decision", "reason", "stored_by", "encryption_key_id", "reminder_number"):
@@ -116,16 +112,16 @@ async def document_status(hub: Hub, doc_id: str) -> dict[str, Any]:
         if m.encryption is None
         else {"suite": m.encryption.suite, "cipher": m.encryption.cipher},
         "recall_reason": row["recall_reason"],
-        "expired_at": _time(row["expired_at"]),
+        "expired_at": rfc3339(row["expired_at"]),
         "deadline_clock": "sender",
         "states": counts,
         "recipients": [
             {
                 "recipient": r["recipient"],
                 "state": r["state"],
-                "state_at": _time(r["state_at"]),
-                "delivered_at": _time(r["delivered_at"]),
-                "processed_at": _time(r["processed_at"]),
+                "state_at": rfc3339(r["state_at"]),
+                "delivered_at": rfc3339(r["delivered_at"]),
+                "processed_at": rfc3339(r["processed_at"]),
                 "reason": r["reason"],
                 "receipts": by_source.get(r["recipient"], []),
             }
@@ -144,9 +140,9 @@ def _summary(row: Any) -> dict[str, Any]:
         "sender_unit": row["sender_unit"],
         "classification": row["classification"],
         "urgency": row["urgency"],
-        "sent_at": _time(row["sent_at"]),
-        "deadline": _time(row["deadline"]),
-        "recalled_at": _time(row["recalled_at"]),
+        "sent_at": rfc3339(row["sent_at"]),
+        "deadline": rfc3339(row["deadline"]),
+        "recalled_at": rfc3339(row["recalled_at"]),
     }
 
 
@@ -166,7 +162,7 @@ async def inbox(hub: Hub, participant: str, *, limit: int = 200) -> list[dict[st
             "size": row["size"],
             "file_name": row["file_name"],
             "state": row["state"],
-            "state_at": _time(row["state_at"]),
+            "state_at": rfc3339(row["state_at"]),
             "reason": row["reason"],
         }
         for row in rows

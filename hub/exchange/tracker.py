@@ -30,6 +30,7 @@ from hub.errors import KeyStoreError, NotYetKnown, RegistryError, RuleBroken, Un
 from hub.exchange import receipts
 from hub.exchange.ledger import load_document
 from hub.exchange.state import Batch
+from hub.intake import Intake
 from hub.metrics import Counter
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
@@ -68,13 +69,20 @@ class ExchangeTracker:
             ack_wait=ACK_WAIT_S,
         )
         self._wake = asyncio.Event()
+        self.intake = Intake()
 
     def routes(self) -> Sequence[web.RouteDef]:
         """No HTTP routes: status is read through the CLI."""
         return []
 
+    def stop_intake(self) -> None:
+        """Fetch no more events and fire no more timers; `run()` returns once the batch in
+        hand is applied."""
+        self.intake.close()
+        self._wake.set()
+
     async def run(self) -> None:
-        """Follow doc events and fire timers until cancelled."""
+        """Follow doc events and fire timers until cancelled or `stop_intake()`."""
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._follow())
@@ -85,22 +93,24 @@ class ExchangeTracker:
             # instead of stranding it for ack_wait while its receipts run out of retries.
             await self._consumer.stop()
             raise
+        await self._consumer.stop()
 
     async def _follow(self) -> None:
-        while True:
+        while self.intake.open:
             applied = await self._step(timeout=1.0)
             if applied:
                 self._wake.set()
 
     async def _timers(self) -> None:
-        while True:
+        while self.intake.open:
             await self.fire_due()
             self._wake.clear()
             nxt = await self._next_due()
             wait = TIMER_RECHECK_S
             if nxt is not None:
                 wait = min(wait, max(0.05, (nxt - datetime.now(UTC)).total_seconds()))
-            await wait_event(self._wake, wait)
+            if self.intake.open:  # stop_intake() during fire_due set the wake that was cleared
+                await wait_event(self._wake, wait)
 
     async def catch_up(self, *, fire_timers: bool = True) -> int:
         """Apply every pending doc event (and due timers of local senders); returns the count."""

@@ -10,8 +10,6 @@ is in the hub stream once acknowledged, so these return at once.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterable
 from typing import TypeAlias
 
@@ -22,6 +20,7 @@ from nats.aio.client import Client as NatsClient
 from hub.bus import jetstream
 from hub.envelope import H_ID, Envelope
 from hub.topology import HUB_STREAM
+from hub.waits import poll
 
 POLL_S = 0.05
 
@@ -57,13 +56,13 @@ async def missing_at_hub(nc: NatsClient, events: Iterable[Event]) -> list[Event]
 async def wait_at_hub(nc: NatsClient, events: Iterable[Event], *, timeout: float) -> bool:
     """Wait until every event is in the hub stream; False if some are not after `timeout`."""
     waiting = list(events)
-    deadline = time.monotonic() + timeout
-    while waiting:
+    if not waiting:
+        return True
+
+    async def arrived() -> bool:
+        nonlocal waiting
         waiting = await missing_at_hub(nc, waiting)
-        if not waiting:
-            break
-        if time.monotonic() > deadline:
-            return False
-        # Sourcing happens inside nats-server; there is no event to await from here.
-        await asyncio.sleep(POLL_S)
-    return True
+        return not waiting
+
+    # Sourcing happens inside nats-server; there is no event to await from here.
+    return await poll(arrived, timeout=timeout, every=POLL_S)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import nkeys
 from hub.errors import KeyStoreError
 from hub.home import Home
 from hub.subjects import check_participant_id
+from hub.userfiles import write_private
 
 SEED_FILE = "nats.nk"
 PUBLIC_FILE = "nats.pub"
@@ -59,19 +59,6 @@ class NKey:
         if not public.startswith("U"):
             raise KeyStoreError("a NATS credential file holds a non-user nkey")
         return cls(public=public, seed=seed.strip())
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a secret atomically with mode 0600 from the first byte on."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _read_seed(path: Path) -> NKey | None:
@@ -107,7 +94,7 @@ def participant_nkey(home: Home, participant: str, *, create: bool = True) -> NK
     if found is not None or not create:
         return found
     made = NKey.generate()
-    _write_private(folder / SEED_FILE, made.seed)
+    write_private(folder / SEED_FILE, made.seed.encode())
     (folder / PUBLIC_FILE).write_text(made.public + "\n")
     return made
 
@@ -145,5 +132,5 @@ def service_nkey(home: Home, name: str = SERVICE) -> NKey:
     if found is not None:
         return found
     made = NKey.generate()
-    _write_private(path, made.seed)
+    write_private(path, made.seed.encode())
     return made

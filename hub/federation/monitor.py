@@ -32,6 +32,7 @@ from hub.metrics import Gauge
 from hub.participants import PARTICIPANTS_BUCKET
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
+from hub.waits import poll
 
 log = structlog.get_logger("hub.federation.monitor")
 
@@ -233,12 +234,15 @@ async def _recorded(
         wanted = json.loads(value or b"{}").get("status")
     except ValueError:
         return
-    deadline = time.monotonic() + timeout
-    while wanted and time.monotonic() < deadline:
+    if not wanted:
+        return
+
+    async def recorded() -> bool:
         status = await pool.fetchval("SELECT status FROM participants WHERE id = $1", participant)
-        if status in (None, wanted):
-            return
-        await asyncio.sleep(0.1)  # the writer's commit is a moment away; nothing to await
+        return status in (None, wanted)
+
+    # The writer's commit is a moment away, in another process: nothing to await.
+    await poll(recorded, timeout=timeout, every=0.1)
 
 
 def create(hub: Hub) -> FederationService:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from hub.federation.nats_config import (
 from hub.federation.permissions import auth_config, node_users
 from hub.federation.plan import HUB_ROLE, Node, Plan
 from hub.home import Home
+from hub.userfiles import write_private
 
 ETC = "/etc/nats"
 STORE = "/var/lib/nats/jetstream"
@@ -199,22 +199,14 @@ def dev_certificates(folder: Path, nodes: Iterable[Node]) -> None:
             .sign(ca_key, hashes.SHA256())
         )
         (folder / f"{node.name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_secret(
+        write_private(
             folder / f"{node.name}.key",
             key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
-            ).decode(),
+            ),
         )
-
-
-def _write_secret(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def generate(
@@ -246,7 +238,7 @@ def generate(
         (folder / AUTH_FILE).write_text(auth_config(node, node_users(plan, node, people, services)))
         if node.role != HUB_ROLE:
             seed = service_nkey(home, f"{PROD}uplink-{node.unit}").seed
-            _write_secret(folder / UPLINK_FILE, uplink_secret(seed))
+            write_private(folder / UPLINK_FILE, uplink_secret(seed).encode())
         (folder / "nats-server.service").write_text(nats_unit(node))
         if node.role == HUB_ROLE:
             (folder / "govhub-serve.service").write_text(serve_unit(plan))

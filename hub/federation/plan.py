@@ -12,13 +12,13 @@ read like every other config (hub/tomlconfig.py): errors name the file and the k
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hub import tomlconfig
 from hub.errors import ConfigError
+from hub.ports import free_ports
 from hub.scenario import Scenario
 from hub.topology import HUB_DOMAIN
 from hub.userfiles import parse_json, read_text
@@ -162,20 +162,6 @@ class Plan:
             return tomlconfig.load(cls, data)
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together so none is handed out twice)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def local_plan(
     scenario: Scenario, *, hub_nodes: int = 1, county_max_bytes: int = DEFAULT_COUNTY_BUDGET
 ) -> Plan:
@@ -185,7 +171,7 @@ def local_plan(
     leaf_units = [(u, COUNTY_ROLE) for u in scenario.county_units]
     if scenario.upstream_unit:
         leaf_units.append((scenario.upstream_unit, REGION_ROLE))
-    ports = iter(_free_ports(hub_nodes * 4 + len(leaf_units) * 2))
+    ports = iter(free_ports(hub_nodes * 4 + len(leaf_units) * 2))
     hubs = []
     for i in range(hub_nodes):
         client, monitor, leaf, cluster = (next(ports) for _ in range(4))

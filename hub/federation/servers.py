@@ -17,21 +17,20 @@ The outage drill cuts a county's uplink by disabling its leaf remote and reloadi
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import functools
 import json
 import os
 import signal
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from hub.embedded import nats_server_binary, process_alive, spawn_server, stop_process
+from hub.embedded import nats_server_binary
 from hub.errors import ConfigError, ServerStartError
 from hub.federation.credentials import service_nkey
 from hub.federation.nats_config import (
@@ -44,6 +43,9 @@ from hub.federation.nats_config import (
 from hub.federation.permissions import auth_config, node_users
 from hub.federation.plan import HUB_ROLE, Node, Plan
 from hub.home import Home
+from hub.processes import RunRecord, http_ok, process_alive, spawn_server, stop_process
+from hub.userfiles import write_private
+from hub.waits import poll_blocking
 
 log = structlog.get_logger("hub.federation.servers")
 
@@ -79,14 +81,6 @@ class NodeStatus:
         }
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
-
-
 def fetch_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
     """GET a monitoring endpoint as JSON ({} if the node does not answer)."""
     try:
@@ -104,6 +98,7 @@ class FederatedServers:
         self.home = home
         self.plan = plan
         self.root = home.root / "federation"
+        self._record = RunRecord(home.run, "federation")
         self.started: list[str] = []
 
     # -- files -------------------------------------------------------------------------
@@ -175,40 +170,14 @@ class FederatedServers:
 
     # -- run state ---------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.home.run.mkdir(parents=True, exist_ok=True)
-        with open(self.home.run / "federation.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    @property
-    def _state_path(self) -> Path:
-        return self.home.run / "federation.json"
-
-    def _state(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(self._state_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _save_state(self, state: dict[str, dict[str, Any]]) -> None:
-        tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self._state_path)
-
     def pid(self, name: str) -> int:
         """The pid of a running node, else 0."""
-        pid = int(self._state().get(name, {}).get("pid", 0))
+        pid = int(self._record.read().get(name, {}).get("pid", 0))
         return pid if process_alive(pid) else 0
 
     def status(self) -> list[NodeStatus]:
         """Every node of the plan with its pid (0 when not running)."""
-        state = self._state()
+        state = self._record.read()
         rows = []
         for node in self.plan.nodes:
             entry = state.get(node.name, {})
@@ -235,8 +204,8 @@ class FederatedServers:
 
     def ensure(self, *, keep: bool = False) -> list[str]:
         """Start every node that is not running (hub first); returns the ones started."""
-        with self._locked():
-            state = self._state()
+        with self._record.locked():
+            state = self._record.read()
             started = []
             for node in self.plan.nodes:
                 entry = state.setdefault(node.name, {})
@@ -245,8 +214,8 @@ class FederatedServers:
                     continue
                 entry.update(pid=self._spawn(node), kept=keep)
                 started.append(node.name)
-                self._save_state(state)
-            self._save_state(state)
+                self._record.write(state)
+            self._record.write(state)
         for name in started:
             self.wait_ready(self.plan.node(name))
         if any(self.plan.node(name).role == HUB_ROLE for name in started):
@@ -267,12 +236,12 @@ class FederatedServers:
     def start(self, name: str) -> None:
         """(Re)start one node on its ports and store, and wait until it is ready."""
         node = self.plan.node(name)
-        with self._locked():
-            state = self._state()
+        with self._record.locked():
+            state = self._record.read()
             entry = state.setdefault(name, {})
             if not process_alive(int(entry.get("pid", 0))):
                 entry["pid"] = self._spawn(node)
-                self._save_state(state)
+                self._record.write(state)
                 if name not in self.started:
                     self.started.append(name)
         self.wait_ready(node)
@@ -282,19 +251,19 @@ class FederatedServers:
     def wait_ready(self, node: Node, timeout: float = READY_TIMEOUT_S) -> None:
         """Wait until the node answers its health check (JetStream enabled where it runs)."""
         url = f"{node.monitor_url}/healthz" + ("?js-enabled-only=true" if node.domain else "")
-        deadline = time.monotonic() + timeout
-        while not _http_ok(url):
-            pid = self.pid(node.name)
-            if not pid:
+
+        def ready() -> bool:
+            if http_ok(url):
+                return True
+            if not self.pid(node.name):
                 raise ServerStartError(
                     f"nats-server {node.name} exited during start; "
                     f"see {self.node_dir(node)}/nats.log"
                 )
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"nats-server {node.name} did not become ready in {timeout:g} s"
-                )
-            time.sleep(0.05)
+            return False
+
+        if not poll_blocking(ready, timeout=timeout, every=0.05):
+            raise ServerStartError(f"nats-server {node.name} did not become ready in {timeout:g} s")
 
     def wait_cluster(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Wait until the hub's JetStream can place replicated streams.
@@ -309,17 +278,18 @@ class FederatedServers:
         """
         if len(self.plan.hub_nodes) < 2:
             return
-        deadline = time.monotonic() + timeout
-        while True:
+        problem: str | None = None
+
+        def placeable() -> bool:
+            nonlocal problem
             problem = self._cluster_problem()
-            if problem is None:
-                return
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"the hub cluster's JetStream is not ready after {timeout:g} s: {problem}; "
-                    "see the hub nodes' nats.log"
-                )
-            time.sleep(0.1)
+            return problem is None
+
+        if not poll_blocking(placeable, timeout=timeout, every=0.1):
+            raise ServerStartError(
+                f"the hub cluster's JetStream is not ready after {timeout:g} s: {problem}; "
+                "see the hub nodes' nats.log"
+            )
 
     def _cluster_problem(self) -> str | None:
         """Why the running hub nodes cannot place replicated streams yet (None: they can)."""
@@ -339,7 +309,7 @@ class FederatedServers:
         leaderless = _streams_without_leader(running)
         if leaderless:
             return f"stream(s) {', '.join(leaderless)} have no leader on a running node"
-        unhealthy = [n.name for n in running if not _http_ok(f"{n.monitor_url}/healthz")]
+        unhealthy = [n.name for n in running if not http_ok(f"{n.monitor_url}/healthz")]
         if unhealthy:
             return f"{', '.join(unhealthy)} not healthy"
         return None
@@ -350,12 +320,12 @@ class FederatedServers:
         for leaf in self.plan.leafs:
             if leaf.unit in self.plan.uplinks_disabled:
                 continue
-            while not fetch_json(f"{leaf.monitor_url}/leafz").get("leafnodes"):
-                if time.monotonic() > deadline:
-                    raise ServerStartError(
-                        f"{leaf.name} did not connect to the hub in {timeout:g} s"
-                    )
-                time.sleep(0.05)
+            if not poll_blocking(
+                functools.partial(_has_uplink, leaf),
+                timeout=deadline - time.monotonic(),
+                every=0.05,
+            ):
+                raise ServerStartError(f"{leaf.name} did not connect to the hub in {timeout:g} s")
 
     def signal(self, name: str, sig: signal.Signals) -> None:
         """Send a signal to a running node (SIGHUP reloads its config)."""
@@ -372,15 +342,22 @@ class FederatedServers:
     def reload_and_wait(self, names: Iterable[str], timeout: float = 15.0) -> None:
         """Reload nodes and wait until each has loaded the new config (its /varz says so)."""
         for name in names:
-            node = self.plan.node(name)
-            before = fetch_json(f"{node.monitor_url}/varz").get("config_load_time")
-            self.reload([name])
-            deadline = time.monotonic() + timeout
-            while fetch_json(f"{node.monitor_url}/varz").get("config_load_time") == before:
-                if time.monotonic() > deadline or not self.pid(name):
-                    log.warning("federation.node.reload_unconfirmed", node=name)
-                    break
-                time.sleep(0.05)
+            self._reload_and_wait(name, timeout)
+
+    def _reload_and_wait(self, name: str, timeout: float) -> None:
+        varz = f"{self.plan.node(name).monitor_url}/varz"
+        before = fetch_json(varz).get("config_load_time")
+        self.reload([name])
+        loaded = False
+
+        def over() -> bool:
+            nonlocal loaded
+            loaded = fetch_json(varz).get("config_load_time") != before
+            return loaded or not self.pid(name)  # a node that died loads nothing more
+
+        poll_blocking(over, timeout=timeout, every=0.05)
+        if not loaded:
+            log.warning("federation.node.reload_unconfirmed", node=name)
 
     def stop(self, name: str, *, kill: bool = False, timeout: float = 15.0) -> None:
         """Stop one node: SIGTERM lets JetStream flush; `kill` is a crash (SIGKILL)."""
@@ -392,7 +369,7 @@ class FederatedServers:
 
     def stop_started(self) -> None:
         """Stop the nodes this object started, unless `govhub up` keeps them."""
-        state = self._state()
+        state = self._record.read()
         for name in reversed(self.started):
             if not state.get(name, {}).get("kept"):
                 self.stop(name)
@@ -405,11 +382,11 @@ class FederatedServers:
             if self.pid(node.name):
                 self.stop(node.name)
                 stopped.append(node.name)
-        with self._locked():
-            state = self._state()
+        with self._record.locked():
+            state = self._record.read()
             for entry in state.values():
                 entry["kept"] = False
-            self._save_state(state)
+            self._record.write(state)
         return stopped
 
     def uplink(self, unit: str, *, enabled: bool) -> None:
@@ -421,6 +398,10 @@ class FederatedServers:
         if _write_if_changed(self.node_dir(node) / "nats.conf", text):
             self.reload_and_wait([node.name])
         log.info("federation.uplink", unit=unit, enabled=enabled)
+
+
+def _has_uplink(leaf: Node) -> bool:
+    return bool(fetch_json(f"{leaf.monitor_url}/leafz").get("leafnodes"))
 
 
 def _streams_without_leader(running: list[Node]) -> list[str]:
@@ -448,11 +429,5 @@ def _write_if_changed(path: Path, text: str) -> bool:
             return False
     except FileNotFoundError:
         pass
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, text.encode())  # auth.conf lists users, uplink.conf holds a seed
     return True

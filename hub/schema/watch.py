@@ -24,8 +24,6 @@ its own mirror of the bucket (same name, its own JetStream domain).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ import structlog
 
 from hub.codec import Schema, SchemaCache, schema_from_json
 from hub.errors import GovhubError
+from hub.kvwatch import BucketWatch
 
 SCHEMAS_BUCKET = "govhub_schemas"
 """The KV bucket of the registry; a county mirrors it under the same name in its own domain."""
@@ -228,31 +227,15 @@ class SchemaWatch:
         self._versions: dict[str, Schema] = {}  # digest -> a version's own schema
         self._seen: set[str] = set()  # digests of every version entry seen, applied or refused
         self._current: dict[str, tuple[bytes, str]] = {}  # name -> latest (fingerprint, digest)
-        self._watcher: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Condition()
+        self._watch = BucketWatch(bucket, self.apply, name="schemas-watch")
 
     async def watch(self, js: Any) -> None:
         """Load the bucket, then keep applying updates in the background until `stop()`."""
-        kv = await js.key_value(self.bucket)
-        self._watcher = await kv.watchall()
-        async for entry in self._watcher:
-            if entry is None:
-                break
-            self.apply(entry.key, entry.operation, entry.value)
-        self._task = asyncio.create_task(self._follow(), name="schemas-watch")
-
-    async def _follow(self) -> None:
-        async for entry in self._watcher:
-            if entry is not None:
-                self.apply(entry.key, entry.operation, entry.value)
-                async with self._changed:
-                    self._changed.notify_all()
+        await self._watch.start(js)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         """Wait until `predicate()` holds after some applied entry (raises TimeoutError)."""
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(predicate)
+        await self._watch.wait_for(predicate, timeout)
 
     def apply(self, key: str, operation: str | None, value: bytes | None) -> None:
         """Apply one KV entry to the cache (the watch calls this; so can a test or a mirror)."""
@@ -339,12 +322,4 @@ class SchemaWatch:
 
     async def stop(self) -> None:
         """Stop watching (idempotent)."""
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()
-            self._watcher = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._watch.stop()
