@@ -53,6 +53,14 @@ def pytest_configure(config: pytest.Config) -> None:
     data directory; pytest re-secures its shared `/tmp/pytest-of-<user>` root to 0700 at every
     session start, which would cut off the servers of another session running at that moment.
     """
+    # A grouped module shares one module-scoped world (tests/test_hostile_display.py). From
+    # pytest 9.2, pytest-xdist's loadgroup loses the groups without a word (pytest-xdist#1386)
+    # and every worker builds its own world: refuse rather than run slower and differently.
+    if config.getoption("dist", "no") == "loadgroup" and pytest.version_tuple[:2] >= (9, 2):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} makes --dist loadgroup split xdist groups "
+            "(pytest-xdist#1386); install the versions pyproject.toml names (make test does)"
+        )
     if config.option.basetemp is None:
         config.option.basetemp = str(Path(tempfile.gettempdir()) / f"govhub-tests-{os.getpid()}")
 
