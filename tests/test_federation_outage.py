@@ -112,18 +112,26 @@ async def test_the_hub_restarted_during_catch_up_still_ends_with_every_event_onc
         return await top.hub_count("*.akto.>") > 0
 
     await wait_for(started, timeout=60, what="catch-up to start", every=0.02)
-    hub_node = top.servers.plan.hub_nodes[0].name
-    top.servers.stop(hub_node, kill=True)
-    await asyncio.to_thread(top.servers.start, hub_node)
+    # `govhub serve` runs the source keeper: left to itself, the restarted hub's source retries
+    # on a backoff (~40 s measured); the keeper re-attaches it once the county's leaf is back.
+    keeper = SourceKeeper(top.hub.nc, top.servers.plan)
+    watching = asyncio.create_task(keeper.watch())
+    try:
+        hub_node = top.servers.plan.hub_nodes[0].name
+        top.servers.stop(hub_node, kill=True)
+        await asyncio.to_thread(top.servers.start, hub_node)
 
-    async def caught_up() -> bool:
-        try:
-            return await top.hub_count("*.akto.>") >= len(sent)
-        except Exception:  # the hub connection is still reconnecting
-            return False
+        async def caught_up() -> bool:
+            try:
+                return await top.hub_count("*.akto.>") >= len(sent)
+            except Exception:  # the hub connection is still reconnecting
+                return False
 
-    # The hub's source retries with a backoff after a restart (~40 s measured).
-    await wait_for(caught_up, timeout=150, what="catch-up after the hub restart", every=0.5)
+        await wait_for(caught_up, timeout=150, what="catch-up after the hub restart", every=0.5)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
     _assert_exactly_once_in_order(await top.read_hub("*.akto.>"), {"akto.civil": sent})
 
 
