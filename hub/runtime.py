@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -33,10 +33,10 @@ from hub.errors import RegistryError
 from hub.federation.links import Link
 from hub.federation.runtime import Federation
 from hub.home import Settings
-from hub.keys import CertificateAuthority, KeyStore, resolve_passphrase
+from hub.keys import CertificateAuthority, HomeKeys, KeyStore
 from hub.participants import PARTICIPANTS_BUCKET, ParticipantCache
 from hub.scenario import Scenario, load_scenario
-from hub.schema.registry import open_schema_registry
+from hub.schema.registry import SchemaRegistry, open_schema_watch
 from hub.schema.watch import SCHEMAS_BUCKET
 from hub.subjects import check_subject, default_subject, may_publish
 from hub.topology import DIRECTORY_BUCKET, hub_streams
@@ -62,44 +62,24 @@ class Hub:
     participants: ParticipantCache
     verifier: Verifier
     scenario: Scenario
+    keys: HomeKeys
+    registry: SchemaRegistry
+    """The schema registry's writer (as the operator or a subject's owner)."""
+    enrollment: Enrollment
+    """The participant registry's writer, acting as the hub operator."""
     # Set in a federated deployment: participants then publish through their own links
     # (hub/federation/links.py) and the hub services' `nc` is the `service` user's.
     federation: Federation | None = None
-    _keystore: KeyStore | None = field(default=None, repr=False)
-    _ca: CertificateAuthority | None = field(default=None, repr=False)
 
     @property
     def keystore(self) -> KeyStore:
         """The private keys this home holds (opened on first use: needs the passphrase)."""
-        if self._keystore is None:
-            home = self.settings.home
-            self._keystore = KeyStore(
-                home.keys, resolve_passphrase(home.secrets, create=False), self.settings.suite
-            )
-        return self._keystore
+        return self.keys.store
 
     @property
     def ca(self) -> CertificateAuthority:
         """The prefecture root (only on the operator's machine)."""
-        if self._ca is None:
-            home = self.settings.home
-            passphrase = resolve_passphrase(home.secrets, create=False)
-            self._ca = CertificateAuthority.open(
-                home.ca, passphrase, create=False, name=self.scenario.hub_unit
-            )
-        return self._ca
-
-    def enrollment(self) -> Enrollment:
-        """The registry writer, acting as the hub operator."""
-        return Enrollment(
-            self.pool,
-            self.nc,
-            self.publisher,
-            self.schemas,
-            self.keystore,
-            self.ca,
-            self.scenario.operator,
-        )
+        return self.keys.ca
 
     def seal(
         self,
@@ -194,9 +174,8 @@ class Hub:
 async def _bootstrap(
     settings: Settings,
     pool: asyncpg.Pool,
-    nc: NatsClient,
-    publisher: Publisher,
-    schemas: SchemaCache,
+    keys: HomeKeys,
+    enrollment: Enrollment,
     scenario: Scenario,
 ) -> int:
     """Enroll the scenario into an empty registry; returns how many were enrolled."""
@@ -204,10 +183,7 @@ async def _bootstrap(
         return 0
     home = settings.home
     home.ensure()
-    passphrase = resolve_passphrase(home.secrets, create=True)
-    keystore = KeyStore(home.keys, passphrase, settings.suite)
-    ca = CertificateAuthority.open(home.ca, passphrase, create=True, name=scenario.hub_unit)
-    enrollment = Enrollment(pool, nc, publisher, schemas, keystore, ca, scenario.operator)
+    keys.create()
     ordered = sorted(scenario.participants, key=lambda p: p.id != scenario.operator)
     await enrollment.add([NewParticipant(p.id, p.name, p.role) for p in ordered])
     marker = {
@@ -303,7 +279,9 @@ async def open_hub(
         stack.push_async_callback(publisher.close)
         schemas = SchemaCache.from_directory(SCHEMA_DIR)
         chosen = load_scenario(scenario or os.environ.get(SCENARIO_ENV) or "kezhou")
-        await _bootstrap(settings, pool, nc, publisher, schemas, chosen)
+        keys = HomeKeys(settings.home, settings.suite, chosen.hub_unit)
+        enrollment = Enrollment(pool, nc, publisher, schemas, keys, chosen.operator)
+        await _bootstrap(settings, pool, keys, enrollment, chosen)
         if federation is not None:
             stack.push_async_callback(federation.close)
             await federation.prepare(nc, pool)
@@ -321,9 +299,10 @@ async def open_hub(
         # From here on nothing is published that a receiver would refuse. Not earlier: the
         # bootstrap enrolls the operator whose events would find an empty registry copy.
         publisher.guard = verifier.check_outgoing
-        schema_watch = await open_schema_registry(
-            settings, pool, nc, publisher, schemas, chosen.operator
+        registry = SchemaRegistry(
+            pool, nc, publisher, schemas, lambda p: keys.store.current(p), chosen.operator
         )
+        schema_watch = await open_schema_watch(registry, nc)
         stack.push_async_callback(schema_watch.stop)
         yield Hub(
             settings=settings,
@@ -336,6 +315,9 @@ async def open_hub(
             participants=participants,
             verifier=verifier,
             scenario=chosen,
+            keys=keys,
+            registry=registry,
+            enrollment=enrollment,
             federation=federation,
         )
 

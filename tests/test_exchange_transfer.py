@@ -147,7 +147,7 @@ async def test_unknown_and_revoked_recipients_are_refused_before_anything_is_sto
     source = make_file(tmp_path, 1000)
     with pytest.raises(RegistryError, match="recipient akto.nobody does not exist"):
         await Sender(hub).send(request(source, to=("akto.office", "akto.nobody")))
-    await hub.enrollment().revoke("akqi.office")
+    await hub.enrollment.revoke("akqi.office")
     await _wait_for(lambda: hub.participants.get("akqi.office").status == "revoked")  # type: ignore[union-attr]
     with pytest.raises(RegistryError, match="recipient akqi.office is revoked"):
         await Sender(hub).send(request(source, to=("akqi.office",)))

@@ -141,7 +141,7 @@ async def test_hub_publish_with_a_key_whose_window_has_closed_is_refused_before_
 
 async def test_a_revoked_participants_batch_sender_is_refused_before_publishing(hub: Hub) -> None:
     key = hub.keystore.current("akqi.health")
-    await hub.enrollment().revoke("akqi.health")
+    await hub.enrollment.revoke("akqi.health")
     await hub.participants.wait_until(
         lambda cache: cache.get("akqi.health").status == "revoked"  # type: ignore[union-attr]
     )

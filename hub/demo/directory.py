@@ -22,7 +22,6 @@ from hub.directory.workflow import Directory
 from hub.display import line
 from hub.errors import NoGrant
 from hub.runtime import Hub
-from hub.schema.registry import SchemaRegistry
 
 PROVIDER = "akto.stats"
 REQUESTER = "akto.civil"
@@ -97,9 +96,7 @@ async def _publish(directory: Directory, data: dict[str, Any]) -> dict[str, Any]
 
 async def run(hub: Hub, story: Story) -> dict[str, Any]:
     """Publish, find, request, be refused, be granted, receive; export the open catalog."""
-    await SchemaRegistry.for_hub(hub).register(
-        schema_from_json(copy.deepcopy(SCHEMA)), as_id=PROVIDER
-    )
+    await hub.registry.register(schema_from_json(copy.deepcopy(SCHEMA)), as_id=PROVIDER)
     directory = Directory(hub)
     await directory.catch_up()
     entry = template()
