@@ -175,7 +175,7 @@ async def bench_appender(hub: Hub, events: int, say: Report) -> dict[str, Any]:
     envs = [hub.seal("akto.civil", NOTICE, {"title": f"n{i}", "body": "b"}) for i in range(events)]
     await hub.publisher.publish_many(envs)
     async with plain_client(hub) as plain:  # the raw side is plain nats-py, as shipped
-        js = plain.nc.jetstream()
+        js = plain.jetstream()
         raw = await js.pull_subscribe("", durable="bench_raw", stream=HUB_STREAM)
         started, seen = time.perf_counter(), 0
         total = (await js.stream_info(HUB_STREAM)).state.messages
