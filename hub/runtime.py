@@ -5,6 +5,9 @@ servers when no external ones are configured (and stops what it started on exit)
 migrations, provisions streams, enrolls the scenario into an empty registry, registers the
 shipped schemas not yet registered, and starts the watched participant and schema caches that
 verification reads.
+
+It is the one composition root: the collaborators services take (hub/collaborators.py), the
+schema registry and the enrollment are built here, once, over one key store per hub.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ async def test_the_serve_federation_service_reports_leafs_and_applies_a_revocati
     federation: Topology,
 ) -> None:
     top = federation
-    service = FederationService(top.hub)
+    service = FederationService(top.hub.pool, top.hub.bus)
     task = asyncio.create_task(service.run())
     try:
 

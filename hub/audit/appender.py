@@ -31,11 +31,11 @@ from hub.audit.config import AuditConfig
 from hub.audit.leaf import LeafRecord
 from hub.audit.sequences import SequenceTracker
 from hub.audit.store import StaleState, TreeState
+from hub.collaborators import Bus
 from hub.consumer import Consumer, Delivery
 from hub.errors import AuditError, PublishError, Reason, ServerUnavailable
 from hub.metrics import Counter, Gauge
 from hub.outage import Backoff, describe
-from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.audit.appender")
@@ -97,14 +97,16 @@ class Appender:
 
     def __init__(
         self,
-        hub: Hub,
+        bus: Bus,
+        pool: asyncpg.Pool,
         config: AuditConfig,
         *,
-        dsn: str | None = None,
+        dsn: str,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
-        """``on_commit(size)`` is called after each committed batch (the checkpointer's cue)."""
-        self._hub, self._config, self._dsn = hub, config, dsn or hub.pg_dsn
+        """``dsn`` opens the writer's own connection (it holds the lock); ``on_commit(size)``
+        is called after each committed batch (the checkpointer's cue)."""
+        self._bus, self._pool, self._config, self._dsn = bus, pool, config, dsn
         self._on_commit = on_commit
         self._consumer: Consumer | None = None
         self._held: list[Delivery] = []
@@ -121,7 +123,7 @@ class Appender:
     def consumer(self) -> Consumer:
         """The durable consumer over every subject of the hub stream (created once)."""
         if self._consumer is None:
-            self._consumer = self._hub.consumer(
+            self._consumer = self._bus.consumer(
                 HUB_STREAM,
                 DURABLE,
                 max_deliver=-1,  # the log must never give up on a message
@@ -308,7 +310,7 @@ class Appender:
             self._state = await store.load_state(conn)
             self._tracker = await store.load_tracker(conn)
             await self.consumer().start()
-            js = self._hub.nc.jetstream()
+            js = self._bus.nc.jetstream()
             while time.monotonic() < deadline:
                 batch = await self._fetch(0.2)
                 if batch:
@@ -324,11 +326,11 @@ class Appender:
                 await self._consumer.stop()
 
     async def _wait_for_writer(self, deadline: float) -> int:
-        js = self._hub.nc.jetstream()
+        js = self._bus.nc.jetstream()
         while time.monotonic() < deadline:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 info = await js.consumer_info(HUB_STREAM, DURABLE)
                 if not info.num_pending and not info.num_ack_pending:
-                    return int(await self._hub.pool.fetchval("SELECT size FROM audit_state"))
+                    return int(await self._pool.fetchval("SELECT size FROM audit_state"))
             await asyncio.sleep(0.2)  # bounded wait on another process; no event to wait on
         raise AuditError("the audit writer in another process did not catch up in time")
