@@ -23,7 +23,7 @@ from hub.codec import SchemaCache
 from hub.envelope import SigningKey, key_id, seal
 from hub.errors import RegistryError
 from hub.exchange.crypto import new_registered_keys
-from hub.keys import CertificateAuthority, KeyStore
+from hub.keys import CertificateAuthority, HomeKeys, KeyStore
 from hub.participants import PARTICIPANTS_BUCKET, EncryptionKey, Participant, ParticipantKey
 from hub.subjects import check_participant_id, subject_for
 from hub.suites import for_public_key
@@ -116,20 +116,23 @@ class Enrollment:
         nc: NatsClient,
         publisher: Publisher,
         schemas: SchemaCache,
-        keystore: KeyStore,
-        ca: CertificateAuthority,
+        keys: HomeKeys,
         operator: str,
     ) -> None:
         self._pool = pool
         self._js = jetstream(nc)
         self._publisher = publisher
         self._schema = schemas.by_name(CHANGE_SCHEMA)
-        self._keystore = keystore
-        self._ca = ca
+        self._keys = keys
         self.operator = operator
 
     def _operator_key(self) -> SigningKey:
-        return self._keystore.current(self.operator)
+        return self._keys.store.current(self.operator)
+
+    def _open_keys(self) -> tuple[KeyStore, CertificateAuthority]:
+        # Opened before anything is written: a machine without the passphrase or the root is
+        # refused up front, never after a key file or a KV entry was left behind.
+        return self._keys.store, self._keys.ca
 
     async def add(self, specs: Sequence[NewParticipant]) -> list[Participant]:
         """Register participants, generating keys locally unless a public key is given."""
@@ -137,6 +140,7 @@ class Enrollment:
         added: list[Participant] = []
         for spec in specs:
             check_participant_id(spec.id)
+        keystore, ca = self._open_keys()
         async with self._pool.acquire() as conn, conn.transaction():
             existing = await conn.fetch(
                 "SELECT id FROM participants WHERE id = ANY($1::text[])", [s.id for s in specs]
@@ -150,10 +154,10 @@ class Enrollment:
                 public = spec.public_key
                 encryption: tuple[EncryptionKey, ...] = ()
                 if public is None:
-                    signer = self._keystore.generate(spec.id)
+                    signer = keystore.generate(spec.id)
                     public = signer.public_bytes
-                    encryption = new_registered_keys(self._keystore, signer, now)
-                key = _new_key(self._ca, spec.id, spec.name, public, now)
+                    encryption = new_registered_keys(keystore, signer, now)
+                key = _new_key(ca, spec.id, spec.name, public, now)
                 await conn.execute(
                     "INSERT INTO participants (id, unit, name, role, created_at)"
                     " VALUES ($1, $2, $3, $4, $5)",
@@ -183,15 +187,16 @@ class Enrollment:
     async def rotate(self, participant: str) -> Participant:
         """Give a participant a new key; the old key stays valid for events stamped before now."""
         now = datetime.now(UTC)
+        keystore, ca = self._open_keys()
         current = await self._get(participant)
         if current.status != "active":
             raise RegistryError(
                 f"{participant} is revoked; a revoked participant cannot get a new key"
             )
-        signer = self._keystore.generate(participant)
+        signer = keystore.generate(participant)
         public = signer.public_bytes
-        encryption = new_registered_keys(self._keystore, signer, now)
-        key = _new_key(self._ca, participant, current.name, public, now)
+        encryption = new_registered_keys(keystore, signer, now)
+        key = _new_key(ca, participant, current.name, public, now)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE participant_keys SET not_after = $2"
@@ -217,6 +222,7 @@ class Enrollment:
     async def revoke(self, participant: str) -> Participant:
         """Revoke a participant: its events stamped from now on are refused everywhere."""
         now = datetime.now(UTC)
+        self._open_keys()
         current = await self._get(participant)
         if current.status == "revoked":
             raise RegistryError(f"{participant} is already revoked")

@@ -22,6 +22,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -34,6 +35,9 @@ from hub.errors import KeyStoreError
 from hub.subjects import check_participant_id
 from hub.suites import DEFAULT, SUITES, Suite
 from hub.userfiles import write_private
+
+if TYPE_CHECKING:
+    from hub.home import Home
 
 PASSPHRASE_ENV = "GOVHUB_KEY_PASSPHRASE"
 PASSPHRASE_FILE_ENV = "GOVHUB_KEY_PASSPHRASE_FILE"
@@ -277,3 +281,47 @@ class CertificateAuthority:
     def root_pem(self) -> str:
         """The root certificate, for receivers that check participant certificates."""
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class HomeKeys:
+    """A home's private key material, the key store and the prefecture root, each opened once.
+
+    Both open on first use because opening needs the passphrase: a department machine keeps it
+    outside the home, and commands that only read must work without it. One instance per open
+    hub, so every signer, the schema registry and the enrollment share one store (and its cache
+    of decrypted keys).
+    """
+
+    def __init__(self, home: Home, suite: Suite, ca_name: str) -> None:
+        self._home = home
+        self._suite = suite
+        self._ca_name = ca_name
+        self._store: KeyStore | None = None
+        self._ca: CertificateAuthority | None = None
+
+    def create(self) -> None:
+        """Open the store and the root, creating the passphrase and the root if absent
+        (the first start of a new hub, which then enrolls the scenario)."""
+        passphrase = resolve_passphrase(self._home.secrets, create=True)
+        self._store = KeyStore(self._home.keys, passphrase, self._suite)
+        self._ca = CertificateAuthority.open(
+            self._home.ca, passphrase, create=True, name=self._ca_name
+        )
+
+    @property
+    def store(self) -> KeyStore:
+        """The private keys of the participants this machine acts as."""
+        if self._store is None:
+            passphrase = resolve_passphrase(self._home.secrets, create=False)
+            self._store = KeyStore(self._home.keys, passphrase, self._suite)
+        return self._store
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The prefecture root (only on the operator's machine)."""
+        if self._ca is None:
+            passphrase = resolve_passphrase(self._home.secrets, create=False)
+            self._ca = CertificateAuthority.open(
+                self._home.ca, passphrase, create=False, name=self._ca_name
+            )
+        return self._ca

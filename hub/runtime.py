@@ -5,6 +5,9 @@ servers when no external ones are configured (and stops what it started on exit)
 migrations, provisions streams, enrolls the scenario into an empty registry, registers the
 shipped schemas not yet registered, and starts the watched participant and schema caches that
 verification reads.
+
+It is the one composition root: the collaborators services take (hub/collaborators.py), the
+schema registry and the enrollment are built here, once, over one key store per hub.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -24,21 +27,20 @@ from nats.aio.client import Client as NatsClient
 
 from hub.bus import PubAck, Publisher, close, connect, jetstream, provision
 from hub.codec import SchemaCache
+from hub.collaborators import Bus, Parts, Signer, Trust
 from hub.consumer import Consumer
 from hub.db import create_pool, migrate
 from hub.embedded import EmbeddedServers
 from hub.enrollment import Enrollment, NewParticipant, load_participants, rewrite_bucket
-from hub.envelope import Envelope, format_time, seal
-from hub.errors import RegistryError
+from hub.envelope import Envelope, format_time
 from hub.federation.links import Link
 from hub.federation.runtime import Federation
 from hub.home import Settings
-from hub.keys import CertificateAuthority, KeyStore, resolve_passphrase
+from hub.keys import CertificateAuthority, HomeKeys, KeyStore
 from hub.participants import PARTICIPANTS_BUCKET, ParticipantCache
 from hub.scenario import Scenario, load_scenario
-from hub.schema.registry import open_schema_registry
+from hub.schema.registry import SchemaRegistry, open_schema_watch
 from hub.schema.watch import SCHEMAS_BUCKET
-from hub.subjects import check_subject, default_subject, may_publish
 from hub.topology import DIRECTORY_BUCKET, hub_streams
 from hub.verifier import Verifier
 from schemas import SCHEMA_DIR
@@ -50,56 +52,83 @@ SCENARIO_ENV = "GOVHUB_SCENARIO"
 
 @dataclass
 class Hub:
-    """Everything a command needs, connected."""
+    """Everything a command needs, connected: the collaborators services are built from
+    (hub/collaborators.py) and the registries' writers.
+
+    The CLI, the demo and the benchmarks compose services from these; domain code takes the
+    collaborators themselves and never the Hub. The forwarding properties below serve those
+    callers only.
+    """
 
     settings: Settings
     nats_url: str
     pg_dsn: str
-    nc: NatsClient
     pool: asyncpg.Pool
-    publisher: Publisher
-    schemas: SchemaCache
-    participants: ParticipantCache
-    verifier: Verifier
-    scenario: Scenario
-    # Set in a federated deployment: participants then publish through their own links
-    # (hub/federation/links.py) and the hub services' `nc` is the `service` user's.
-    federation: Federation | None = None
-    _keystore: KeyStore | None = field(default=None, repr=False)
-    _ca: CertificateAuthority | None = field(default=None, repr=False)
+    keys: HomeKeys
+    trust: Trust
+    bus: Bus
+    signer: Signer
+    registry: SchemaRegistry
+    """The schema registry's writer (as the operator or a subject's owner)."""
+    enrollment: Enrollment
+    """The participant registry's writer, acting as the hub operator."""
+
+    @property
+    def parts(self) -> Parts:
+        """The collaborators of `govhub serve`'s services (hub/serve.py)."""
+        return Parts(
+            settings=self.settings,
+            pool=self.pool,
+            pg_dsn=self.pg_dsn,
+            trust=self.trust,
+            bus=self.bus,
+            signer=self.signer,
+        )
+
+    @property
+    def nc(self) -> NatsClient:
+        """The hub's NATS connection (the `service` user's in a federation)."""
+        return self.bus.nc
+
+    @property
+    def publisher(self) -> Publisher:
+        """The hub's own publisher."""
+        return self.bus.publisher
+
+    @property
+    def federation(self) -> Federation | None:
+        """The federated topology, when this home runs one."""
+        return self.bus.federation
+
+    @property
+    def scenario(self) -> Scenario:
+        """The network this hub serves."""
+        return self.trust.scenario
+
+    @property
+    def schemas(self) -> SchemaCache:
+        """The watched schema cache."""
+        return self.trust.schemas
+
+    @property
+    def participants(self) -> ParticipantCache:
+        """The watched participant registry copy."""
+        return self.trust.participants
+
+    @property
+    def verifier(self) -> Verifier:
+        """The receivers' checks."""
+        return self.trust.verifier
 
     @property
     def keystore(self) -> KeyStore:
         """The private keys this home holds (opened on first use: needs the passphrase)."""
-        if self._keystore is None:
-            home = self.settings.home
-            self._keystore = KeyStore(
-                home.keys, resolve_passphrase(home.secrets, create=False), self.settings.suite
-            )
-        return self._keystore
+        return self.keys.store
 
     @property
     def ca(self) -> CertificateAuthority:
         """The prefecture root (only on the operator's machine)."""
-        if self._ca is None:
-            home = self.settings.home
-            passphrase = resolve_passphrase(home.secrets, create=False)
-            self._ca = CertificateAuthority.open(
-                home.ca, passphrase, create=False, name=self.scenario.hub_unit
-            )
-        return self._ca
-
-    def enrollment(self) -> Enrollment:
-        """The registry writer, acting as the hub operator."""
-        return Enrollment(
-            self.pool,
-            self.nc,
-            self.publisher,
-            self.schemas,
-            self.keystore,
-            self.ca,
-            self.scenario.operator,
-        )
+        return self.keys.ca
 
     def seal(
         self,
@@ -110,50 +139,22 @@ class Hub:
         subject: str | None = None,
         event_id: str | None = None,
     ) -> Envelope:
-        """Encode and sign an event as a participant, refusing subjects it does not own.
-
-        `event_id` fixes the id (adapters derive it from the source record so a re-send is
-        deduplicated); by default a fresh UUIDv7 is used.
-        """
-        schema = self.schemas.by_name(schema_name)
-        subject = subject or default_subject(as_id, schema.name)
-        check_subject(subject)
-        if not may_publish(as_id, subject):
-            raise RegistryError(
-                f"{as_id} may not publish on {subject}; its subjects are <channel>.{as_id}.>"
-            )
-        sender = self.participants.get(as_id)
-        if sender is None:
-            raise RegistryError(f"{as_id} is not a registered participant")
-        if sender.status != "active":
-            raise RegistryError(f"{as_id} is revoked and can no longer publish")
-        body = schema.encode(record)
-        return seal(self.keystore.current(as_id), subject, schema.name, body, event_id=event_id)
+        """`Signer.seal`."""
+        return self.signer.seal(as_id, schema_name, record, subject=subject, event_id=event_id)
 
     async def publish(
         self, as_id: str, schema_name: str, record: Mapping[str, Any], *, subject: str | None = None
     ) -> tuple[Envelope, PubAck]:
-        """Sign and publish one event; returns it with JetStream's acknowledgement."""
-        env = self.seal(as_id, schema_name, record, subject=subject)
-        return env, await (await self.publisher_for(as_id)).publish(env)
+        """`Signer.publish`."""
+        return await self.signer.publish(as_id, schema_name, record, subject=subject)
 
     async def publisher_for(self, as_id: str) -> Publisher:
-        """Where events signed by `as_id` are published: in a federation its own link (its
-        unit's node, its server permissions, working while the uplink is down), else the
-        hub's publisher."""
-        link = await self.link(as_id)
-        return link.publisher if link is not None else self.publisher
+        """`Signer.publisher_for`."""
+        return await self.signer.publisher_for(as_id)
 
     async def link(self, as_id: str) -> Link | None:
-        """In a federation, the participant's own connection to its unit's node; else None.
-
-        Its publishers make the receivers' checks before sending, as the hub's own does.
-        """
-        if self.federation is None:
-            return None
-        link = await self.federation.link(as_id)
-        link.publisher.guard = self.verifier.check_outgoing
-        return link
+        """`Bus.link`."""
+        return await self.bus.link(as_id)
 
     def consumer(
         self,
@@ -164,39 +165,15 @@ class Hub:
         via: Link | None = None,
         **options: Any,
     ) -> Consumer:
-        """A verifying pull consumer on a stream of this hub.
-
-        `via` reads as a participant over its own link (`await hub.link(id)`), so the
-        server's permissions apply; the stream is then addressed in the hub's domain.
-        """
-        if via is not None:
-            return Consumer(
-                via.nc,
-                self.verifier,
-                via.publisher,
-                stream=stream,
-                durable=durable,
-                subjects=subjects,
-                domain=via.domain_for(stream_at_hub=True),
-                **options,
-            )
-        return Consumer(
-            self.nc,
-            self.verifier,
-            self.publisher,
-            stream=stream,
-            durable=durable,
-            subjects=subjects,
-            **options,
-        )
+        """`Bus.consumer`."""
+        return self.bus.consumer(stream, durable, subjects, via=via, **options)
 
 
 async def _bootstrap(
     settings: Settings,
     pool: asyncpg.Pool,
-    nc: NatsClient,
-    publisher: Publisher,
-    schemas: SchemaCache,
+    keys: HomeKeys,
+    enrollment: Enrollment,
     scenario: Scenario,
 ) -> int:
     """Enroll the scenario into an empty registry; returns how many were enrolled."""
@@ -204,10 +181,7 @@ async def _bootstrap(
         return 0
     home = settings.home
     home.ensure()
-    passphrase = resolve_passphrase(home.secrets, create=True)
-    keystore = KeyStore(home.keys, passphrase, settings.suite)
-    ca = CertificateAuthority.open(home.ca, passphrase, create=True, name=scenario.hub_unit)
-    enrollment = Enrollment(pool, nc, publisher, schemas, keystore, ca, scenario.operator)
+    keys.create()
     ordered = sorted(scenario.participants, key=lambda p: p.id != scenario.operator)
     await enrollment.add([NewParticipant(p.id, p.name, p.role) for p in ordered])
     marker = {
@@ -303,7 +277,9 @@ async def open_hub(
         stack.push_async_callback(publisher.close)
         schemas = SchemaCache.from_directory(SCHEMA_DIR)
         chosen = load_scenario(scenario or os.environ.get(SCENARIO_ENV) or "kezhou")
-        await _bootstrap(settings, pool, nc, publisher, schemas, chosen)
+        keys = HomeKeys(settings.home, settings.suite, chosen.hub_unit)
+        enrollment = Enrollment(pool, nc, publisher, schemas, keys, chosen.operator)
+        await _bootstrap(settings, pool, keys, enrollment, chosen)
         if federation is not None:
             stack.push_async_callback(federation.close)
             await federation.prepare(nc, pool)
@@ -321,22 +297,26 @@ async def open_hub(
         # From here on nothing is published that a receiver would refuse. Not earlier: the
         # bootstrap enrolls the operator whose events would find an empty registry copy.
         publisher.guard = verifier.check_outgoing
-        schema_watch = await open_schema_registry(
-            settings, pool, nc, publisher, schemas, chosen.operator
+        registry = SchemaRegistry(
+            pool, nc, publisher, schemas, lambda p: keys.store.current(p), chosen.operator
         )
+        schema_watch = await open_schema_watch(registry, nc)
         stack.push_async_callback(schema_watch.stop)
+        trust = Trust(
+            scenario=chosen, schemas=schemas, participants=participants, verifier=verifier
+        )
+        bus = Bus(nc, publisher, verifier, url=nats_url, federation=federation)
         yield Hub(
             settings=settings,
             nats_url=nats_url,
             pg_dsn=pg_dsn,
-            nc=nc,
             pool=pool,
-            publisher=publisher,
-            schemas=schemas,
-            participants=participants,
-            verifier=verifier,
-            scenario=chosen,
-            federation=federation,
+            keys=keys,
+            trust=trust,
+            bus=bus,
+            signer=Signer(trust, bus, keys),
+            registry=registry,
+            enrollment=enrollment,
         )
 
 

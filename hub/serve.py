@@ -3,7 +3,7 @@
 A service is an object with a `name`, an async `run()` that works until cancelled, and
 optional aiohttp `routes()`; a service that takes work from a stream also has
 `stop_intake()` (hub/intake.py), after which its `run()` finishes what it holds and
-returns. `SERVICES` maps names to factories `(hub) -> Service`; more
+returns. `SERVICES` maps names to factories `(parts) -> Service`; more
 `govhub serve` processes share the work through durable consumers, and single-writer services
 (the audit appender, the directory materializer) take a PostgreSQL advisory lock and wait as
 standby.
@@ -40,23 +40,24 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 
+from hub.collaborators import Parts
 from hub.errors import ConfigError, ServiceError
 from hub.health import Health, State, probe_servers
 from hub.listen import start_site
 from hub.metrics import REGISTRY
 from hub.outage import Backoff, describe, is_transient, kinds
-from hub.runtime import Hub
 from hub.waits import wait_event
 
 log = structlog.get_logger("hub.serve")
 
-# name -> "module:factory"; the factory takes the Hub and returns a Service.
+# name -> "module:factory"; the factory takes the collaborators (hub/collaborators.py Parts)
+# and returns a Service.
 SERVICES: dict[str, str] = {
     "audit": "hub.audit.service:create",
     "directory": "hub.directory.service:create",
     "federation": "hub.federation.monitor:create",
-    "exchange": "hub.exchange.tracker:ExchangeTracker",
-    "exchange-agent": "hub.exchange.agent:RecipientAgent",
+    "exchange": "hub.exchange.tracker:create",
+    "exchange-agent": "hub.exchange.agent:create",
     "approval": "hub.approval.service:create",
     "console": "hub.console.app:create",
 }
@@ -88,7 +89,7 @@ class Service(Protocol):
         """HTTP routes this service serves (may be empty)."""
 
 
-def build_services(hub: Hub, only: Sequence[str] = ()) -> list[Service]:
+def build_services(parts: Parts, only: Sequence[str] = ()) -> list[Service]:
     """Instantiate the configured services (all of them unless `only` names some)."""
     unknown = [name for name in only if name not in SERVICES]
     if unknown:
@@ -99,7 +100,7 @@ def build_services(hub: Hub, only: Sequence[str] = ()) -> list[Service]:
         if only and name not in only:
             continue
         module, _, factory = target.partition(":")
-        services.append(getattr(importlib.import_module(module), factory)(hub))
+        services.append(getattr(importlib.import_module(module), factory)(parts))
     return services
 
 
@@ -235,7 +236,7 @@ class Supervisor:
 
 
 async def serve(
-    hub: Hub,
+    parts: Parts,
     *,
     only: Sequence[str] = (),
     host: str = "127.0.0.1",
@@ -246,7 +247,7 @@ async def serve(
 
     Raises ServiceError only when no service can make progress (see the module docstring).
     """
-    services = build_services(hub, only)
+    services = build_services(parts, only)
     health = Health([s.name for s in services] + [HTTP])
     supervisor = Supervisor(services, health)
     stop = stop or asyncio.Event()
@@ -262,7 +263,9 @@ async def serve(
         health.set(HTTP, State.RUNNING)
         log.info("serve.started", services=[s.name for s in services], http=f"http://{host}:{port}")
         tasks = {s.name: asyncio.create_task(supervisor.run(s), name=s.name) for s in services}
-        tasks["probe"] = asyncio.create_task(probe_servers(health, hub.pg_dsn, hub.nc))
+        tasks["probe"] = asyncio.create_task(
+            probe_servers(health, parts.pg_dsn, parts.bus.nc), name="probe"
+        )
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(supervisor.stuck.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for waiting in waits:

@@ -86,7 +86,7 @@ async def running_console(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
     port = free_port()
     monkeypatch.setenv(ADDRESS_ENV, f"127.0.0.1:{port}")
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(hub, only=SERVICES, port=free_port(), stop=stop))
+    task = asyncio.create_task(serve(hub.parts, only=SERVICES, port=free_port(), stop=stop))
     url = f"http://127.0.0.1:{port}"
     try:
         async with asyncio.timeout(60), aiohttp.ClientSession() as http:

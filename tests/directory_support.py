@@ -8,7 +8,6 @@ from typing import Any
 from hub.codec import schema_from_json
 from hub.directory.model import template
 from hub.runtime import Hub
-from hub.schema.registry import SchemaRegistry
 
 POPULATION_SCHEMA = {
     "type": "record",
@@ -28,7 +27,7 @@ POPULATION_SCHEMA = {
 async def register_population_schema(hub: Hub) -> str:
     """Register akto.stats's record schema (as akto.stats); returns its full name."""
     schema = schema_from_json(copy.deepcopy(POPULATION_SCHEMA))
-    await SchemaRegistry.for_hub(hub).register(schema, as_id="akto.stats")
+    await hub.registry.register(schema, as_id="akto.stats")
     return schema.name
 
 

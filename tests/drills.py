@@ -270,7 +270,11 @@ async def send_documents(hub: Hub, folder: Path, count: int, every: float) -> li
         request = SendRequest("pref.office", (AGENT_FOR,), path, f"通知 {i}")
         while True:
             try:
-                sent.append((await Sender(hub).send(request)).doc_id)
+                sent.append(
+                    (
+                        await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(request)
+                    ).doc_id
+                )
                 break
             except Retryable:
                 continue  # the same file again: the send resumes, under the same document id

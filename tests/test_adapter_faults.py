@@ -126,7 +126,7 @@ async def test_the_department_database_going_down_loses_nothing_and_duplicates_n
     hub: Hub, dept_db: str, pg_admin_dsn: str, tmp_path: Path
 ) -> None:
     (item,) = parse_adapter_file(CONFIG, tmp_path / "a.toml").adapters
-    pipeline = build(hub, item)
+    pipeline = build(hub.parts, item)
     stop, task = await start(pipeline)
     try:
         await insert_cases(dept_db, 0, 30)
@@ -184,7 +184,7 @@ async def test_events_for_a_department_database_that_is_down_wait_and_arrive_onc
     county = CONFIG.replace("GOVHUB_TEST_DEPT_DSN", "GOVHUB_TEST_COUNTY_DSN")
     (outbound,) = parse_adapter_file(county, tmp_path / "a.toml").adapters
     (register,) = parse_adapter_file(REGISTER, tmp_path / "r.toml").adapters
-    publisher, receiver = build(hub, outbound), build(hub, register)
+    publisher, receiver = build(hub.parts, outbound), build(hub.parts, register)
     running = [await start(publisher), await start(receiver)]
     try:
         await insert_cases(pg_dsn, 0, 10)
@@ -212,12 +212,12 @@ async def test_a_database_that_is_down_at_start_is_waited_for(
     hub: Hub, dept_db: str, pg_admin_dsn: str, tmp_path: Path
 ) -> None:
     (item,) = parse_adapter_file(CONFIG, tmp_path / "a.toml").adapters
-    first = build(hub, item)
+    first = build(hub.parts, item)
     await first.source.start()  # the table exists, as after an earlier run
     await first.source.stop()
     await insert_cases(dept_db, 0, 10)
     await set_database_up(pg_admin_dsn, dept_db, False)
-    pipeline = build(hub, item)
+    pipeline = build(hub.parts, item)
     stop = asyncio.Event()
     task = asyncio.create_task(pipeline.run(stop))
     try:
@@ -234,7 +234,7 @@ async def test_while_nats_is_down_outbox_rows_stay_unsent_until_acknowledged(
     hub: Hub, dept_db: str, nats_server: NatsServer, tmp_path: Path
 ) -> None:
     (item,) = parse_adapter_file(CONFIG, tmp_path / "a.toml").adapters
-    pipeline = build(hub, item)
+    pipeline = build(hub.parts, item)
     stop, task = await start(pipeline)
     try:
         nats_server.kill()
@@ -289,7 +289,7 @@ async def test_an_adapter_killed_mid_batch_resumes_without_loss_or_duplicate(
     config = tmp_path / "civil.toml"
     config.write_text(CONFIG, encoding="utf-8")
     (item,) = parse_adapter_file(CONFIG, config).adapters
-    prepare = build(hub, item)
+    prepare = build(hub.parts, item)
     await prepare.source.start()
     await prepare.source.stop()
     total = 4000

@@ -113,7 +113,7 @@ async def test_outbox_rows_become_verified_events_and_land_in_the_prefecture_reg
     hub: Hub, civil_db: str, tmp_path: Path
 ) -> None:
     config = parse_adapter_file(CIVIL, tmp_path / "civil.toml")
-    outbound, register = (build(hub, item) for item in config.adapters)
+    outbound, register = (build(hub.parts, item) for item in config.adapters)
     running = [await start(outbound), await start(register)]
     try:
         good = [("HouseholdAssistance", case(n)) for n in range(1, 21)]
@@ -161,15 +161,17 @@ async def test_check_shows_how_the_oldest_row_maps_without_publishing(
 ) -> None:
     config = parse_adapter_file(CIVIL, tmp_path / "civil.toml")
     outbound, register = config.adapters
-    await build(hub, outbound).source.start()  # creates the outbox table, as a first run would
+    await build(
+        hub.parts, outbound
+    ).source.start()  # creates the outbox table, as a first run would
     await write_cases(civil_db, [("HouseholdAssistance", case(7))])
-    report = await check_adapter(hub, outbound)
+    report = await check_adapter(hub.parts, outbound)
     assert report.ok, report.to_json()
     sample = report.sample
     assert sample is not None and sample["mapped"]["case_id"] == "AKT-2026-0007"
     assert sample["mapped"]["monthly_amount_fen"] == 124500
     assert sample["event_id"]
-    assert (await check_adapter(hub, register)).ok
+    assert (await check_adapter(hub.parts, register)).ok
     assert await read_stream(hub, HUB_STREAM, ["evt.akto.civil.>"]) == []
 
 
@@ -223,7 +225,7 @@ async def test_check_of_a_receiving_adapter_shows_the_row_an_event_becomes(
     hub: Hub, civil_db: str, tmp_path: Path
 ) -> None:
     _outbound, register = parse_adapter_file(CIVIL, tmp_path / "civil.toml").adapters
-    report = await check_adapter(hub, register)
+    report = await check_adapter(hub.parts, register)
     assert report.ok, report.to_json()
     assert report.sample is not None
     assert report.sample["mapped"]["program"] == "DIBAO"
@@ -267,7 +269,7 @@ async def test_an_outbox_row_too_large_for_an_event_is_dead_lettered_oversized_n
     hub: Hub, civil_db: str, tmp_path: Path
 ) -> None:
     (outbound, _register) = parse_adapter_file(CIVIL, tmp_path / "civil.toml").adapters
-    pipeline = build(hub, outbound)
+    pipeline = build(hub.parts, outbound)
     running = await start(pipeline)
     try:
         rows = [("HouseholdAssistance", case(n)) for n in (1, 2)]

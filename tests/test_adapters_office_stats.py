@@ -61,7 +61,7 @@ async def test_a_dropped_file_reaches_the_recipients_inbox_with_a_delivery_recei
     hub: Hub, tmp_path: Path
 ) -> None:
     config = parse_adapter_file(OFFICE.format(root=tmp_path), tmp_path / "office.toml")
-    out, inbox = (build(hub, item) for item in config.adapters)
+    out, inbox = (build(hub.parts, item) for item in config.adapters)
     running = [await start(out), await start(inbox)]
     root = tmp_path / "pref-office"
     try:
@@ -169,7 +169,7 @@ async def test_posted_figures_become_one_event_each_and_reach_the_consumers_api(
     port = free_port()
     text = STATS.format(port=port, api=stats_api.url)
     webhook, forward = (
-        build(hub, i) for i in parse_adapter_file(text, tmp_path / "s.toml").adapters
+        build(hub.parts, i) for i in parse_adapter_file(text, tmp_path / "s.toml").adapters
     )
     running = [await start(webhook), await start(forward)]
     url = f"http://127.0.0.1:{port}/figures"

@@ -50,7 +50,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def test_four_departments_decide_in_parallel_and_the_lead_signs_the_decision_that_follows(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     case = await open_permit(approvals, tmp_path, applicant_code=COMPANY)
     assert case["state"] == "open"
     assert [r["reviewer"] for r in case["reviews"]] == list(REVIEWERS)
@@ -82,7 +82,7 @@ async def test_four_departments_decide_in_parallel_and_the_lead_signs_the_decisi
     opinions = [h["event_id"] for h in done["history"] if h["kind"] == Kind.OPINION]
     assert all(o in record for o in opinions) and len(opinions) == 4
 
-    view = await progress(hub, approvals.config, done["case_number"])
+    view = await progress(hub.pool, hub.trust, approvals.config, done["case_number"])
     assert view["status"] == "已办结" and view["outcome"] == "附条件准予许可"
     assert {d["status"] for d in view["departments"]} == {"同意", "有条件同意"}
     assert view["departments"][0]["department"] == "州发展和改革委员会"
@@ -91,7 +91,7 @@ async def test_four_departments_decide_in_parallel_and_the_lead_signs_the_decisi
 async def test_a_binding_refusal_decides_the_case_at_once_and_a_later_opinion_changes_nothing(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     case = await open_permit(approvals, tmp_path)
     cid = case["case_id"]
     await approvals.opinion("pref.drc", cid, Decision.APPROVE)
@@ -120,7 +120,7 @@ async def test_a_binding_refusal_decides_the_case_at_once_and_a_later_opinion_ch
         "SELECT outcome FROM apr_events WHERE event_id = $1", late.event_id
     )
     assert outcome == "after_decision"
-    view = await progress(hub, approvals.config, cid)
+    view = await progress(hub.pool, hub.trust, approvals.config, cid)
     assert view["outcome"] == "不予许可"
     refused = [d for d in view["departments"] if d["status"] == "不同意"]
     assert refused[0]["reasons"] == "项目用地不符合国土空间规划"
@@ -129,7 +129,7 @@ async def test_a_binding_refusal_decides_the_case_at_once_and_a_later_opinion_ch
 async def test_a_refusal_that_does_not_end_the_case_waits_for_every_opinion(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     docs = materials(tmp_path)
     case = await approvals.open(
         "pref.market",
@@ -157,7 +157,7 @@ async def test_a_refusal_that_does_not_end_the_case_waits_for_every_opinion(
 async def test_a_material_request_pauses_the_reviewers_clock_until_the_lead_supplies_it(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     case = await open_permit(approvals, tmp_path)
     cid = case["case_id"]
     month_later = datetime.now(UTC) + timedelta(days=30)
@@ -167,12 +167,14 @@ async def test_a_material_request_pauses_the_reviewers_clock_until_the_lead_supp
     natres = review(asked, "pref.natres")
     assert natres["state"] == "material_requested"
     # A month later the clock has not run: no deadline, not overdue, same days left.
-    paused = review(await case_view(hub, approvals.config, cid, now=month_later), "pref.natres")
+    paused = review(
+        await case_view(hub.pool, approvals.config, cid, now=month_later), "pref.natres"
+    )
     assert (paused["paused"], paused["overdue"], paused["deadline"]) == (True, False, None)
     assert paused["working_days_left"] == natres["working_days_left"]
-    others = review(await case_view(hub, approvals.config, cid, now=month_later), "pref.drc")
+    others = review(await case_view(hub.pool, approvals.config, cid, now=month_later), "pref.drc")
     assert others["overdue"]  # the other reviewers' clocks ran on
-    told = await progress(hub, approvals.config, cid)
+    told = await progress(hub.pool, hub.trust, approvals.config, cid)
     natres_told = next(d for d in told["departments"] if d["matter"] == "用地规划审查")
     assert natres_told["status"] == "待补正"
     assert natres_told["to_supply"] == ["建设用地规划许可证附图（盖章）"]
@@ -199,14 +201,16 @@ async def test_a_material_request_pauses_the_reviewers_clock_until_the_lead_supp
         "SELECT recipient FROM doc_recipients WHERE doc_id = $1", sent["doc_id"]
     )
     assert [r["recipient"] for r in recipients] == ["pref.natres"]
-    running = review(await case_view(hub, approvals.config, cid, now=month_later), "pref.natres")
+    running = review(
+        await case_view(hub.pool, approvals.config, cid, now=month_later), "pref.natres"
+    )
     assert running["overdue"] and not running["paused"]
 
 
 async def test_a_deadline_passing_warns_then_escalates_to_the_supervisor_who_sees_it_first(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     done_case = await open_permit(approvals, tmp_path / "a")
     for reviewer in REVIEWERS:
         await approvals.opinion(reviewer, done_case["case_id"], Decision.APPROVE)
@@ -219,25 +223,27 @@ async def test_a_deadline_passing_warns_then_escalates_to_the_supervisor_who_see
 
     # An hour before the five-day limit: no working day left for drc and akto.natres, and
     # the seven-day natres is within its two days of warning.
-    warned = await agent.sweep(hub, approvals.config, now=five_days - timedelta(hours=1))
+    warned = await agent.sweep(
+        hub.pool, hub.trust, hub.signer, approvals.config, now=five_days - timedelta(hours=1)
+    )
     assert _ours(warned["warned"], cid) == {"pref.drc", "akto.natres", "pref.natres"}
     assert _ours(warned["escalated"], cid) == set()
     late = five_days + timedelta(hours=1)
-    escalated = await agent.sweep(hub, approvals.config, now=late)
+    escalated = await agent.sweep(hub.pool, hub.trust, hub.signer, approvals.config, now=late)
     assert _ours(escalated["escalated"], cid) == {"pref.drc", "akto.natres"}
     assert all(e["supervisor"] == "pref.office" for e in escalated["escalated"])
     await approvals.catch_up()
-    again = await agent.sweep(hub, approvals.config, now=late)
+    again = await agent.sweep(hub.pool, hub.trust, hub.signer, approvals.config, now=late)
     assert _ours(again["warned"], cid) == _ours(again["escalated"], cid) == set()
 
-    view = await case_view(hub, approvals.config, cid, now=late)
+    view = await case_view(hub.pool, approvals.config, cid, now=late)
     kinds = [(h["kind"], h["signed_by"].split("/")[0]) for h in view["history"]]
     assert kinds.count(("warning", "pref.egov")) == 3
     assert kinds.count(("escalated", "pref.egov")) == 2
     assert review(view, "pref.drc")["overdue"] and review(view, "pref.drc")["escalated_at"]
     assert not review(view, "pref.natres")["overdue"]
 
-    listed = await list_cases(hub, approvals.config, now=late)
+    listed = await list_cases(hub.pool, approvals.config, now=late)
     ours = [c for c in listed if c["case_id"] in (cid, done_case["case_id"])]
     assert ours[0]["case_id"] == cid and ours[0]["overdue"] == ["pref.drc", "akto.natres"]
     assert ours[-1]["case_id"] == done_case["case_id"]
@@ -250,7 +256,7 @@ async def test_a_deadline_passing_warns_then_escalates_to_the_supervisor_who_see
 async def test_forged_and_unauthorized_case_events_are_quarantined_with_a_reason(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     case = await open_permit(approvals, tmp_path)
     cid = case["case_id"]
     opened = case["opened_event_id"]
@@ -319,7 +325,7 @@ async def test_forged_and_unauthorized_case_events_are_quarantined_with_a_reason
         copy = await js.get_msg(QUARANTINE_STREAM, subject=f"quarantine.{reason}", direct=True)
         assert copy.headers["govhub-orig-subject"] == env.subject, reason
         assert copy.headers["ce-id"] == env.event_id, reason
-    view = await case_view(hub, approvals.config, cid)
+    view = await case_view(hub.pool, approvals.config, cid)
     assert view["state"] == "open" and view["ready_outcome"] is None
     assert {r["state"] for r in view["reviews"]} == {"reviewing"}
     # The case's own history names every case-rule refusal with its sentence.
@@ -339,7 +345,7 @@ async def test_forged_and_unauthorized_case_events_are_quarantined_with_a_reason
 async def test_a_withdrawn_case_refuses_opinions_and_keeps_a_late_one_as_evidence(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     case = await open_permit(approvals, tmp_path)
     cid = case["case_id"]
     await approvals.opinion("pref.drc", cid, Decision.APPROVE)
@@ -358,19 +364,21 @@ async def test_a_withdrawn_case_refuses_opinions_and_keeps_a_late_one_as_evidenc
         hub, "akto.natres", Kind.OPINION, cid, opinion_record(case, "akto.natres", "APPROVE")
     )
     await approvals.catch_up()
-    view = await case_view(hub, approvals.config, cid)
+    view = await case_view(hub.pool, approvals.config, cid)
     assert view["state"] == "withdrawn"
     assert [h["outcome"] for h in view["history"] if h["event_id"] == late.event_id] == [
         "after_withdrawal"
     ]
     assert review(view, "akto.natres")["state"] == "closed"
-    assert (await progress(hub, approvals.config, view["case_number"]))["status"] == "已撤回"
+    assert (await progress(hub.pool, hub.trust, approvals.config, view["case_number"]))[
+        "status"
+    ] == "已撤回"
 
 
 async def test_steps_that_break_the_rules_are_refused_before_signing_with_one_sentence(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     docs = materials(tmp_path)
     before = await _stream_count(hub)
     refusals: list[tuple[type[Exception], str, Any]] = [
@@ -484,7 +492,7 @@ async def test_steps_that_break_the_rules_are_refused_before_signing_with_one_se
 async def test_the_projection_rebuilt_from_the_stream_is_the_same_and_signs_nothing_again(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     case = await open_permit(approvals, tmp_path)
     cid = case["case_id"]
     asked = await approvals.request_material("pref.emergency", cid, ["应急预案"])
@@ -495,13 +503,13 @@ async def test_the_projection_rebuilt_from_the_stream_is_the_same_and_signs_noth
     for reviewer in REVIEWERS:
         await approvals.opinion(reviewer, cid, Decision.APPROVE)
     now = datetime.now(UTC)
-    before = await case_view(hub, approvals.config, cid, now=now)
+    before = await case_view(hub.pool, approvals.config, cid, now=now)
     assert before["state"] == "decided" and len(before["refused"]) == 1
 
-    await rebuild(hub)
+    await rebuild(hub.pool, hub.bus)
     assert await hub.pool.fetchval("SELECT count(*) FROM apr_cases") == 0
     await approvals.catch_up()
-    after = await case_view(hub, approvals.config, cid, now=now)
+    after = await case_view(hub.pool, approvals.config, cid, now=now)
     assert after == before
     decisions = await _stream_count(hub, case_subject(LEAD, Kind.DECIDED, cid))
     assert decisions == 1
@@ -612,9 +620,9 @@ async def test_an_opinion_stored_after_its_deadline_counts_late_and_a_county_is_
 async def test_serve_runs_the_approval_service_and_serves_cases_and_progress(
     hub: Hub, tmp_path: Path
 ) -> None:
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     case = await open_permit(approvals, tmp_path)
-    (service,) = build_services(hub, ["approval"])
+    (service,) = build_services(hub.parts, ["approval"])
     async with TestClient(TestServer(make_app([service], {}))) as client:
         listed = await (await client.get("/approval/cases", params={"as": "akto.natres"})).json()
         assert case["case_id"] in [c["case_id"] for c in listed]

@@ -34,13 +34,23 @@ async def test_a_cut_off_county_keeps_reviewing_and_its_opinion_counts_from_its_
     federation: Topology, tmp_path: Path
 ) -> None:
     top = federation
-    approvals = Approvals(top.hub)
+    approvals = Approvals(
+        top.hub.pool, top.hub.settings, top.hub.trust, top.hub.bus, top.hub.signer
+    )
     case = await open_permit(approvals, tmp_path)
     cid = case["case_id"]
     top.cut("akto")
     try:
         # Akto's land bureau signs while cut off: its own county's stream acknowledges it.
-        offline = Approvals(top.hub, approvals.config, arrival_wait_s=1.0)
+        offline = Approvals(
+            top.hub.pool,
+            top.hub.settings,
+            top.hub.trust,
+            top.hub.bus,
+            top.hub.signer,
+            approvals.config,
+            arrival_wait_s=1.0,
+        )
         queued = await offline.opinion(
             "akto.natres", cid, Decision.APPROVE, reasons="现场踏勘符合要求"
         )
@@ -56,7 +66,7 @@ async def test_a_cut_off_county_keeps_reviewing_and_its_opinion_counts_from_its_
     arrived = [(e["subject"], e["event_id"]) for e in queued["events"]]
     assert await wait_at_hub(top.hub.nc, arrived, timeout=60)
     await approvals.catch_up()
-    done = await case_view(top.hub, approvals.config, cid)
+    done = await case_view(top.hub.pool, approvals.config, cid)
     assert (done["state"], done["outcome"]) == ("decided", "approved")
     opinions = [h for h in done["history"] if h["kind"] == "opinion"]
     county = next(h for h in opinions if h["signed_by"].startswith("akto.natres/"))

@@ -38,12 +38,14 @@ async def _batch(hub: Hub, tag: str) -> None:
         for sender in SENDERS
     ]
     await hub.publisher.publish_many(envs)
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
 
 
 async def _log(hub: Hub) -> None:
     """Two batches, each logged and checkpointed; the second received a second later."""
-    AuditLog(hub)  # the log key exists before the first event, as under `govhub serve`
+    AuditLog(
+        hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus
+    )  # the log key exists before the first event, as under `govhub serve`
     await _batch(hub, "a")
     await asyncio.sleep(1.1)
     await _batch(hub, "b")
@@ -57,13 +59,15 @@ async def honest(hub: Hub) -> None:
 
 
 async def rotated_with_overlap(hub: Hub) -> None:
-    AuditLog(hub).ring.rotate(timedelta(hours=2))
+    AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).ring.rotate(
+        timedelta(hours=2)
+    )
     await _batch(hub, "c")
 
 
 async def rotated_without_overlap(hub: Hub) -> None:
     # Right after a checkpoint: the old key's last checkpoint and the rotation share a second.
-    AuditLog(hub).ring.rotate(timedelta(0))
+    AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).ring.rotate(timedelta(0))
     await _batch(hub, "c")
 
 
@@ -125,7 +129,7 @@ async def an_earlier_checkpoint_short_of_cosignatures(hub: Hub) -> None:
 
 
 async def forged_checkpoint(hub: Hub) -> None:
-    origin = AuditLog(hub).config.origin
+    origin = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).config.origin
 
     def forge(text: str) -> str:
         cp = Checkpoint.parse(note.parse_note(text).text)
@@ -135,7 +139,9 @@ async def forged_checkpoint(hub: Hub) -> None:
 
 
 async def future_cosignature(hub: Hub) -> None:
-    witness = AuditLog(hub).witnesses[0].signer
+    witness = (
+        AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).witnesses[0].signer
+    )
 
     def postdate(text: str) -> str:
         # The other witnesses' cosignatures stay: the policy alone would still be met.
@@ -207,7 +213,7 @@ FIXTURES: dict[str, tuple[Callable[[Hub], Awaitable[None]], bool]] = {
 
 async def online(hub: Hub) -> str:
     try:
-        log = AuditLog(hub, create_keys=False)
+        log = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus, create_keys=False)
         await fsck.verify_log(
             hub.pool, log.verifier_trust(), log.config.origin, full=True, events=hub.verifier
         )
@@ -220,7 +226,7 @@ async def online(hub: Hub) -> str:
 
 async def offline(hub: Hub) -> str:
     try:
-        log = AuditLog(hub, create_keys=False)
+        log = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus, create_keys=False)
         out = io.StringIO()
         await bundle.write_bundle(hub.pool, log.trust(), log.config.origin, out)
         trust = {**log.trust(), "participant_keys": await bundle.participant_keys(hub.pool)}

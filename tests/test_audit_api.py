@@ -29,7 +29,7 @@ class Served:
 async def served(hub: Hub) -> AsyncIterator[Served]:
     """`govhub serve --only audit` in this process, with 600 notices logged and checkpointed."""
     port, stop = free_port(), asyncio.Event()
-    task = asyncio.create_task(serve(hub, only=["audit"], port=port, stop=stop))
+    task = asyncio.create_task(serve(hub.parts, only=["audit"], port=port, stop=stop))
     envs = [hub.seal("akto.civil", NOTICE, {"title": f"n{i}", "body": "b"}) for i in range(600)]
     await hub.publisher.publish_many(envs)
     target = (await hub.nc.jetstream().stream_info("GOVHUB")).state.messages
@@ -40,7 +40,11 @@ async def served(hub: Hub) -> AsyncIterator[Served]:
                 if r.status == 200 and f"\n{target}\n" in await r.text():
                     break
             await asyncio.sleep(0.1)
-    vkey = AuditLog(hub, create_keys=False).ring.signers()[0].verifier.vkey()
+    vkey = (
+        AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus, create_keys=False)
+        .ring.signers()[0]
+        .verifier.vkey()
+    )
     try:
         yield Served(url, vkey)
     finally:

@@ -64,7 +64,7 @@ async def logged(hub: Hub) -> list[str]:
         for sender in ("akto.civil", "artux.stats", "wuqia.edu")
     ]
     await hub.publisher.publish_many(envs)
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     return [e.event_id for e in envs]
 
 
@@ -85,7 +85,10 @@ async def test_audit_proof_json_holds_exactly_the_documented_fields_and_verifies
         "event_id", "leaf_index", "tree_size", "leaf", "leaf_hash", "inclusion", "checkpoint",
     }  # fmt: skip
     origin, size, root, cosigners = rfc9162.open_checkpoint(proof["checkpoint"], vkey)
-    assert origin == AuditLog(hub).config.origin and size == proof["tree_size"]
+    assert (
+        origin == AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).config.origin
+        and size == proof["tree_size"]
+    )
     assert len(cosigners) >= 3
     leaf = b64(proof["leaf"])
     assert rfc9162.leaf(leaf) == b64(proof["leaf_hash"])
@@ -117,7 +120,11 @@ async def test_audit_search_filters_and_its_proofs_verify(
     )  # fmt: skip
     assert found["count"] == 30
     assert {e["event_id"] for e in found["entries"]} == set(logged[1::3])
-    vkey = AuditLog(hub).ring.signers()[0].verifier.vkey()
+    vkey = (
+        AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
+        .ring.signers()[0]
+        .verifier.vkey()
+    )
     _, size, root, _ = rfc9162.open_checkpoint(found["checkpoint"], vkey)
     for entry in found["entries"]:
         hashes = [b64(h) for h in entry["inclusion"]]
@@ -162,7 +169,9 @@ async def test_search_takes_the_short_type_name_its_table_shows(
 async def test_proof_before_any_checkpoint_says_serve_appends_or_checkpoint_fresh_signs(
     hub: Hub, hub_settings: Settings
 ) -> None:
-    AuditLog(hub)  # the log key exists (as after a first `govhub serve`), nothing is appended
+    AuditLog(
+        hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus
+    )  # the log key exists (as after a first `govhub serve`), nothing is appended
     env = hub.seal("akto.civil", NOTICE, {"title": "t", "body": "b"})
     await hub.publisher.publish(env)  # on the bus; nothing appends it without `govhub serve`
     code, _, err = await govhub(hub_settings, "audit", "proof", env.event_id)
@@ -228,7 +237,7 @@ async def test_verify_and_verify_full_pass_on_an_untouched_log(
 
 
 async def full_check(hub: Hub) -> TamperEvidence:
-    audit = AuditLog(hub, create_keys=False)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus, create_keys=False)
     with pytest.raises(TamperEvidence) as info:
         await fsck.verify_log(hub.pool, audit.verifier_trust(), audit.config.origin,
                               full=True, events=hub.verifier)  # fmt: skip
@@ -374,7 +383,7 @@ async def test_rotate_key_makes_pubkey_list_two_keys_that_both_sign(
     assert len(keys) == 2
     fresh = await govhub_json(hub_settings, "audit", "checkpoint", "--fresh")
     await hub.publisher.publish(hub.seal("akto.civil", NOTICE, {"title": "x", "body": "y"}))
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     latest = await govhub_json(hub_settings, "audit", "checkpoint")
     assert latest["size"] == fresh["size"] + 1
     for vkey in keys:
@@ -396,7 +405,7 @@ async def test_rotate_key_refuses_an_overlap_that_would_invert_the_old_keys_wind
     # inside its window, and both verifiers say so.
     await govhub_json(hub_settings, "audit", "rotate-key", "--overlap", "0")
     await hub.publisher.publish(hub.seal("akto.civil", NOTICE, {"title": "x", "body": "y"}))
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     assert (await govhub_json(hub_settings, "audit", "verify", "--full"))["ok"]
     bundle, trust = tmp_path / "bundle.json", tmp_path / "trust.json"
     await govhub_json(hub_settings, "audit", "export", "--out", str(bundle))
@@ -410,7 +419,7 @@ async def test_rotate_key_refuses_an_overlap_that_would_invert_the_old_keys_wind
 
 
 async def test_the_key_ring_closes_a_window_on_the_next_whole_second(hub: Hub) -> None:
-    ring = AuditLog(hub).ring
+    ring = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).ring
     moment = datetime(2030, 1, 1, 12, 0, 0, 600_000, tzinfo=UTC)
     new = ring.rotate(timedelta(0), now=moment)
     old = ring.keys[0]
@@ -429,7 +438,7 @@ async def test_a_checkpoint_forged_with_another_key_fails_verify(
     from hub.audit.note import Checkpoint, Signer, sign_note
 
     row = await hub.pool.fetchrow("SELECT size, root FROM audit_checkpoints ORDER BY size DESC")
-    origin = AuditLog(hub).config.origin
+    origin = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).config.origin
     forged = sign_note(Checkpoint(origin, row["size"], bytes(row["root"])).body(),
                        Signer.generate(origin))  # fmt: skip
     await hub.pool.execute("UPDATE audit_checkpoints SET note = $1 WHERE size = $2",

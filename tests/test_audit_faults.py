@@ -69,7 +69,9 @@ async def check_log(dsn: str, hub: Hub, expected: int) -> None:
     assert gaps == 0
     pool = await create_pool(dsn)
     try:
-        audit = AuditLog(hub, create_keys=False)
+        audit = AuditLog(
+            hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus, create_keys=False
+        )
         report = await fsck.verify_log(
             pool, audit.verifier_trust(), audit.config.origin, full=True, events=hub.verifier
         )
@@ -104,7 +106,7 @@ async def test_postgresql_down_while_events_flow_loses_nothing_and_duplicates_no
 ) -> None:
     hub, (server, running) = pg_hub, own_postgres
     dsn, port = running[0].url, running[0].port
-    service = AuditService(hub)
+    service = AuditService(AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus))
     task = asyncio.create_task(service.run())
     try:
         await publish(hub, 300, "before")
@@ -158,7 +160,9 @@ async def writer_in_transaction(pool: asyncpg.Pool) -> int | None:
 async def test_killing_the_appender_mid_batch_leaves_no_gap_and_no_duplicate(
     hub: Hub, hub_settings: Settings, tmp_path: Path
 ) -> None:
-    await AuditLog(hub).catch_up()  # keys exist before two processes start at once
+    await AuditLog(
+        hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus
+    ).catch_up()  # keys exist before two processes start at once
     first = start_serve(hub_settings, tmp_path / "first.log")
     second: subprocess.Popen[bytes] | None = None
     try:

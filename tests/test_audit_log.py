@@ -46,7 +46,9 @@ async def test_every_message_of_the_hub_stream_becomes_one_leaf_with_its_verdict
     forged = Envelope(good[0].subject, {**good[0].headers, "ce-id": "forged-1",
                                         "Nats-Msg-Id": "forged-1"}, good[0].body)  # fmt: skip
     await hub.publisher.publish_many([*good, forged])
-    checkpoint = await AuditLog(hub).catch_up()
+    checkpoint = await AuditLog(
+        hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus
+    ).catch_up()
     logged = await leaves(hub)
     assert checkpoint.size == len(logged) == await stream_count(hub, HUB_STREAM)
     assert [leaf["stream_seq"] for leaf in logged] == list(range(1, len(logged) + 1))
@@ -58,7 +60,7 @@ async def test_every_message_of_the_hub_stream_becomes_one_leaf_with_its_verdict
 
 
 async def test_administrative_actions_are_ordinary_event_leaves(hub: Hub) -> None:
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     admin = await search(hub.pool, type_name="gov.admin.v1.ParticipantChanged", limit=100)
     assert len(admin) == 56 and all(r.verdict == "accepted" for r in admin)
     assert {r.source for r in admin} == {hub.scenario.operator}
@@ -67,7 +69,7 @@ async def test_administrative_actions_are_ordinary_event_leaves(hub: Hub) -> Non
 async def test_leaf_bytes_are_the_documented_canonical_json_of_the_message(hub: Hub) -> None:
     env = notice(hub, "wuqia.edu", 1)
     ack = await hub.publisher.publish(env)
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     row = await find_event(hub.pool, env.event_id)
     received = json.loads(row.leaf)["received_at"]
     expected = {
@@ -93,7 +95,7 @@ async def test_leaf_bytes_are_the_documented_canonical_json_of_the_message(hub: 
 async def test_a_redelivered_message_whose_ack_was_lost_collapses_onto_its_leaf(
     hub: Hub,
 ) -> None:
-    audit = AuditLog(hub)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     await audit.catch_up()
     envs = [notice(hub, "akqi.health", i) for i in range(5)]
     await hub.publisher.publish_many(envs)
@@ -152,7 +154,7 @@ async def test_a_re_sourced_copy_of_an_event_is_not_logged_twice(hub: Hub) -> No
     await publish_in_county(hub, env)
     await publish_in_county(hub, env)
     await wait_for_stream(hub, before + 3)
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     rows = await hub.pool.fetch(
         "SELECT verdict, origin_stream FROM audit_leaves WHERE event_id = $1", env.event_id
     )
@@ -170,7 +172,7 @@ async def test_a_county_message_that_never_reached_the_hub_is_recorded_as_a_gap(
     before = await stream_count(hub, HUB_STREAM)
     await start_sourcing(hub, county)
     await wait_for_stream(hub, before + 3)
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     gaps = await hub.pool.fetch("SELECT stream, first_seq, last_seq FROM audit_gaps")
     assert [tuple(g) for g in gaps] == [(county, 3, 3)]
     logged = await leaves(hub)
@@ -186,7 +188,7 @@ async def test_an_event_the_offline_verifier_could_not_recheck_is_logged_quarant
     loose = seal(key, "evt.akto.civil.notice", NOTICE, schema.encode({"title": "t", "body": "b"}),
                  time_text=format_time().replace("T", " "))  # fmt: skip
     await publish_unchecked(hub.nc, loose)
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     row = await find_event(hub.pool, loose.event_id)
     assert (row.verdict, row.reason) == ("quarantined", "bad_header")
     assert "not an RFC 3339 date-time" in json.loads(row.leaf)["detail"]
@@ -198,7 +200,7 @@ async def test_an_oversized_message_is_logged_with_its_body_replaced_by_its_hash
     env = notice(hub, "akto.civil", 1)
     body = env.body + bytes(60 * 1024)
     await publish_unchecked(hub.nc, Envelope(env.subject, dict(env.headers), body))
-    await AuditLog(hub).catch_up()
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     row = await find_event(hub.pool, env.event_id)
     leaf = json.loads(row.leaf)
     assert len(row.leaf) <= MAX_ENTRY_SIZE
@@ -207,7 +209,7 @@ async def test_an_oversized_message_is_logged_with_its_body_replaced_by_its_hash
 
 
 async def test_a_second_appender_waits_as_standby_and_takes_over(hub: Hub) -> None:
-    audit = AuditLog(hub)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     first, second = audit.appender(), audit.appender()
     first_task = asyncio.create_task(first.run())
     await asyncio.wait_for(first.leading.wait(), 30)
@@ -233,7 +235,7 @@ async def test_a_second_appender_waits_as_standby_and_takes_over(hub: Hub) -> No
 async def test_the_latest_checkpoint_proves_any_leaf_with_stored_tiles(hub: Hub) -> None:
     envs = [notice(hub, "pref.stats", i) for i in range(300)]
     await hub.publisher.publish_many(envs)
-    cp = await AuditLog(hub).catch_up()
+    cp = await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
     tiles = TileReader(hub.pool)
     for env in envs[::37]:
         row = await find_event(hub.pool, env.event_id)

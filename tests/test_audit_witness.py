@@ -163,7 +163,7 @@ async def test_malformed_forged_or_unknown_checkpoints_are_refused(
 async def test_the_log_reaches_a_county_witness_over_http_and_resyncs_its_size(
     hub: Hub, tmp_path: Path
 ) -> None:
-    audit = AuditLog(hub)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     county = Witness(
         Signer.generate("witness.county.example", ALG_COSIGNATURE_V1),
         lambda: {audit.config.origin: audit.ring.verifiers()},
@@ -192,7 +192,7 @@ async def test_the_log_reaches_a_county_witness_over_http_and_resyncs_its_size(
 async def test_a_checkpoint_without_k_cosignatures_is_stored_but_not_published(
     hub: Hub,
 ) -> None:
-    audit = AuditLog(hub)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     first = await audit.catch_up()
     await publish(hub, 3)
     await audit.appender().catch_up()
@@ -210,7 +210,7 @@ async def test_a_checkpoint_without_k_cosignatures_is_stored_but_not_published(
 async def test_the_log_refuses_to_sign_a_tree_that_does_not_extend_its_last_checkpoint(
     hub: Hub,
 ) -> None:
-    audit = AuditLog(hub)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     first = await audit.catch_up()
     await hub.pool.execute(
         "UPDATE audit_checkpoints SET root = sha256('another history'::bytea) WHERE size = $1",
@@ -223,7 +223,7 @@ async def test_the_log_refuses_to_sign_a_tree_that_does_not_extend_its_last_chec
 
 
 async def test_the_log_refuses_to_sign_when_tiles_and_state_disagree(hub: Hub) -> None:
-    audit = AuditLog(hub)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     await audit.catch_up()
     await publish(hub, 2)
     await audit.appender().catch_up()
@@ -235,7 +235,7 @@ async def test_the_log_refuses_to_sign_when_tiles_and_state_disagree(hub: Hub) -
 async def test_during_a_key_rotation_both_keys_sign_and_old_trust_still_verifies(
     hub: Hub,
 ) -> None:
-    audit = AuditLog(hub)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     before = await audit.catch_up()
     old_vkey = audit.ring.signers()[0].verifier
     audit.ring.rotate(timedelta(hours=1))
@@ -262,7 +262,7 @@ async def test_the_service_keeps_publishing_consistent_checkpoints_while_the_log
 ) -> None:
     js = hub.nc.jetstream()
     sub = await js.subscribe(CHECKPOINT_SUBJECT, stream=SYSTEM_STREAM)
-    service = AuditService(hub)
+    service = AuditService(AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus))
     task = asyncio.create_task(service.run())
     try:
         total = await hub.pool.fetchval("SELECT count(*) FROM participants")
@@ -288,7 +288,7 @@ async def test_the_service_keeps_publishing_consistent_checkpoints_while_the_log
 
 
 async def test_a_witness_in_serve_publishes_its_alarm_on_the_bus(hub: Hub) -> None:
-    audit = AuditLog(hub)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     await audit.catch_up()
     witness = audit.witnesses[0]
     fork = Tree(audit.ring.signers()[0], [b"fork"] * 3)
@@ -313,7 +313,7 @@ async def test_a_witness_in_serve_publishes_its_alarm_on_the_bus(hub: Hub) -> No
 async def test_a_county_runs_its_own_witness_process_that_the_log_reaches_over_http(
     hub: Hub, tmp_path: Path
 ) -> None:
-    audit = AuditLog(hub)
+    audit = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     await audit.catch_up()
     log_vkey = audit.ring.signers()[0].verifier.vkey()
     govhub = str(Path(sys.executable).parent / "govhub")

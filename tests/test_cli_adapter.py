@@ -143,7 +143,7 @@ async def test_health_says_which_adapter_is_degraded_and_why(
     config = parse_adapter_file(
         CONFIG.format(port=free_port(), folder=tmp_path / "office"), tmp_path / "a.toml"
     )
-    pipelines = [build(hub, item) for item in config.adapters]
+    pipelines = [build(hub.parts, item) for item in config.adapters]
     stop = asyncio.Event()
     address = f"127.0.0.1:{free_port()}"
     task = asyncio.create_task(run_adapters(pipelines, stop, http=address))

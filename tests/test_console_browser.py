@@ -170,7 +170,9 @@ async def test_a_directory_request_is_granted_in_the_browser(
 
     hub = console.hub
     await register_population_schema(hub)
-    await Directory(hub).publish("akto.stats", entry_file())
+    await Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer).publish(
+        "akto.stats", entry_file()
+    )
     code = entry_file()["code"]
 
     requester = await signed_in(browser, console, "akto.civil")

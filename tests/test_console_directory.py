@@ -19,7 +19,9 @@ CODE = entry_file()["code"]
 @pytest.fixture
 async def console(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Console]:
     await register_population_schema(hub)
-    await Directory(hub).publish("akto.stats", entry_file())
+    await Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer).publish(
+        "akto.stats", entry_file()
+    )
     async with running_console(hub, monkeypatch) as running:
         yield running
 

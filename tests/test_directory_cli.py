@@ -188,12 +188,12 @@ async def test_the_serve_service_materializes_without_any_catch_up_and_serves_se
 ) -> None:
     await register_population_schema(hub)
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(hub, only=["directory"], port=0, stop=stop))
+    task = asyncio.create_task(serve(hub.parts, only=["directory"], port=0, stop=stop))
     try:
-        directory = Directory(hub)
+        directory = Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer)
         result = await directory.publish("akto.stats", entry_file(), settle=False)
         async with asyncio.timeout(60):
-            while await event_outcome(hub, result["event_id"]) is None:  # noqa: ASYNC110
+            while await event_outcome(hub.pool, result["event_id"]) is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)  # another task's progress in PostgreSQL: no event
         assert (await search(hub.pool, "常住人口")).total == 1
         # A command's catch-up while serve holds the writer lock waits for serve instead.
@@ -208,10 +208,12 @@ async def test_the_service_routes_answer_search_and_the_sharing_agent(hub: Hub) 
     from hub.serve import make_app
 
     await register_population_schema(hub)
-    directory = Directory(hub)
+    directory = Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer)
     await directory.publish("akto.stats", entry_file(sharing=sharing("unconditional")))
     await directory.request("akto.civil", "101001-000017", "统计分析")
-    app = make_app([DirectoryService(hub)])
+    app = make_app(
+        [DirectoryService(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer)]
+    )
     runner = aiohttp.web.AppRunner(app)
     await runner.setup()
     site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)

@@ -56,7 +56,7 @@ ENTRIES: list[dict[str, Any]] = [
 @pytest.fixture
 async def directory(hub: Hub) -> Directory:
     await register_population_schema(hub)
-    d = Directory(hub)
+    d = Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer)
     for spec in ENTRIES:
         data = entry_file(**spec)
         await d.publish(data["provider"], data, settle=False)
@@ -84,8 +84,9 @@ def test_chinese_text_becomes_bigrams_and_latin_words_trigrams() -> None:
 
 async def test_a_two_character_chinese_query_finds_a_longer_title_that_contains_it(
     directory: Directory,
+    hub: Hub,
 ) -> None:
-    result = await search(directory.hub.pool, "人口")
+    result = await search(hub.pool, "人口")
     assert result.mode == "grams"
     assert {r["code"] for r in result.results} == {"101001-000017", "101001-000018"}
     assert result.results[0]["title"].endswith("人口统计") or "人口" in result.results[0]["title"]
@@ -95,22 +96,27 @@ async def test_a_two_character_chinese_query_finds_a_longer_title_that_contains_
 
 async def test_english_words_and_a_misspelling_find_the_same_resource(
     directory: Directory,
+    hub: Hub,
 ) -> None:
-    exact = await search(directory.hub.pool, "pension")
+    exact = await search(hub.pool, "pension")
     assert [r["code"] for r in exact.results] == ["202003-000001"]
-    typo = await search(directory.hub.pool, "insurnce")
+    typo = await search(hub.pool, "insurnce")
     assert typo.mode == "fuzzy"
     assert [r["code"] for r in typo.results] == ["202003-000001"]
 
 
-async def test_a_one_character_query_scans_for_the_substring(directory: Directory) -> None:
-    result = await search(directory.hub.pool, "税")
+async def test_a_one_character_query_scans_for_the_substring(
+    directory: Directory, hub: Hub
+) -> None:
+    result = await search(hub.pool, "税")
     assert result.mode == "substring"
     assert [r["code"] for r in result.results] == ["302001-000009"]
 
 
-async def test_facet_filters_narrow_the_results_and_the_counts(directory: Directory) -> None:
-    pool = directory.hub.pool
+async def test_facet_filters_narrow_the_results_and_the_counts(
+    directory: Directory, hub: Hub
+) -> None:
+    pool = hub.pool
     by_unit = await search(pool, "人口", SearchFilters(unit="artux"))
     assert [r["code"] for r in by_unit.results] == ["101001-000018"]
     assert by_unit.facets["unit"] == {"artux": 1}
@@ -120,23 +126,23 @@ async def test_facet_filters_narrow_the_results_and_the_counts(directory: Direct
     assert [r["code"] for r in themed.results] == ["202003-000001"]
 
 
-async def test_withdrawn_entries_are_not_found(directory: Directory) -> None:
+async def test_withdrawn_entries_are_not_found(directory: Directory, hub: Hub) -> None:
     await directory.withdraw("artux.stats", "101001-000018", "合并入全州人口库")
-    result = await search(directory.hub.pool, "人口")
+    result = await search(hub.pool, "人口")
     assert [r["code"] for r in result.results] == ["101001-000017"]
 
 
-async def test_search_needs_no_postgresql_extension(directory: Directory) -> None:
-    installed = await directory.hub.pool.fetch("SELECT extname FROM pg_extension")
+async def test_search_needs_no_postgresql_extension(directory: Directory, hub: Hub) -> None:
+    installed = await hub.pool.fetch("SELECT extname FROM pg_extension")
     assert {r["extname"] for r in installed} <= {"plpgsql"}
-    assert (await search(directory.hub.pool, "常住人口统计")).total == 1
+    assert (await search(hub.pool, "常住人口统计")).total == 1
 
 
-async def test_the_kv_copy_answers_the_same_search_offline(directory: Directory) -> None:
-    docs = await kv_documents(directory.hub.nc)
+async def test_the_kv_copy_answers_the_same_search_offline(directory: Directory, hub: Hub) -> None:
+    docs = await kv_documents(hub.nc)
     assert len(docs) == len(ENTRIES)
     for query in ("人口", "pension", "税", "insurnce"):
-        online = await search(directory.hub.pool, query)
+        online = await search(hub.pool, query)
         offline = search_documents(docs, query)
         assert offline.source == "kv" and offline.mode == online.mode
         assert [r["code"] for r in offline.results] == [r["code"] for r in online.results]

@@ -35,11 +35,12 @@ REQUESTER = "akto.civil"
 @pytest.fixture
 async def directory(hub: Hub) -> Directory:
     await register_population_schema(hub)
-    return Directory(hub)
+    return Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer)
 
 
 async def test_a_conditional_request_waits_for_the_provider_and_a_grant_records_its_terms(
     directory: Directory,
+    hub: Hub,
 ) -> None:
     await directory.publish(PROVIDER, entry_file())
     req = await directory.request(
@@ -53,7 +54,7 @@ async def test_a_conditional_request_waits_for_the_provider_and_a_grant_records_
     assert granted["state"] == "granted"
     assert granted["granted_fields"] == ["residents"]
     assert granted["valid_until"] == until.replace(microsecond=until.microsecond)
-    listed = await list_requests(directory.hub.pool, REQUESTER)
+    listed = await list_requests(hub.pool, REQUESTER)
     assert [r["state"] for r in listed] == ["granted"]
 
 
@@ -68,13 +69,14 @@ async def test_an_unconditional_request_is_granted_at_once_and_keeps_its_purpose
 
 async def test_a_not_shared_resource_opens_a_coordination_case_instead_of_a_request(
     directory: Directory,
+    hub: Hub,
 ) -> None:
     await directory.publish(PROVIDER, entry_file(sharing=sharing("not_shared")))
     result = await directory.request(REQUESTER, "101001-000017", "案件协查")
     assert result["kind"] == "coordination"
     assert result["operator"] == "pref.egov"
-    assert await directory.hub.pool.fetchval("SELECT count(*) FROM directory_requests") == 0
-    case = await directory.hub.pool.fetchrow("SELECT * FROM directory_cases")
+    assert await hub.pool.fetchval("SELECT count(*) FROM directory_requests") == 0
+    case = await hub.pool.fetchrow("SELECT * FROM directory_cases")
     assert case["requester"] == REQUESTER and case["operator"] == "pref.egov"
 
 
@@ -91,19 +93,21 @@ async def test_a_denial_needs_a_reason_and_is_final(directory: Directory) -> Non
 
 async def test_a_grant_by_a_participant_that_is_not_the_provider_is_refused_before_signing(
     directory: Directory,
+    hub: Hub,
 ) -> None:
     await directory.publish(PROVIDER, entry_file())
     req = await directory.request(REQUESTER, "101001-000017", "核查")
-    before = await directory.hub.pool.fetchval("SELECT last_seq FROM directory_state")
+    before = await hub.pool.fetchval("SELECT last_seq FROM directory_state")
     with pytest.raises(NotProvider, match="only akto.stats"):
         await directory.grant("akto.finance", req["request_id"])
     await directory.catch_up()
-    assert await directory.hub.pool.fetchval("SELECT last_seq FROM directory_state") == before
-    assert (await get_request(directory.hub.pool, req["request_id"]))["state"] == "pending"
+    assert await hub.pool.fetchval("SELECT last_seq FROM directory_state") == before
+    assert (await get_request(hub.pool, req["request_id"]))["state"] == "pending"
 
 
 async def test_a_signed_grant_from_someone_else_that_reaches_the_bus_is_quarantined(
     directory: Directory,
+    hub: Hub,
 ) -> None:
     await directory.publish(PROVIDER, entry_file())
     req = await directory.request(REQUESTER, "101001-000017", "核查")
@@ -115,28 +119,31 @@ async def test_a_signed_grant_from_someone_else_that_reaches_the_bus_is_quaranti
         "fields": [],
         "valid_until": None,
     }
-    env, _ = await directory.hub.publish(
+    env, _ = await hub.publish(
         "akto.finance",
         "gov.directory.v1.AccessGranted",
         forged,
         subject=dir_subject("akto.finance", Kind.GRANT, req["request_id"]),
     )
     await directory.catch_up()
-    outcome = await event_outcome(directory.hub, env.event_id)
+    outcome = await event_outcome(hub.pool, env.event_id)
     assert outcome is not None and outcome[:2] == ("refused", Reason.NOT_PROVIDER)
-    assert (await get_request(directory.hub.pool, req["request_id"]))["state"] == "pending"
+    assert (await get_request(hub.pool, req["request_id"]))["state"] == "pending"
 
 
-async def test_a_duplicate_code_from_another_provider_is_refused(directory: Directory) -> None:
+async def test_a_duplicate_code_from_another_provider_is_refused(
+    directory: Directory, hub: Hub
+) -> None:
     await directory.publish(PROVIDER, entry_file())
     with pytest.raises(DirectoryError, match="already used by akto.stats"):
         await directory.publish("artux.stats", entry_file(provider="artux.stats"))
-    entry, _, _ = await load_entry(directory.hub.pool, "101001-000017")
+    entry, _, _ = await load_entry(hub.pool, "101001-000017")
     assert entry.provider == PROVIDER
 
 
 async def test_an_entry_missing_a_mandatory_field_names_it_and_publishes_nothing(
     directory: Directory,
+    hub: Hub,
 ) -> None:
     data = entry_file()
     del data["title"]
@@ -144,7 +151,7 @@ async def test_an_entry_missing_a_mandatory_field_names_it_and_publishes_nothing
         await directory.publish(PROVIDER, data)
     assert ("title", "is required") in caught.value.problems
     await directory.catch_up()
-    assert await directory.hub.pool.fetchval("SELECT count(*) FROM directory_events") == 0
+    assert await hub.pool.fetchval("SELECT count(*) FROM directory_events") == 0
 
 
 async def test_an_entry_with_an_unknown_schema_names_the_schema_field(
@@ -156,35 +163,37 @@ async def test_an_entry_with_an_unknown_schema_names_the_schema_field(
 
 async def test_a_withdrawn_resource_cannot_be_requested_and_its_grants_end(
     directory: Directory,
+    hub: Hub,
 ) -> None:
     await directory.publish(PROVIDER, entry_file(sharing=sharing("unconditional")))
     req = await directory.request(REQUESTER, "101001-000017", "统计")
     await directory.withdraw(PROVIDER, "101001-000017", "口径调整")
     with pytest.raises(ResourceClosed, match="withdrawn"):
         await directory.request("akto.health", "101001-000017", "统计")
-    assert (await get_request(directory.hub.pool, req["request_id"]))["state"] == "revoked"
+    assert (await get_request(hub.pool, req["request_id"]))["state"] == "revoked"
 
 
-async def test_an_update_raises_the_version_and_keeps_every_version(directory: Directory) -> None:
+async def test_an_update_raises_the_version_and_keeps_every_version(
+    directory: Directory, hub: Hub
+) -> None:
     await directory.publish(PROVIDER, entry_file())
     updated = await directory.publish(
         PROVIDER, entry_file(title="阿克陶县常住人口月报"), update=True
     )
     assert updated["version"] == 2
-    versions = await directory.hub.pool.fetch(
-        "SELECT version, kind FROM directory_versions ORDER BY version"
-    )
+    versions = await hub.pool.fetch("SELECT version, kind FROM directory_versions ORDER BY version")
     assert [(v["version"], v["kind"]) for v in versions] == [(1, "published"), (2, "updated")]
 
 
 async def test_a_request_from_an_offline_county_waits_in_the_stream_and_arrives_whole(
     directory: Directory,
+    hub: Hub,
 ) -> None:
     await directory.publish(PROVIDER, entry_file())
     # The requester's county is cut off: its signed request sits in the stream, nothing has
     # materialized it, so the provider cannot answer it yet and nothing is half there.
     request_id = new_id()
-    await directory.hub.publish(
+    await hub.publish(
         REQUESTER,
         REQUEST_SCHEMA,
         {
@@ -203,7 +212,7 @@ async def test_a_request_from_an_offline_county_waits_in_the_stream_and_arrives_
         await directory.grant(PROVIDER, request_id)
     assert "uplink returns" in caught.value.diagnostics()
     await directory.catch_up()  # the uplink is back: the request arrives, pending
-    assert (await get_request(directory.hub.pool, request_id))["state"] == "pending"
+    assert (await get_request(hub.pool, request_id))["state"] == "pending"
     granted = await directory.grant(PROVIDER, request_id)
     assert granted["state"] == "granted"
 
@@ -213,7 +222,9 @@ async def test_overdue_requests_are_reminded_then_escalated_to_the_operator_once
 ) -> None:
     await register_population_schema(hub)
     policy = DeadlinePolicy(WorkCalendar(), working_days=10, reminder_days=2)
-    directory = Directory(hub, policy=policy)
+    directory = Directory(
+        hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer, policy=policy
+    )
     await directory.publish(PROVIDER, entry_file())
     req = await directory.request(REQUESTER, "101001-000017", "核查")
     deadline = req["deadline"]
@@ -230,8 +241,9 @@ async def test_overdue_requests_are_reminded_then_escalated_to_the_operator_once
 
 async def test_two_providers_racing_for_one_code_leave_it_with_the_first_and_quarantine_the_second(
     directory: Directory,
+    hub: Hub,
 ) -> None:
-    hub = directory.hub
+    hub = hub
     await directory.publish(PROVIDER, entry_file(), settle=False)
     # artux.stats signed its entry before akto.stats's reached the directory: both are on
     # the bus, the stream's order decides, and the loser is refused with a typed reason.
@@ -243,7 +255,7 @@ async def test_two_providers_racing_for_one_code_leave_it_with_the_first_and_qua
         subject=dir_subject("artux.stats", Kind.PUBLISHED, late.code),
     )
     await directory.catch_up()
-    outcome = await event_outcome(hub, env.event_id)
+    outcome = await event_outcome(hub.pool, env.event_id)
     assert outcome is not None and outcome[:2] == ("refused", Reason.DUPLICATE_CODE)
     entry, _, _ = await load_entry(hub.pool, "101001-000017")
     assert entry.provider == PROVIDER
@@ -254,9 +266,9 @@ async def test_two_providers_racing_for_one_code_leave_it_with_the_first_and_qua
 
 
 async def test_events_published_before_a_nats_crash_are_materialized_after_it_restarts(
-    directory: Directory, nats_server: NatsServer
+    directory: Directory, nats_server: NatsServer, hub: Hub
 ) -> None:
-    hub = directory.hub
+    hub = hub
     await directory.publish(PROVIDER, entry_file(), settle=False)
     nats_server.kill()
     nats_server.start()
@@ -275,7 +287,11 @@ async def test_events_a_killed_directory_writer_had_fetched_are_applied_in_order
     first = await directory.publish(PROVIDER, entries[0], settle=False)
     # A writer fetches the first event and is killed before it applies or acks it: JetStream
     # holds it for the ack wait while the next writer reads the events published after it.
-    held = await Materializer(hub).consumer().fetch(10, timeout=5.0)
+    held = (
+        await Materializer(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus)
+        .consumer()
+        .fetch(10, timeout=5.0)
+    )
     assert [d.envelope.event_id for d in held] == [first["event_id"]]
     for data in entries[1:]:
         await directory.publish(PROVIDER, data, settle=False)

@@ -135,7 +135,7 @@ async def test_enrolled_participants_hold_attested_keys_that_rotate_with_their_s
     for key in before.encryption_keys:
         crypto.check_attestation(before, key)
     old_wraps = crypto.seal_for([before], b"before rotation", context=b"d")
-    rotated = await hub.enrollment().rotate("akto.office")
+    rotated = await hub.enrollment.rotate("akto.office")
     assert all(
         k.not_after is not None for k in rotated.encryption_keys if k in before.encryption_keys
     )

@@ -38,7 +38,7 @@ async def send(
 ) -> str:
     path = tmp_path / f"{sender}-{os.urandom(4).hex()}.txt"
     path.write_bytes("关于开展冬季安全生产大检查的通知\n".encode() + os.urandom(3000))
-    result = await Sender(hub).send(
+    result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
         SendRequest(
             sender=sender,
             recipients=to,
@@ -48,18 +48,20 @@ async def send(
             deadline=deadline,
         )
     )
-    await ExchangeTracker(hub).catch_up()
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
     return result.doc_id
 
 
 async def fetch(hub: Hub, tmp_path: Path, doc_id: str, recipient: str) -> None:
-    doc = await verified_document(hub, doc_id)
-    await Fetcher(hub).fetch(doc, recipient, tmp_path / f"in-{recipient}-{doc_id}")
+    doc = await verified_document(hub.pool, hub.trust, doc_id)
+    await Fetcher(hub.trust, hub.bus, hub.signer).fetch(
+        doc, recipient, tmp_path / f"in-{recipient}-{doc_id}"
+    )
 
 
 async def states(hub: Hub, doc_id: str) -> dict[str, str]:
-    await ExchangeTracker(hub).catch_up()
-    status = await document_status(hub, doc_id)
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
+    status = await document_status(hub.pool, hub.trust, doc_id)
     return {r["recipient"]: r["state"] for r in status["recipients"]}
 
 
@@ -96,14 +98,22 @@ async def test_states_follow_signed_receipts_from_sent_to_accepted_and_rejected(
         "akqi.office": "delivered",
         "wuqia.office": "sent",
     }
-    await receipts.answer(hub, doc_id, "akto.office", accept=True)
-    await receipts.answer(hub, doc_id, "akqi.office", accept=False, reason="缺少附件，请补充后重发")
+    await receipts.answer(hub.pool, hub.trust, hub.signer, doc_id, "akto.office", accept=True)
+    await receipts.answer(
+        hub.pool,
+        hub.trust,
+        hub.signer,
+        doc_id,
+        "akqi.office",
+        accept=False,
+        reason="缺少附件，请补充后重发",
+    )
     assert await states(hub, doc_id) == {
         "akto.office": "accepted",
         "akqi.office": "rejected",
         "wuqia.office": "sent",
     }
-    status = await document_status(hub, doc_id)
+    status = await document_status(hub.pool, hub.trust, doc_id)
     akqi = next(r for r in status["recipients"] if r["recipient"] == "akqi.office")
     assert akqi["reason"] == "缺少附件，请补充后重发"
     kinds = [r["kind"] for r in akqi["receipts"]]
@@ -128,16 +138,23 @@ async def test_a_rejection_needs_a_reason_and_an_answer_needs_a_delivery_first(
 ) -> None:
     doc_id = await send(hub, tmp_path)
     with pytest.raises(DocumentClosed, match="fetch it first"):
-        await receipts.answer(hub, doc_id, "akto.office", accept=True)
+        await receipts.answer(hub.pool, hub.trust, hub.signer, doc_id, "akto.office", accept=True)
     await fetch(hub, tmp_path, doc_id, "akto.office")
-    await ExchangeTracker(hub).catch_up()
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
     with pytest.raises(InputError, match="needs a reason"):
-        await receipts.answer(hub, doc_id, "akto.office", accept=False, reason="  ")
+        await receipts.answer(
+            hub.pool, hub.trust, hub.signer, doc_id, "akto.office", accept=False, reason="  "
+        )
     with pytest.raises(NotRecipient, match="pref.finance is not a recipient"):
-        await receipts.answer(hub, doc_id, "pref.finance", accept=True)
+        await receipts.answer(hub.pool, hub.trust, hub.signer, doc_id, "pref.finance", accept=True)
     with pytest.raises(UnknownDocument, match="no document 01234567-89ab"):
         await receipts.answer(
-            hub, "01234567-89ab-7def-8123-456789abcdef", "akto.office", accept=True
+            hub.pool,
+            hub.trust,
+            hub.signer,
+            "01234567-89ab-7def-8123-456789abcdef",
+            "akto.office",
+            accept=True,
         )
 
 
@@ -170,7 +187,7 @@ async def test_receipts_that_do_not_fit_their_document_are_quarantined_with_a_re
     # (its manifest may be held by a tracker that died); a short one keeps this test quick.
     monkeypatch.setattr(tracker_module, "ACK_WAIT_S", 2.0)
     doc_id = await send(hub, tmp_path)
-    status = await document_status(hub, doc_id)
+    status = await document_status(hub.pool, hub.trust, doc_id)
     digest = bytes.fromhex(status["sha256"])
     manifest_id = status["manifest_event_id"]
     unknown = "01234567-89ab-7def-8123-456789abcdef"
@@ -180,7 +197,7 @@ async def test_receipts_that_do_not_fit_their_document_are_quarantined_with_a_re
         _forged_receipt(hub, unknown, "akto.office", manifest_id, digest),  # unknown document
     ]
     await hub.publisher.publish_many(bad)
-    tracker = ExchangeTracker(hub)
+    tracker = ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer)
     found: dict[str, str] = {}
 
     async def all_quarantined() -> bool:
@@ -204,12 +221,14 @@ async def test_a_recall_withdraws_the_document_from_recipients_that_have_not_acc
     doc_id = await send(hub, tmp_path)
     await fetch(hub, tmp_path, doc_id, "akto.office")
     await fetch(hub, tmp_path, doc_id, "akqi.office")
-    await ExchangeTracker(hub).catch_up()
-    await receipts.answer(hub, doc_id, "akto.office", accept=True)
-    await ExchangeTracker(hub).catch_up()
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
+    await receipts.answer(hub.pool, hub.trust, hub.signer, doc_id, "akto.office", accept=True)
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
     with pytest.raises(NotRecipient, match="only its sender pref.office may recall"):
-        await receipts.recall(hub, doc_id, "akto.office", "no")
-    _, withdrawn = await receipts.recall(hub, doc_id, "pref.office", "文号有误，撤回重发")
+        await receipts.recall(hub.pool, hub.trust, hub.signer, doc_id, "akto.office", "no")
+    _, withdrawn = await receipts.recall(
+        hub.pool, hub.trust, hub.signer, doc_id, "pref.office", "文号有误，撤回重发"
+    )
     assert withdrawn == ["akqi.office", "wuqia.office"]
     assert await states(hub, doc_id) == {
         "akto.office": "accepted",
@@ -219,7 +238,7 @@ async def test_a_recall_withdraws_the_document_from_recipients_that_have_not_acc
     with pytest.raises(DocumentClosed, match="was recalled"):
         await fetch(hub, tmp_path, doc_id, "wuqia.office")
     with pytest.raises(DocumentClosed, match="already recalled"):
-        await receipts.answer(hub, doc_id, "akqi.office", accept=True)
+        await receipts.answer(hub.pool, hub.trust, hub.signer, doc_id, "akqi.office", accept=True)
 
 
 async def test_deadlines_remind_then_expire_on_the_senders_clock_and_late_answers_stay_late(
@@ -229,33 +248,40 @@ async def test_deadlines_remind_then_expire_on_the_senders_clock_and_late_answer
     deadline = datetime.now(UTC) + timedelta(seconds=10)
     doc_id = await send(hub, tmp_path, to=("akto.office", "akqi.office"), deadline=deadline)
     await fetch(hub, tmp_path, doc_id, "akto.office")
-    await ExchangeTracker(hub).catch_up()
-    await receipts.answer(hub, doc_id, "akto.office", accept=True)
-    tracker = ExchangeTracker(hub)
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
+    await receipts.answer(hub.pool, hub.trust, hub.signer, doc_id, "akto.office", accept=True)
+    tracker = ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer)
     await tracker.catch_up(fire_timers=False)
     # The sender's clock, half a second before the deadline: only the reminder is due.
     assert await tracker.fire_due(now=deadline - timedelta(seconds=0.5)) == 1
     await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.2)
     assert await states(hub, doc_id) == {"akto.office": "accepted", "akqi.office": "expired"}
-    status = await document_status(hub, doc_id)
+    status = await document_status(hub.pool, hub.trust, doc_id)
     notices = [(n["kind"], n.get("recipients")) for n in status["notices"]]
     assert notices == [("reminder", ["akqi.office"]), ("expired", ["akqi.office"])]
     assert status["deadline_clock"] == "sender"
     # The recipient comes back after the deadline: delivery is still recorded as evidence,
     # and its acceptance is kept but late; the state stays expired.
     await fetch(hub, tmp_path, doc_id, "akqi.office")
-    await ExchangeTracker(hub).catch_up()
-    _, late = await receipts.answer(hub, doc_id, "akqi.office", accept=True)
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
+    _, late = await receipts.answer(
+        hub.pool, hub.trust, hub.signer, doc_id, "akqi.office", accept=True
+    )
     assert late
     assert await states(hub, doc_id) == {"akto.office": "accepted", "akqi.office": "expired"}
-    status = await document_status(hub, doc_id)
+    status = await document_status(hub.pool, hub.trust, doc_id)
     akqi = next(r for r in status["recipients"] if r["recipient"] == "akqi.office")
     assert [(r["kind"], r["outcome"]) for r in akqi["receipts"]] == [
         ("delivered", "recorded"),
         ("accepted", "late"),
     ]
     # Every timer is spent: nothing fires again, however late it gets.
-    assert await ExchangeTracker(hub).fire_due(now=deadline + timedelta(days=30)) == 0
+    assert (
+        await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).fire_due(
+            now=deadline + timedelta(days=30)
+        )
+        == 0
+    )
 
 
 async def test_an_offline_recipient_gets_its_documents_when_its_agent_comes_back(
@@ -264,23 +290,32 @@ async def test_an_offline_recipient_gets_its_documents_when_its_agent_comes_back
     first = await send(hub, tmp_path, to=("akto.office",))
     second = await send(hub, tmp_path, sender="xj.office", to=("akto.office", "pref.office"))
     assert await states(hub, first) == {"akto.office": "sent"}
-    delivered = await RecipientAgent(hub, ["akto.office"]).deliver_pending()
+    delivered = await RecipientAgent(
+        hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, ["akto.office"]
+    ).deliver_pending()
     assert sorted(d.doc_id for d in delivered) == sorted([first, second])
     assert all(d.path.exists() for d in delivered)
     assert await states(hub, first) == {"akto.office": "delivered"}
     assert (await states(hub, second))["akto.office"] == "delivered"
     # A second run finds nothing new and signs no second receipt.
-    assert await RecipientAgent(hub, ["akto.office"]).deliver_pending() == []
+    assert (
+        await RecipientAgent(
+            hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, ["akto.office"]
+        ).deliver_pending()
+        == []
+    )
 
 
 async def test_the_tracker_and_the_agent_run_as_services(hub: Hub, tmp_path: Path) -> None:
-    tracker = ExchangeTracker(hub)
-    agent = RecipientAgent(hub, ["akqi.office", "wuqia.office"])
+    tracker = ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer)
+    agent = RecipientAgent(
+        hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, ["akqi.office", "wuqia.office"]
+    )
     tasks = [asyncio.create_task(tracker.run()), asyncio.create_task(agent.run())]
     try:
         path = tmp_path / "plan.txt"
         path.write_text("2027年工作计划")
-        result = await Sender(hub).send(
+        result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
             SendRequest(
                 sender="pref.office",
                 recipients=("akqi.office", "wuqia.office"),
@@ -308,15 +343,15 @@ async def test_the_ledger_shows_the_prefecture_every_unit_and_a_county_its_own(
     down = await send(hub, tmp_path, to=("akto.office", "artux.office"))
     across = await send(hub, tmp_path, sender="akqi.office", to=("wuqia.office",))
     up = await send(hub, tmp_path, sender="akto.office", to=("pref.office",))
-    await ExchangeTracker(hub).catch_up()
-    pref = await ledger(hub, "pref.office")
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
+    pref = await ledger(hub.pool, hub.trust, "pref.office")
     assert pref["scope"] == "all"
     directions = {e["doc_id"]: e["direction"] for e in pref["entries"]}
     assert directions == {down: "out", across: "register", up: "in"}
-    akto = await ledger(hub, "akto.office")
+    akto = await ledger(hub.pool, hub.trust, "akto.office")
     assert akto["scope"] == "unit"
     assert {e["doc_id"]: e["direction"] for e in akto["entries"]} == {down: "in", up: "out"}
-    finance = await ledger(hub, "akto.finance")
+    finance = await ledger(hub.pool, hub.trust, "akto.finance")
     assert finance["scope"] == "own" and finance["entries"] == []
 
 
@@ -327,21 +362,27 @@ async def test_a_receipt_is_applied_when_its_manifest_was_held_by_a_tracker_that
     # receipt arriving at another tracker meanwhile must wait for that manifest, not be
     # quarantined as unknown_document after a few quick retries.
     monkeypatch.setattr(tracker_module, "ACK_WAIT_S", 4.0)
-    await ExchangeTracker(hub).catch_up()  # the durable consumer, with that ack wait
+    await ExchangeTracker(
+        hub.pool, hub.trust, hub.bus, hub.signer
+    ).catch_up()  # the durable consumer, with that ack wait
     path = tmp_path / "通知.txt"
     path.write_bytes(os.urandom(3000))
-    sent = await Sender(hub).send(SendRequest("pref.office", ("akto.office",), path, "通知"))
+    sent = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
+        SendRequest("pref.office", ("akto.office",), path, "通知")
+    )
     dying = hub.consumer(HUB_STREAM, tracker_module.DURABLE, ["doc.>"], backoff=())
     held = await dying.fetch(16, timeout=5.0)  # and then the process dies: no ack, no nak
     assert [d.envelope.event_id for d in held] == [sent.manifest_event_id]
-    delivered = await RecipientAgent(hub, ["akto.office"]).deliver_pending()
+    delivered = await RecipientAgent(
+        hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, ["akto.office"]
+    ).deliver_pending()
     assert [d.doc_id for d in delivered] == [sent.doc_id]
-    survivor = ExchangeTracker(hub)
+    survivor = ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer)
 
     async def applied() -> bool:
         await survivor.catch_up()
         try:
-            status = await document_status(hub, sent.doc_id)
+            status = await document_status(hub.pool, hub.trust, sent.doc_id)
         except UnknownDocument:
             return False  # the manifest is still held by the dead tracker
         return bool(status["recipients"][0]["state"] == "delivered")

@@ -49,8 +49,8 @@ def request(path: Path, *, to: tuple[str, ...] = ("akto.office",), **extra: obje
 
 
 async def announce(hub: Hub, req: SendRequest) -> str:
-    result = await Sender(hub).send(req)
-    await ExchangeTracker(hub).catch_up()
+    result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(req)
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
     return result.doc_id
 
 
@@ -58,13 +58,13 @@ async def test_a_multi_chunk_document_arrives_byte_for_byte_with_a_verified_dige
     hub: Hub, tmp_path: Path
 ) -> None:
     source = make_file(tmp_path, 5 * CHUNK + 123)
-    result = await Sender(hub).send(request(source))
+    result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(request(source))
     assert result.chunk_count == 6 and result.chunks_sent == 6
     assert result.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
-    await ExchangeTracker(hub).catch_up()
-    doc = await verified_document(hub, result.doc_id)
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
+    doc = await verified_document(hub.pool, hub.trust, result.doc_id)
     out = tmp_path / "received.pdf"
-    fetched = await Fetcher(hub).fetch(doc, "akto.office", out)
+    fetched = await Fetcher(hub.trust, hub.bus, hub.signer).fetch(doc, "akto.office", out)
     assert out.read_bytes() == source.read_bytes()
     assert fetched.receipt_event_id is not None
     assert not part_path(out, result.doc_id).exists()
@@ -80,17 +80,19 @@ async def test_a_confidential_document_is_ciphertext_in_the_store_and_opens_only
             source, to=("akto.office", "akqi.office"), classification=Classification.CONFIDENTIAL
         ),
     )
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(hub.pool, hub.trust, doc_id)
     stored = await hub.nc.jetstream().get_msg(
         doc.manifest.store.stream, subject=chunk_subject(doc.manifest.store, 0), direct=True
     )
     assert stored.data != source.read_bytes()[:CHUNK]
     for recipient in ("akto.office", "akqi.office"):
         out = tmp_path / f"{recipient}.pdf"
-        await Fetcher(hub).fetch(doc, recipient, out)
+        await Fetcher(hub.trust, hub.bus, hub.signer).fetch(doc, recipient, out)
         assert out.read_bytes() == source.read_bytes()
     with pytest.raises(NotRecipient, match="pref.finance is not a recipient"):
-        await Fetcher(hub).fetch(doc, "pref.finance", tmp_path / "nosy.pdf")
+        await Fetcher(hub.trust, hub.bus, hub.signer).fetch(
+            doc, "pref.finance", tmp_path / "nosy.pdf"
+        )
     assert not (tmp_path / "nosy.pdf").exists()
 
 
@@ -110,8 +112,10 @@ async def test_a_file_that_changes_while_being_sent_fails_cleanly_and_announces_
                 handle.write(b"an edit while the upload runs")
 
     with pytest.raises(FileChanged, match="changed while it was being sent.*nothing was announced"):
-        await Sender(hub, on_progress=grow).send(request(source))
-    assert await ExchangeTracker(hub).catch_up() == 0
+        await Sender(hub.settings, hub.trust, hub.bus, hub.signer, on_progress=grow).send(
+            request(source)
+        )
+    assert await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up() == 0
     assert await hub.pool.fetchval("SELECT count(*) FROM doc_documents") == 0
     info = await hub.nc.jetstream().stream_info("DOCS_PREF")
     assert info.state.messages == 0  # the orphan chunks were withdrawn
@@ -122,12 +126,12 @@ async def test_a_chunk_altered_in_the_store_is_refused_and_nothing_is_left_at_th
 ) -> None:
     source = make_file(tmp_path, 4 * CHUNK)
     doc_id = await announce(hub, request(source))
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(hub.pool, hub.trust, doc_id)
     # What a compromised relay or operator could do: put other bytes on a chunk's subject.
     await hub.nc.jetstream().publish(chunk_subject(doc.manifest.store, 2), os.urandom(CHUNK))
     out = tmp_path / "received.pdf"
     with pytest.raises(ContentCorrupted, match="chunk 2 .* does not match its signed digest"):
-        await Fetcher(hub).fetch(doc, "akto.office", out)
+        await Fetcher(hub.trust, hub.bus, hub.signer).fetch(doc, "akto.office", out)
     assert not out.exists()
     assert not part_path(out, doc_id).exists()
 
@@ -136,9 +140,9 @@ async def test_a_participant_that_is_not_a_recipient_is_refused_a_plain_document
     hub: Hub, tmp_path: Path
 ) -> None:
     doc_id = await announce(hub, request(make_file(tmp_path, 1000)))
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(hub.pool, hub.trust, doc_id)
     with pytest.raises(NotRecipient, match="only its 1 recipient"):
-        await Fetcher(hub).fetch(doc, "wuqia.office", tmp_path / "x")
+        await Fetcher(hub.trust, hub.bus, hub.signer).fetch(doc, "wuqia.office", tmp_path / "x")
 
 
 async def test_unknown_and_revoked_recipients_are_refused_before_anything_is_stored(
@@ -146,15 +150,21 @@ async def test_unknown_and_revoked_recipients_are_refused_before_anything_is_sto
 ) -> None:
     source = make_file(tmp_path, 1000)
     with pytest.raises(RegistryError, match="recipient akto.nobody does not exist"):
-        await Sender(hub).send(request(source, to=("akto.office", "akto.nobody")))
-    await hub.enrollment().revoke("akqi.office")
+        await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
+            request(source, to=("akto.office", "akto.nobody"))
+        )
+    await hub.enrollment.revoke("akqi.office")
     await _wait_for(lambda: hub.participants.get("akqi.office").status == "revoked")  # type: ignore[union-attr]
     with pytest.raises(RegistryError, match="recipient akqi.office is revoked"):
-        await Sender(hub).send(request(source, to=("akqi.office",)))
+        await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
+            request(source, to=("akqi.office",))
+        )
     with pytest.raises(InputError, match="deadline must be in the future"):
         from datetime import UTC, datetime
 
-        await Sender(hub).send(request(source, deadline=datetime(2020, 1, 1, tzinfo=UTC)))
+        await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
+            request(source, deadline=datetime(2020, 1, 1, tzinfo=UTC))
+        )
 
 
 async def _wait_for(condition: object, timeout: float = 20.0) -> None:
@@ -176,14 +186,18 @@ async def test_an_upload_survives_a_nats_crash_and_stores_every_chunk_once(
             nats_server.kill()
             restarted.append(asyncio.create_task(asyncio.to_thread(nats_server.start)))
 
-    result = await Sender(hub, on_progress=crash).send(request(source))
+    result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer, on_progress=crash).send(
+        request(source)
+    )
     await asyncio.gather(*restarted)
     assert result.chunk_count == 40
     prefix = f"dstore.docs_pref.office.{result.doc_id}"
     assert await _stored_messages(hub, f"{prefix}.c", "DOCS_PREF") == 40
-    await ExchangeTracker(hub).catch_up()
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
     out = tmp_path / "received.pdf"
-    await Fetcher(hub).fetch(await verified_document(hub, result.doc_id), "akto.office", out)
+    await Fetcher(hub.trust, hub.bus, hub.signer).fetch(
+        await verified_document(hub.pool, hub.trust, result.doc_id), "akto.office", out
+    )
     assert out.read_bytes() == source.read_bytes()
 
 
@@ -203,21 +217,31 @@ async def test_running_an_interrupted_send_again_sends_only_the_missing_chunks(
             stopped.append(True)
 
     with pytest.raises(PublishTimeout):
-        await Sender(hub, window=4, publisher=impatient, on_progress=cut).send(request(source))
+        await Sender(
+            hub.settings,
+            hub.trust,
+            hub.bus,
+            hub.signer,
+            window=4,
+            publisher=impatient,
+            on_progress=cut,
+        ).send(request(source))
     await impatient.close()
     await asyncio.to_thread(nats_server.start)
     stored_before = (await hub.nc.jetstream().stream_info("DOCS_PREF")).state.messages
     assert stored_before > 0
-    result = await Sender(hub).send(request(source))
+    result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(request(source))
     assert result.resumed
     # The client may still flush chunks it buffered while disconnected, so a few more can be
     # stored by the time the resumed send lists them; none is sent twice or stored twice.
     assert result.chunks_reused >= stored_before
     assert result.chunks_sent == 30 - result.chunks_reused
     assert (await hub.nc.jetstream().stream_info("DOCS_PREF")).state.messages == 30
-    await ExchangeTracker(hub).catch_up()
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
     out = tmp_path / "received.pdf"
-    await Fetcher(hub).fetch(await verified_document(hub, result.doc_id), "akto.office", out)
+    await Fetcher(hub.trust, hub.bus, hub.signer).fetch(
+        await verified_document(hub.pool, hub.trust, result.doc_id), "akto.office", out
+    )
     assert out.read_bytes() == source.read_bytes()
 
 
@@ -226,7 +250,7 @@ async def test_a_download_survives_a_nats_crash(
 ) -> None:
     source = make_file(tmp_path, 30 * CHUNK)
     doc_id = await announce(hub, request(source))
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(hub.pool, hub.trust, doc_id)
     restarted: list[asyncio.Task[None]] = []
 
     def crash(stage: str, done: int, total: int) -> None:
@@ -235,7 +259,9 @@ async def test_a_download_survives_a_nats_crash(
             restarted.append(asyncio.create_task(asyncio.to_thread(nats_server.start)))
 
     out = tmp_path / "received.pdf"
-    await Fetcher(hub, window=4, on_progress=crash).fetch(doc, "akto.office", out)
+    await Fetcher(hub.trust, hub.bus, hub.signer, window=4, on_progress=crash).fetch(
+        doc, "akto.office", out
+    )
     await asyncio.gather(*restarted)
     assert out.read_bytes() == source.read_bytes()
 
@@ -245,7 +271,7 @@ async def test_an_interrupted_download_leaves_nothing_at_the_destination_and_res
 ) -> None:
     source = make_file(tmp_path, 30 * CHUNK, name="report.bin")
     doc_id = await announce(hub, request(source, classification=Classification.CONFIDENTIAL))
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(hub.pool, hub.trust, doc_id)
     stopped: list[bool] = []
 
     def cut(stage: str, done: int, total: int) -> None:
@@ -255,11 +281,13 @@ async def test_an_interrupted_download_leaves_nothing_at_the_destination_and_res
 
     out = tmp_path / "received.bin"
     with pytest.raises(TransferInterrupted, match="did not answer"):
-        await Fetcher(hub, window=2, stall_s=1.0, on_progress=cut).fetch(doc, "akto.office", out)
+        await Fetcher(hub.trust, hub.bus, hub.signer, window=2, stall_s=1.0, on_progress=cut).fetch(
+            doc, "akto.office", out
+        )
     assert not out.exists()
     assert part_path(out, doc_id).stat().st_size >= 9 * CHUNK
     await asyncio.to_thread(nats_server.start)
-    result = await Fetcher(hub).fetch(doc, "akto.office", out)
+    result = await Fetcher(hub.trust, hub.bus, hub.signer).fetch(doc, "akto.office", out)
     assert result.chunks_reused >= 9
     assert out.read_bytes() == source.read_bytes()
     assert not part_path(out, doc_id).exists()
@@ -281,7 +309,15 @@ async def test_a_file_changed_between_two_attempts_is_not_mixed_into_one_documen
             stopped.append(True)
 
     with pytest.raises(PublishTimeout):
-        await Sender(hub, window=4, publisher=impatient, on_progress=cut).send(request(source))
+        await Sender(
+            hub.settings,
+            hub.trust,
+            hub.bus,
+            hub.signer,
+            window=4,
+            publisher=impatient,
+            on_progress=cut,
+        ).send(request(source))
     await impatient.close()
     await asyncio.to_thread(nats_server.start)
     assert (await hub.nc.jetstream().stream_info("DOCS_PREF")).state.messages > 0
@@ -290,18 +326,22 @@ async def test_a_file_changed_between_two_attempts_is_not_mixed_into_one_documen
         handle.write(os.urandom(CHUNK))
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(FileChanged, match="changed since the interrupted send"):
-        await Sender(hub).send(request(source))
+        await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(request(source))
 
 
 async def test_documents_larger_than_the_inline_digest_list_keep_it_in_the_store(
     hub: Hub, tmp_path: Path
 ) -> None:
     source = make_file(tmp_path, 300 * 4096 + 7)
-    result = await Sender(hub).send(request(source, chunk_size=4096))
+    result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
+        request(source, chunk_size=4096)
+    )
     assert result.manifest.index_parts == 1 and result.manifest.chunk_digests == ()
-    await ExchangeTracker(hub).catch_up()
+    await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
     out = tmp_path / "received.pdf"
-    await Fetcher(hub).fetch(await verified_document(hub, result.doc_id), "akto.office", out)
+    await Fetcher(hub.trust, hub.bus, hub.signer).fetch(
+        await verified_document(hub.pool, hub.trust, result.doc_id), "akto.office", out
+    )
     assert out.read_bytes() == source.read_bytes()
 
 
@@ -309,7 +349,9 @@ async def test_an_empty_file_is_a_document_too(hub: Hub, tmp_path: Path) -> None
     source = make_file(tmp_path, 0)
     doc_id = await announce(hub, request(source))
     out = tmp_path / "received.pdf"
-    await Fetcher(hub).fetch(await verified_document(hub, doc_id), "akto.office", out)
+    await Fetcher(hub.trust, hub.bus, hub.signer).fetch(
+        await verified_document(hub.pool, hub.trust, doc_id), "akto.office", out
+    )
     assert out.read_bytes() == b""
 
 
@@ -321,11 +363,11 @@ async def test_the_post_quantum_hybrid_suite_seals_a_confidential_document(
         hub,
         request(source, classification=Classification.CONFIDENTIAL, suite="mlkem768-x25519"),
     )
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(hub.pool, hub.trust, doc_id)
     assert doc.manifest.encryption is not None
     assert doc.manifest.encryption.suite == "mlkem768-x25519"
     out = tmp_path / "received.pdf"
-    await Fetcher(hub).fetch(doc, "akto.office", out)
+    await Fetcher(hub.trust, hub.bus, hub.signer).fetch(doc, "akto.office", out)
     assert out.read_bytes() == source.read_bytes()
 
 
@@ -336,7 +378,7 @@ async def test_a_fetch_refuses_a_manifest_altered_after_signing(hub: Hub, tmp_pa
     from hub.exchange.model import Document
 
     doc_id = await announce(hub, request(make_file(tmp_path, 2 * CHUNK)))
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(hub.pool, hub.trust, doc_id)
     # Someone with write access to the tracker's table swaps the recipients in the manifest.
     record = doc.manifest.to_record()
     record["recipients"] = ["pref.finance"]
@@ -348,7 +390,7 @@ async def test_a_fetch_refuses_a_manifest_altered_after_signing(hub: Hub, tmp_pa
     )
     out = tmp_path / "received.pdf"
     with pytest.raises(ContentCorrupted, match="does not verify"):
-        await Fetcher(hub).fetch(forged, "pref.finance", out)
+        await Fetcher(hub.trust, hub.bus, hub.signer).fetch(forged, "pref.finance", out)
     assert not out.exists()
 
 
@@ -372,10 +414,12 @@ async def test_a_title_that_cannot_be_announced_stores_nothing_and_resumes_nothi
     source = make_file(tmp_path, 3 * CHUNK)
     undecodable = os.fsdecode(b"\xb9\xd8\xd3\xda")  # 关于 in GBK, read as if it were UTF-8
     with pytest.raises(InputError, match="^the title is not valid UTF-8 text"):
-        await Sender(hub).send(request(source, title=undecodable))
+        await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
+            request(source, title=undecodable)
+        )
     assert await _stored_chunks(hub) == 0
     assert _pending_sends(hub) == []
-    result = await Sender(hub).send(request(source))
+    result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(request(source))
     assert not result.resumed and result.chunks_sent == 3
 
 
@@ -392,15 +436,21 @@ async def test_an_interrupted_send_resumes_only_for_the_same_title_and_recipient
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        await Sender(hub, window=1, on_progress=cut).send(request(source))
+        await Sender(hub.settings, hub.trust, hub.bus, hub.signer, window=1, on_progress=cut).send(
+            request(source)
+        )
     (pending,) = _pending_sends(hub)
     interrupted_id = json.loads(pending.read_text())["doc_id"]
-    other_title = await Sender(hub).send(request(source, title="另一份通知"))
-    other_people = await Sender(hub).send(request(source, to=("akqi.office",)))
+    other_title = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
+        request(source, title="另一份通知")
+    )
+    other_people = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
+        request(source, to=("akqi.office",))
+    )
     for unrelated in (other_title, other_people):
         assert not unrelated.resumed and unrelated.chunks_reused == 0
         assert unrelated.doc_id != interrupted_id
-    again = await Sender(hub).send(request(source))
+    again = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(request(source))
     assert again.resumed and again.doc_id == interrupted_id and again.chunks_reused >= 2
     assert again.chunks_reused + again.chunks_sent == 6
     assert _pending_sends(hub) == []
@@ -413,7 +463,7 @@ async def test_a_file_name_that_is_not_utf8_is_refused_in_one_sentence(
     source = tmp_path / os.fsdecode(b"\xb9\xab\xce\xc4.txt")  # 公文.txt in GBK
     source.write_bytes(b"content")
     with pytest.raises(InputError) as refused:
-        await Sender(hub).send(request(source))
+        await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(request(source))
     message = str(refused.value)
     assert message.startswith("the file name") and "\\xb9\\xab\\xce\\xc4.txt" in message
     assert "rename" in message and "surrogate" not in message and "\udcb9" not in message
@@ -440,7 +490,7 @@ async def test_a_control_character_every_receiver_would_refuse_is_refused_before
     else:
         req = request(source, **{field: value})
     with pytest.raises(InputError) as refused:
-        await Sender(hub).send(req)
+        await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(req)
     assert str(refused.value).startswith(named) and "receivers refuse" in str(refused.value)
     assert await _stored_chunks(hub) == 0
     assert _pending_sends(hub) == []
@@ -457,11 +507,14 @@ async def test_two_fetches_into_one_destination_take_turns_and_both_succeed(
     # inbox file at once; sharing the part file, one failed on the rename the other had made
     # (and stopped the service), or found the mixed bytes "altered".
     source = make_file(tmp_path, 12 * CHUNK)
-    doc = await verified_document(hub, await announce(hub, request(source)))
+    doc = await verified_document(hub.pool, hub.trust, await announce(hub, request(source)))
     out = tmp_path / "inbox" / "通知.pdf"
     out.parent.mkdir()
     results = await asyncio.gather(
-        *(Fetcher(hub, window=2).fetch(doc, "akto.office", out) for _ in range(3))
+        *(
+            Fetcher(hub.trust, hub.bus, hub.signer, window=2).fetch(doc, "akto.office", out)
+            for _ in range(3)
+        )
     )
     assert all(r.path == out for r in results)
     assert out.read_bytes() == source.read_bytes()

@@ -55,18 +55,18 @@ async def _send(
     top: Topology, sender: str, to: tuple[str, ...], path: Path, **opts: object
 ) -> SendResult:
     request = SendRequest(sender=sender, recipients=to, path=path, title=path.name, **opts)  # type: ignore[arg-type]
-    return await Sender(top.hub).send(request)
+    return await Sender(top.hub.settings, top.hub.trust, top.hub.bus, top.hub.signer).send(request)
 
 
 async def _known(top: Topology, result: SendResult) -> Document:
     """The document once its manifest reached the hub and the tracker applied it."""
     assert await wait_at_hub(top.hub.nc, [(result.subject, result.manifest_event_id)], timeout=60)
     await _tracked(top)
-    return await verified_document(top.hub, result.doc_id)
+    return await verified_document(top.hub.pool, top.hub.trust, result.doc_id)
 
 
 async def _tracked(top: Topology) -> None:
-    tracker = ExchangeTracker(top.hub)
+    tracker = ExchangeTracker(top.hub.pool, top.hub.trust, top.hub.bus, top.hub.signer)
     try:
         await tracker.catch_up()
     finally:
@@ -77,7 +77,7 @@ async def _states(top: Topology, doc_id: str, events: list[tuple[str, str]]) -> 
     """Recipient states once the given receipts reached the hub."""
     assert await wait_at_hub(top.hub.nc, events, timeout=60), "receipts reach the hub"
     await _tracked(top)
-    status = await document_status(top.hub, doc_id)
+    status = await document_status(top.hub.pool, top.hub.trust, doc_id)
     return {r["recipient"]: r["state"] for r in status["recipients"]}
 
 
@@ -103,7 +103,7 @@ async def test_a_county_report_stays_in_its_county_and_other_units_read_the_hubs
     got = {}
     for reader in ("pref.office", "wuqia.office"):
         out = tmp_path / f"{reader}.bin"
-        result = await Fetcher(top.hub).fetch(doc, reader, out)
+        result = await Fetcher(top.hub.trust, top.hub.bus, top.hub.signer).fetch(doc, reader, out)
         got[reader] = result.receipt_event_id
         assert out.read_bytes() == path.read_bytes()
     # wuqia.office's receipt was acknowledged by its own county's stream, then sourced.
@@ -115,9 +115,17 @@ async def test_a_county_report_stays_in_its_county_and_other_units_read_the_hubs
         "wuqia.office": "delivered",
     }
 
-    accepted, _ = await receipts.answer(top.hub, sent.doc_id, "pref.office", accept=True)
+    accepted, _ = await receipts.answer(
+        top.hub.pool, top.hub.trust, top.hub.signer, sent.doc_id, "pref.office", accept=True
+    )
     rejected, _ = await receipts.answer(
-        top.hub, sent.doc_id, "wuqia.office", accept=False, reason="请补充附件"
+        top.hub.pool,
+        top.hub.trust,
+        top.hub.signer,
+        sent.doc_id,
+        "wuqia.office",
+        accept=False,
+        reason="请补充附件",
     )
     answers = [(e.subject, e.event_id) for e in (accepted, rejected)]
     assert await _states(top, sent.doc_id, answers) == {
@@ -138,10 +146,14 @@ async def test_the_region_sends_a_confidential_document_down_that_only_its_count
     assert (sent.manifest.store.domain, sent.manifest.store.stream) == ("pref", "DOCS_XJ")
     doc = await _known(top, sent)
     out = tmp_path / "akto.bin"
-    result = await Fetcher(top.hub).fetch(doc, "akto.office", out)
+    result = await Fetcher(top.hub.trust, top.hub.bus, top.hub.signer).fetch(
+        doc, "akto.office", out
+    )
     assert out.read_bytes() == path.read_bytes() and result.encryption_key_id
     with pytest.raises(NotRecipient):
-        await Fetcher(top.hub).fetch(doc, "akqi.office", tmp_path / "outsider.bin")
+        await Fetcher(top.hub.trust, top.hub.bus, top.hub.signer).fetch(
+            doc, "akqi.office", tmp_path / "outsider.bin"
+        )
     receipt = (doc_subject("akto.office", Kind.DELIVERED, sent.doc_id), result.receipt_event_id)
     assert await _states(top, sent.doc_id, [receipt]) == {"akto.office": "delivered"}  # type: ignore[list-item]
 
@@ -185,18 +197,27 @@ async def test_a_document_sent_to_a_cut_off_county_is_delivered_after_its_uplink
         # The recipient cannot reach the hub's store from its county: nothing is half-written.
         out = tmp_path / "early.bin"
         with pytest.raises(TransferInterrupted, match="try again later"):
-            await Fetcher(top.hub, stall_s=1.0).fetch(doc, "akqi.office", out)
+            await Fetcher(top.hub.trust, top.hub.bus, top.hub.signer, stall_s=1.0).fetch(
+                doc, "akqi.office", out
+            )
         leftovers = await asyncio.to_thread(lambda: [*tmp_path.glob("*early.bin*")])
         assert leftovers == []
         # The deadline runs on the sender's clock, at the hub, cut or not.
-        status = await document_status(top.hub, down.doc_id)
+        status = await document_status(top.hub.pool, top.hub.trust, down.doc_id)
         assert status["deadline_clock"] == "sender"
         assert status["recipients"][0]["state"] == "sent"
     finally:
         top.restore("akqi")
 
     await _known(top, up)
-    delivered = await RecipientAgent(top.hub, ["akqi.office", "pref.office"]).deliver_pending()
+    delivered = await RecipientAgent(
+        top.hub.pool,
+        top.hub.settings,
+        top.hub.trust,
+        top.hub.bus,
+        top.hub.signer,
+        ["akqi.office", "pref.office"],
+    ).deliver_pending()
     assert {(d.doc_id, d.recipient) for d in delivered} >= {
         (down.doc_id, "akqi.office"),
         (up.doc_id, "pref.office"),
@@ -236,7 +257,9 @@ async def test_a_county_sending_documents_across_an_uplink_cut_delivers_each_onc
     for result in sent:
         await _known(top, result)
 
-    agent = RecipientAgent(top.hub, ["pref.office"])
+    agent = RecipientAgent(
+        top.hub.pool, top.hub.settings, top.hub.trust, top.hub.bus, top.hub.signer, ["pref.office"]
+    )
     delivered = {d.doc_id: d for d in await agent.deliver_pending() if d.recipient == "pref.office"}
     ours = {s.doc_id: p for s, p in zip(sent, paths, strict=True)}
     assert set(ours) <= set(delivered), "every document reaches the prefecture"

@@ -77,7 +77,7 @@ async def test_a_revoked_participant_loses_access_without_a_server_restart(
     env = top.hub.seal("artux.market", NOTICE, {"title": "before", "body": "b"})
     assert (await link.publisher.publish(env)).stream == "GOV_ARTUX"
 
-    await top.hub.enrollment().revoke("artux.market")
+    await top.hub.enrollment.revoke("artux.market")
     assert "cty-artux" in await top.hub.federation.sync_permissions(top.hub.pool)  # type: ignore[union-attr]
 
     async def disconnected() -> bool:
@@ -98,7 +98,7 @@ async def test_the_serve_federation_service_reports_leafs_and_applies_a_revocati
     federation: Topology,
 ) -> None:
     top = federation
-    service = FederationService(top.hub)
+    service = FederationService(top.hub.pool, top.hub.bus)
     task = asyncio.create_task(service.run())
     try:
 
@@ -109,7 +109,7 @@ async def test_the_serve_federation_service_reports_leafs_and_applies_a_revocati
         link = await top.hub.link("wuqia.stats")
         assert link is not None
         # Revoked through the registry writer only: the service sees the registry change.
-        await top.hub.enrollment().revoke("wuqia.stats")
+        await top.hub.enrollment.revoke("wuqia.stats")
 
         async def dropped() -> bool:
             return not link.nc.is_connected

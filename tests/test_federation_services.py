@@ -45,7 +45,9 @@ async def federation(
         federated(tmp_path_factory.mktemp("services"), dsn) as topology,
     ):
         await register_population_schema(topology.hub)
-        topology.published = await Directory(topology.hub).publish(  # type: ignore[attr-defined]
+        hub = topology.hub
+        directory = Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer)
+        topology.published = await directory.publish(  # type: ignore[attr-defined]
             PROVIDER, entry_file()
         )
         yield topology
@@ -101,7 +103,15 @@ async def test_a_request_made_while_the_county_is_cut_off_is_queued_then_answere
     federation: Topology,
 ) -> None:
     top = federation
-    directory = Directory(top.hub, arrival_wait_s=1.0)
+    directory = Directory(
+        top.hub.pool,
+        top.hub.pg_dsn,
+        top.hub.settings,
+        top.hub.trust,
+        top.hub.bus,
+        top.hub.signer,
+        arrival_wait_s=1.0,
+    )
     top.cut("akqi")
     try:
         queued = await directory.request("akqi.civil", CODE, "低保对象核查")
@@ -113,20 +123,23 @@ async def test_a_request_made_while_the_county_is_cut_off_is_queued_then_answere
     await directory.catch_up()
     assert (await get_request(top.hub.pool, request_id))["state"] == "pending"
 
-    granted = await Directory(top.hub).grant(PROVIDER, request_id)
+    granted = await Directory(
+        top.hub.pool, top.hub.pg_dsn, top.hub.settings, top.hub.trust, top.hub.bus, top.hub.signer
+    ).grant(PROVIDER, request_id)
     assert granted["state"] == "granted" and granted["stream"] == "GOV_AKTO"
-    shared = await share(top.hub, PROVIDER, CODE, RECORDS)
+    shared = await share(top.hub.pool, top.hub.trust, top.hub.signer, PROVIDER, CODE, RECORDS)
     subject = share_subject(PROVIDER, CODE, "akqi.civil")
     arrivals = [(subject, e["event_id"]) for e in shared["events"][-1:]]
     assert await wait_at_hub(top.hub.nc, arrivals, timeout=60)
-    got = await receive(top.hub, "akqi.civil", CODE)
+    got = await receive(top.hub.pool, top.hub.bus, top.hub.signer, "akqi.civil", CODE)
     assert [r["data"]["township"] for r in got["records"]] == [r["township"] for r in RECORDS]
 
 
 async def test_an_adapter_publishes_as_its_department_through_its_own_county(
     federation: Topology,
 ) -> None:
-    sink = EventSink(federation.hub, "akto.civil")
+    hub = federation.hub
+    sink = EventSink(hub.trust, hub.bus, hub.signer, "akto.civil")
     await sink.start()
     try:
         [outcome] = await sink.send(

@@ -35,7 +35,7 @@ async def test_a_gm_confidential_document_opens_with_gmssl_and_with_the_hub(
     doc_id = await announce(
         hub, request(source, to=to, classification=Classification.CONFIDENTIAL, suite="sm2")
     )
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(hub.pool, hub.trust, doc_id)
     enc = doc.manifest.encryption
     assert enc is not None and (enc.suite, enc.cipher) == ("sm2", "SM4-GCM")
     store = doc.manifest.store
@@ -60,10 +60,12 @@ async def test_a_gm_confidential_document_opens_with_gmssl_and_with_the_hub(
             rebuilt += gmssl_sm4_gcm_open(k_enc, chunk[:12], chunk[12:], aad)
         assert rebuilt == plain
         out = tmp_path / f"{recipient}.bin"
-        await Fetcher(hub).fetch(doc, recipient, out)
+        await Fetcher(hub.trust, hub.bus, hub.signer).fetch(doc, recipient, out)
         assert out.read_bytes() == plain
     with pytest.raises(NotRecipient):
-        await Fetcher(hub).fetch(doc, "pref.finance", tmp_path / "nosy.bin")
+        await Fetcher(hub.trust, hub.bus, hub.signer).fetch(
+            doc, "pref.finance", tmp_path / "nosy.bin"
+        )
 
 
 def test_sm2_wraps_are_bound_to_their_document_and_refuse_tampering() -> None:

@@ -80,7 +80,7 @@ async def test_a_gm_receiver_refuses_an_intl_event_from_a_gm_participant(
     hub: Hub, hub_settings: Settings
 ) -> None:
     async with _receiver(hub_settings, suites.GM) as receiver:
-        rotated = await receiver.enrollment().rotate("artux.finance")  # migrates it to gm
+        rotated = await receiver.enrollment.rotate("artux.finance")  # migrates it to gm
         assert rotated.suite is suites.GM
         await hub.participants.wait_until(
             lambda cache: (p := cache.get("artux.finance")) is not None and p.suite is suites.GM
@@ -99,7 +99,7 @@ async def test_a_participant_migrated_to_gm_keeps_its_intl_history_and_signs_in_
     old = hub.keystore.current("akqi.civil")
     assert old.suite is suites.INTL
     async with _receiver(hub_settings, suites.GM) as receiver:
-        await receiver.enrollment().rotate("akqi.civil")
+        await receiver.enrollment.rotate("akqi.civil")
         await receiver.participants.wait_until(
             lambda cache: (p := cache.get("akqi.civil")) is not None and p.suite is suites.GM
         )

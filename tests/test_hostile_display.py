@@ -307,7 +307,7 @@ async def _dead_letters(w: World) -> None:
 async def _audited(w: World) -> None:
     """Everything above appended to the audit log and checkpointed."""
     async with open_hub(w.settings()) as hub:
-        await AuditLog(hub).catch_up()
+        await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up()
 
 
 # --- the commands ------------------------------------------------------------------------

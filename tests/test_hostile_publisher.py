@@ -163,7 +163,7 @@ async def test_nul_characters_in_subjects_and_headers_never_stop_the_audit_log(h
                       "ce-type": "x\x00", "ce-id": "nul-1", "Nats-Msg-Id": "nul-1"},
                       honest.body)  # fmt: skip
     await publish_unchecked(hub.nc, signed_nul_id, forged, honest)
-    await AuditLog(hub).catch_up(timeout=20)
+    await AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).catch_up(timeout=20)
     rows = await hub.pool.fetch("SELECT event_id, verdict, reason FROM audit_leaves")
     verdicts = {r["event_id"]: (r["verdict"], r["reason"]) for r in rows}
     assert verdicts[honest.event_id] == ("accepted", None)

@@ -141,7 +141,7 @@ async def test_hub_publish_with_a_key_whose_window_has_closed_is_refused_before_
 
 async def test_a_revoked_participants_batch_sender_is_refused_before_publishing(hub: Hub) -> None:
     key = hub.keystore.current("akqi.health")
-    await hub.enrollment().revoke("akqi.health")
+    await hub.enrollment.revoke("akqi.health")
     await hub.participants.wait_until(
         lambda cache: cache.get("akqi.health").status == "revoked"  # type: ignore[union-attr]
     )
@@ -220,7 +220,7 @@ async def test_a_message_larger_than_the_server_takes_is_a_typed_error_not_max_p
 async def test_an_adapter_sink_rejects_a_record_too_large_and_retries_one_its_key_cannot_sign(
     hub: Hub,
 ) -> None:
-    sink = EventSink(hub, "akto.civil")
+    sink = EventSink(hub.trust, hub.bus, hub.signer, "akto.civil")
     await sink.start()
     try:
         big = Record(key="big", kind=NOTICE, value={"title": "t", "body": "x" * 50_000})
@@ -287,7 +287,11 @@ async def test_a_dropped_file_too_large_for_an_event_goes_to_failed_with_the_rea
 
     letters = QuarantineDeadLetters(hub.publisher, adapter="notices", participant="akto.civil")
     pipeline = Pipeline(
-        "notices", source, EventSink(hub, "akto.civil"), notice, dead_letters=letters
+        "notices",
+        source,
+        EventSink(hub.trust, hub.bus, hub.signer, "akto.civil"),
+        notice,
+        dead_letters=letters,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(pipeline.run(stop))

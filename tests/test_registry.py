@@ -45,7 +45,7 @@ async def test_a_second_receivers_cache_follows_adds_rotations_and_revocations(h
     other = ParticipantCache()
     await other.watch(hub.nc.jetstream())
     try:
-        enrollment = hub.enrollment()
+        enrollment = hub.enrollment
         await enrollment.add([NewParticipant("akto.water", "阿克陶县水利局")])
         await other.wait_until(lambda c: c.get("akto.water") is not None)
         old = other.get("akto.civil")
@@ -78,7 +78,7 @@ async def test_after_rotation_old_events_still_verify_but_the_old_key_cannot_sig
         NOTICE,
         hub.schemas.by_name(NOTICE).encode({"title": "before", "body": "b"}),
     )
-    await hub.enrollment().rotate("artux.finance")
+    await hub.enrollment.rotate("artux.finance")
     await hub.participants.wait_until(lambda c: len(c.get("artux.finance").keys) == 2)  # type: ignore[union-attr]
     assert hub.verifier.verify(earlier).record["title"] == "before"
     late = seal(
@@ -96,7 +96,7 @@ async def test_after_rotation_old_events_still_verify_but_the_old_key_cannot_sig
 
 async def test_a_revoked_participant_is_refused_by_the_client_and_by_receivers(hub: Hub) -> None:
     key = hub.keystore.current("wuqia.market")
-    await hub.enrollment().revoke("wuqia.market")
+    await hub.enrollment.revoke("wuqia.market")
     await hub.participants.wait_until(lambda c: c.get("wuqia.market").status == "revoked")  # type: ignore[union-attr]
     with pytest.raises(RegistryError, match="revoked"):
         await hub.publish("wuqia.market", NOTICE, {"title": "t", "body": "b"})
@@ -113,7 +113,7 @@ async def test_a_revoked_participant_is_refused_by_the_client_and_by_receivers(h
 
 
 async def test_registry_mistakes_are_refused_with_one_sentence(hub: Hub) -> None:
-    enrollment = hub.enrollment()
+    enrollment = hub.enrollment
     with pytest.raises(RegistryError, match="already registered: akto.civil"):
         await enrollment.add([NewParticipant("akto.civil")])
     with pytest.raises(RegistryError, match="not a registered participant"):
@@ -128,7 +128,7 @@ async def test_registry_mistakes_are_refused_with_one_sentence(hub: Hub) -> None
 async def test_sync_rewrites_the_kv_copy_from_postgresql(hub: Hub) -> None:
     kv = await hub.nc.jetstream().key_value(PARTICIPANTS_BUCKET)
     await kv.delete("akto.stats")
-    assert await hub.enrollment().sync() == 56
+    assert await hub.enrollment.sync() == 56
     entry = await kv.get("akto.stats")
     assert json.loads(entry.value)["id"] == "akto.stats"
 

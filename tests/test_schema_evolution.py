@@ -20,7 +20,6 @@ from hub.envelope import seal
 from hub.errors import SchemaError, SchemaIncompatible
 from hub.runtime import Hub
 from hub.schema.compat import Mode, can_read
-from hub.schema.registry import SchemaRegistry
 from hub.topology import HUB_STREAM
 
 DEPT = "akto.civil"
@@ -164,7 +163,7 @@ async def read(hub: Hub, count: int) -> list[Delivery]:
 async def test_consumers_read_events_of_other_versions_as_the_mode_promises(
     hub: Hub, case: Case
 ) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     for i, schema in enumerate(case.history):
         done = await registry.register(
             schema, as_id=DEPT, compatibility=case.mode if i == 0 else None
@@ -198,7 +197,7 @@ async def test_consumers_read_events_of_other_versions_as_the_mode_promises(
 
 async def test_a_new_consumer_sees_defaults_and_promotions_in_old_events(hub: Hub) -> None:
     old, new = version(PERSON, AMOUNT), version(PERSON, AMOUNT_D, COUNTY)
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     await registry.register(old, as_id=DEPT)
     await hub.publish(DEPT, NAME, {"person_id": "p0", "amount": 120}, subject=SUBJECT)
     await registry.register(new, as_id=DEPT)
@@ -212,7 +211,7 @@ async def test_a_new_consumer_sees_defaults_and_promotions_in_old_events(hub: Hu
 
 async def test_an_old_consumer_skips_fields_it_does_not_know(hub: Hub) -> None:
     old, new = version(PERSON, AMOUNT), version(PERSON, AMOUNT, CHANNEL)
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     await registry.register(old, as_id=DEPT, compatibility=Mode.FORWARD)
     await registry.register(new, as_id=DEPT)
     await hub.publish(

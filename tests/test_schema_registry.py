@@ -101,7 +101,7 @@ async def versions_in_record(hub: Hub, subject: str) -> list[int]:
 
 async def test_shipped_schemas_are_registered_by_the_operator_once(hub_settings: Settings) -> None:
     async with open_hub(hub_settings) as hub:
-        subjects = {s.subject: s for s in await SchemaRegistry.for_hub(hub).subjects()}
+        subjects = {s.subject: s for s in await hub.registry.subjects()}
         shipped = SchemaCache.from_directory(SCHEMA_DIR)
         assert set(shipped.names()) <= set(subjects)
         for name in shipped.names():
@@ -115,7 +115,7 @@ async def test_shipped_schemas_are_registered_by_the_operator_once(hub_settings:
 
 
 async def test_a_registration_writes_the_record_the_bucket_and_a_signed_event(hub: Hub) -> None:
-    registration = await SchemaRegistry.for_hub(hub).register(V1, as_id=DEPT)
+    registration = await hub.registry.register(V1, as_id=DEPT)
     assert (registration.subject, registration.version, registration.created) == (NAME, 1, True)
     assert registration.registered_by == DEPT
     assert await versions_in_record(hub, NAME) == [1]
@@ -141,7 +141,7 @@ async def test_a_registration_writes_the_record_the_bucket_and_a_signed_event(hu
 
 
 async def test_publishers_write_with_the_latest_registered_version(hub: Hub) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     await registry.register(V1, as_id=DEPT)
     await registry.register(V2, as_id=DEPT)
     env, _ = await hub.publish(DEPT, NAME, {"person_id": "p1", "amount": 5, "note": "n"})
@@ -151,7 +151,7 @@ async def test_publishers_write_with_the_latest_registered_version(hub: Hub) -> 
 async def test_a_duplicate_registration_returns_the_same_version_and_adds_nothing(
     hub: Hub,
 ) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     first = await registry.register(V1, as_id=DEPT)
     await registry.register(V2, as_id=DEPT)
     before = await admin_events(hub)
@@ -165,7 +165,7 @@ async def test_a_duplicate_registration_returns_the_same_version_and_adds_nothin
 async def test_the_same_schema_under_a_second_subject_reuses_its_fingerprint_entry(
     hub: Hub,
 ) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     await registry.register(V1, as_id=DEPT)
     other = await registry.register(V1, as_id=DEPT, subject="akto.civil.payments")
     assert (other.subject, other.version, other.created) == ("akto.civil.payments", 1, True)
@@ -179,7 +179,7 @@ async def test_the_same_schema_under_a_second_subject_reuses_its_fingerprint_ent
 
 
 async def test_backward_is_the_default_and_a_refused_schema_changes_nothing(hub: Hub) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     await registry.register(V1, as_id=DEPT)
     subject_doc = await kv_value(hub, subject_key(NAME))
     before = await admin_events(hub)
@@ -202,7 +202,7 @@ async def test_backward_is_the_default_and_a_refused_schema_changes_nothing(hub:
 
 
 async def test_the_compatibility_option_sets_the_mode_before_checking(hub: Hub) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     await registry.register(V1, as_id=DEPT)
     forward_only = benefit(fld("person_id", "string"), fld("amount", "long"), fld("by", "string"))
     with pytest.raises(SchemaIncompatible):
@@ -220,7 +220,7 @@ async def test_the_compatibility_option_sets_the_mode_before_checking(hub: Hub) 
 
 
 async def test_a_refused_registration_does_not_keep_its_mode_change(hub: Hub) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     await registry.register(V1, as_id=DEPT)
     breaking = benefit(fld("person_id", "string"), fld("amount", "string"))
     with pytest.raises(SchemaIncompatible):
@@ -232,7 +232,7 @@ async def test_a_refused_registration_does_not_keep_its_mode_change(hub: Hub) ->
 async def test_transitive_modes_check_every_version_and_plain_ones_only_the_latest(
     hub: Hub,
 ) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     # reads v2 (its note is a string) but not v1 (no note, and no default to fill it)
     v3 = benefit(fld("person_id", "string"), fld("amount", "long"), fld("note", ["string", "null"]))
     await registry.register(V1, as_id=DEPT, compatibility=Mode.BACKWARD_TRANSITIVE)
@@ -248,7 +248,7 @@ async def test_transitive_modes_check_every_version_and_plain_ones_only_the_late
 
 
 async def test_none_accepts_any_change(hub: Hub) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     await registry.register(V1, as_id=DEPT, compatibility=Mode.NONE)
     done = await registry.register(benefit(fld("amount", "string")), as_id=DEPT)
     assert (done.version, done.compatibility) == (2, "NONE")
@@ -270,7 +270,7 @@ def test_a_subject_belongs_to_the_participant_its_first_two_tokens_name() -> Non
 
 
 async def test_a_participant_may_not_register_another_participants_subject(hub: Hub) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     with pytest.raises(RegistryError, match=r"artux\.civil may not register akto\.civil\.v1\."):
         await registry.register(V1, as_id="artux.civil")
     with pytest.raises(RegistryError, match="it belongs to akto.civil"):
@@ -287,18 +287,18 @@ async def test_an_own_subject_may_not_carry_another_participants_type(hub: Hub) 
     # Otherwise akto.civil could make its own type the current version of artux's events.
     foreign = benefit(fld("x", "long"), name="artux.civil.v1.BenefitPaid")
     with pytest.raises(RegistryError, match=r"may not register artux\.civil\.v1\.BenefitPaid"):
-        await SchemaRegistry.for_hub(hub).register(foreign, as_id=DEPT, subject="akto.civil.x")
+        await hub.registry.register(foreign, as_id=DEPT, subject="akto.civil.x")
 
 
 async def test_the_hub_operator_may_register_any_subject(hub: Hub) -> None:
-    done = await SchemaRegistry.for_hub(hub).register(V1)
+    done = await hub.registry.register(V1)
     assert (done.registered_by, done.version) == (hub.scenario.operator, 1)
 
 
 async def test_a_revoked_participant_cannot_register(hub: Hub) -> None:
-    await hub.enrollment().revoke(DEPT)
+    await hub.enrollment.revoke(DEPT)
     with pytest.raises(RegistryError, match="akto.civil is revoked"):
-        await SchemaRegistry.for_hub(hub).register(V1, as_id=DEPT)
+        await hub.registry.register(V1, as_id=DEPT)
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ async def test_a_fingerprint_collision_in_the_record_is_refused_and_not_overwrit
         V1.fingerprint,
     )
     with pytest.raises(SchemaError, match="different canonical form; refusing to overwrite"):
-        await SchemaRegistry.for_hub(hub).register(V1, as_id=DEPT)
+        await hub.registry.register(V1, as_id=DEPT)
     assert await versions_in_record(hub, NAME) == []
     canonical = await hub.pool.fetchval(
         "SELECT canonical FROM schemas WHERE fingerprint = $1", V1.fingerprint
@@ -335,7 +335,7 @@ async def test_a_fingerprint_collision_in_the_bucket_is_refused_and_rolled_back(
     kv = await hub.nc.jetstream().key_value(SCHEMAS_BUCKET)
     await kv.put(fp_key(V1.fingerprint_hex), json.dumps(fake).encode())
     with pytest.raises(SchemaError, match="refusing to overwrite"):
-        await SchemaRegistry.for_hub(hub).register(V1, as_id=DEPT)
+        await hub.registry.register(V1, as_id=DEPT)
     assert json.loads(await kv_doc(hub, fp_key(V1.fingerprint_hex))) == fake
     assert await versions_in_record(hub, NAME) == []
     assert await hub.pool.fetchval("SELECT count(*) FROM schemas WHERE name = $1", NAME) == 0
@@ -366,12 +366,12 @@ async def test_schemas_too_large_for_a_registration_event_are_refused(hub: Hub) 
     wide = benefit(*(fld(f"f{i}", "string", doc="x" * 400) for i in range(90)))
     assert len(json.dumps(wide.source)) > MAX_SCHEMA_BYTES
     with pytest.raises(SchemaError, match="the registry takes schemas up to"):
-        await SchemaRegistry.for_hub(hub).register(wide, as_id=DEPT)
+        await hub.registry.register(wide, as_id=DEPT)
 
 
 async def test_a_subject_name_that_cannot_be_a_key_is_refused(hub: Hub) -> None:
     with pytest.raises(SchemaError, match="must be dot-separated tokens"):
-        await SchemaRegistry.for_hub(hub).register(V1, as_id=DEPT, subject="akto.civil.a b")
+        await hub.registry.register(V1, as_id=DEPT, subject="akto.civil.a b")
 
 
 # --- receivers ------------------------------------------------------------------------------------
@@ -384,9 +384,9 @@ async def test_a_receivers_cache_learns_new_versions_from_the_watch(hub: Hub) ->
     try:
         await watch.watch(nc.jetstream())
         assert receiver.by_fingerprint(V1.fingerprint) is None
-        await SchemaRegistry.for_hub(hub).register(V1, as_id=DEPT)
+        await hub.registry.register(V1, as_id=DEPT)
         await watch.wait_for(lambda: receiver.by_fingerprint(V1.fingerprint) is not None)
-        await SchemaRegistry.for_hub(hub).register(V2, as_id=DEPT)
+        await hub.registry.register(V2, as_id=DEPT)
         await watch.wait_for(lambda: receiver.by_name(NAME).fingerprint == V2.fingerprint)
         assert receiver.by_fingerprint(V1.fingerprint) is not None  # old events still decode
         assert watch.subjects[NAME].compatibility == "BACKWARD"
@@ -399,7 +399,7 @@ async def test_a_receiver_keeps_resolving_from_its_cache_when_nats_is_gone(
     hub_settings: Settings, nats_server: NatsServer
 ) -> None:
     async with open_hub(hub_settings) as hub:
-        await SchemaRegistry.for_hub(hub).register(V1, as_id=DEPT)
+        await hub.registry.register(V1, as_id=DEPT)
         body = V1.encode({"person_id": "p", "amount": 3})
         receiver = SchemaCache.from_directory(SCHEMA_DIR)
         nc = await nats.connect(hub.nats_url, allow_reconnect=False)
@@ -435,7 +435,7 @@ async def test_a_bucket_entry_that_does_not_match_its_fingerprint_is_ignored(hub
         )
         await kv.put(fp_key(notice.fingerprint_hex), json.dumps(forged.to_json()).encode())
         await kv.put(fp_key(V2.fingerprint_hex), b"not json")
-        await SchemaRegistry.for_hub(hub).register(V1, as_id=DEPT)
+        await hub.registry.register(V1, as_id=DEPT)
         await watch.wait_for(lambda: receiver.by_fingerprint(V1.fingerprint) is not None)
         kept = receiver.by_fingerprint(notice.fingerprint)
         assert kept is not None and kept.name == notice.name and kept.canonical == notice.canonical
@@ -449,7 +449,7 @@ async def test_the_bucket_is_rewritten_from_the_record_when_it_was_lost(
     hub_settings: Settings,
 ) -> None:
     async with open_hub(hub_settings) as hub:
-        await SchemaRegistry.for_hub(hub).register(V1, as_id=DEPT)
+        await hub.registry.register(V1, as_id=DEPT)
         await hub.nc.jetstream().delete_key_value(SCHEMAS_BUCKET)
     async with open_hub(hub_settings) as hub:
         assert hub.schemas.by_fingerprint(V1.fingerprint) is not None

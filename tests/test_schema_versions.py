@@ -295,7 +295,7 @@ async def register_family(
 async def test_histories_in_every_mode_get_their_verdict_and_readers_decode_every_pair(
     hub: Hub,
 ) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     cases: list[Registered] = []
     wrong: list[str] = []
     for family in FAMILIES:
@@ -421,7 +421,7 @@ def test_wire_differences_name_each_logical_attribute_and_ignore_what_readers_us
 async def test_a_decimal_scale_change_under_one_fingerprint_is_refused_with_the_fix(
     hub: Hub,
 ) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     name = "Payment"
     first = await registry.register(
         schema_from_json(record_schema(name, (ID, f("amount", dec(12, 2))))), as_id=DEPT
@@ -444,7 +444,7 @@ async def test_a_decimal_scale_change_under_one_fingerprint_is_refused_with_the_
 
 async def test_the_fingerprint_check_spans_subjects(hub: Hub) -> None:
     # A receiver finds the writer by fingerprint alone, whatever subject registered it.
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     await registry.register(
         schema_from_json(record_schema("Payment", (ID, f("at", TS_MILLIS)))), as_id=DEPT
     )
@@ -462,7 +462,7 @@ async def test_the_fingerprint_check_spans_subjects(hub: Hub) -> None:
 async def test_a_version_that_only_adds_a_default_is_a_new_version_with_its_own_schema(
     hub: Hub,
 ) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     name = "akto.civil.v1.Payment"
     v1 = schema_from_json(record_schema("Payment", (ID, NOTE)))
     v2 = schema_from_json(record_schema("Payment", (ID, NOTE_D)))
@@ -486,7 +486,7 @@ async def test_a_version_that_only_adds_a_default_is_a_new_version_with_its_own_
 
 
 async def test_a_receiver_takes_the_latest_versions_own_schema_from_the_bucket(hub: Hub) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     v1 = schema_from_json(record_schema("Payment", (ID, f("note", "string", default="a"))))
     v2 = schema_from_json(record_schema("Payment", (ID, f("note", "string", default="b"))))
     receiver = SchemaCache.from_directory(SCHEMA_DIR)
@@ -505,7 +505,7 @@ async def test_a_receiver_takes_the_latest_versions_own_schema_from_the_bucket(h
 
 
 async def test_a_forged_version_entry_in_the_bucket_is_ignored(hub: Hub) -> None:
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     v1 = schema_from_json(record_schema("Payment", (ID, f("amount", dec(12, 2)))))
     await registry.register(v1, as_id=DEPT)
     kv = await hub.nc.jetstream().key_value(SCHEMAS_BUCKET)
@@ -565,7 +565,7 @@ async def test_an_existing_registry_is_migrated_and_its_next_version_is_checked_
         await conn.close()
 
     async with open_hub(hub_settings) as hub:
-        registry = SchemaRegistry.for_hub(hub)
+        registry = hub.registry
         [(version, stored)] = await registry.history(v1.name)
         assert (version.version, version.digest, stored) == (1, v1.digest, v1.source)
         # the bucket, empty here as after an upgrade, got the version's own schema too
@@ -584,7 +584,7 @@ async def test_a_bucket_written_by_the_previous_release_is_rewritten_with_versio
 ) -> None:
     v1 = schema_from_json(record_schema("Payment", (ID, NOTE_D)))
     async with open_hub(hub_settings) as hub:
-        await SchemaRegistry.for_hub(hub).register(v1, as_id=DEPT)
+        await hub.registry.register(v1, as_id=DEPT)
         kv = await hub.nc.jetstream().key_value(SCHEMAS_BUCKET)
         # what the previous release wrote: no digest in the subject, no version entry
         subject = json.loads(await kv_value(hub, subject_key(v1.name)))

@@ -53,7 +53,9 @@ def own_postgres(tmp_path: Path) -> AsyncIterator[Postgres]:
 async def _prepared(hub: Hub) -> None:
     """What every drill needs before serve starts: the data schema, the log keys."""
     await register_population_schema(hub)
-    AuditLog(hub)  # creates the log and witness keys once, before any serve process
+    AuditLog(
+        hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus
+    )  # creates the log and witness keys once, before any serve process
 
 
 async def test_serve_rides_out_a_postgresql_crash_under_load_and_loses_nothing(

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from hub import cli as cli_module
 from hub import serve as serve_module
+from hub.collaborators import Parts
 from hub.errors import InputError, PublishTimeout, ServerUnavailable, ServiceError
 from hub.health import RESTARTS, SERVICE_UP, Health, State
 from hub.outage import Backoff, describe, is_transient
@@ -240,7 +241,7 @@ async def test_a_route_that_meets_an_outage_answers_503_with_the_cause() -> None
 
 
 class AlwaysBroken(Scripted):
-    def __init__(self, _hub: Hub) -> None:
+    def __init__(self, _parts: Parts) -> None:
         super().__init__("broken")
 
     async def run(self) -> None:
@@ -256,7 +257,7 @@ async def test_serve_exits_with_a_service_error_not_an_exception_group_when_stuc
 ) -> None:
     monkeypatch.setitem(serve_module.SERVICES, "broken", f"{__name__}:AlwaysBroken")
     with pytest.raises(ServiceError, match="no hub service can make progress") as caught:
-        await asyncio.wait_for(serve(hub, only=["broken"], port=0), 60)
+        await asyncio.wait_for(serve(hub.parts, only=["broken"], port=0), 60)
     assert "broken: 'a bug'" in str(caught.value)
 
 

@@ -55,7 +55,7 @@ async def webhook(hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv(SECRET_ENV, SECRET)
     port = free_port()
     (item,) = parse_adapter_file(CONFIG.format(port=port), tmp_path / "s.toml").adapters
-    pipeline = build(hub, item)
+    pipeline = build(hub.parts, item)
     stop, task = await start(pipeline)
     try:
         yield f"http://127.0.0.1:{port}/figures"

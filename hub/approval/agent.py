@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import structlog
 
 from hub.approval.casetypes import Config
@@ -30,20 +31,20 @@ from hub.approval.model import (
     Outcome,
     case_subject,
 )
+from hub.collaborators import Signer, Trust
 from hub.envelope import Envelope
 from hub.errors import KeyStoreError, RegistryError
 from hub.integration.connector import derive_event_id
-from hub.runtime import Hub
 
 log = structlog.get_logger("hub.approval.agent")
 
 ID_NAMESPACE = "govhub.approval"
 
 
-def local_participants(hub: Hub) -> list[str]:
+def local_participants(signer: Signer) -> list[str]:
     """The participants whose signing keys this home holds."""
     try:
-        return hub.keystore.participants()
+        return signer.keystore.participants()
     except Exception:  # no passphrase on this machine: it holds no one's key
         return []
 
@@ -52,15 +53,15 @@ def _time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-async def _publish(hub: Hub, envs: list[tuple[str, Envelope]]) -> None:
+async def _publish(signer: Signer, envs: list[tuple[str, Envelope]]) -> None:
     """Publish signed events through each signer's own link (in a federation: its server
     permissions, its stream), pipelined. Not as atomic batches: a batch holding an id the
     stream already has would be refused whole, and these ids repeat by design."""
     by_signer: dict[str, list[Envelope]] = {}
-    for signer, env in envs:
-        by_signer.setdefault(signer, []).append(env)
-    for signer, group in by_signer.items():
-        await (await hub.publisher_for(signer)).publish_many(group, atomic=False)
+    for as_id, env in envs:
+        by_signer.setdefault(as_id, []).append(env)
+    for as_id, group in by_signer.items():
+        await (await signer.publisher_for(as_id)).publish_many(group, atomic=False)
 
 
 def decision_record(case: Any, opinions: list[Any]) -> dict[str, Any]:
@@ -81,12 +82,12 @@ def decision_record(case: Any, opinions: list[Any]) -> dict[str, Any]:
     }
 
 
-async def decide_ready(hub: Hub) -> list[Envelope]:
+async def decide_ready(pool: asyncpg.Pool, signer: Signer) -> list[Envelope]:
     """Sign and publish the CaseDecided of every ready case whose lead's key is here."""
-    local = local_participants(hub)
+    local = local_participants(signer)
     if not local:
         return []
-    cases = await hub.pool.fetch(
+    cases = await pool.fetch(
         "SELECT case_id, lead, opened_event_id, ready_outcome, ready_at FROM apr_cases"
         " WHERE state = 'open' AND ready_outcome IS NOT NULL AND lead = ANY($1)"
         " ORDER BY ready_at LIMIT 1000",
@@ -95,7 +96,7 @@ async def decide_ready(hub: Hub) -> list[Envelope]:
     if not cases:
         return []
     opinions: dict[str, list[Any]] = {}
-    for row in await hub.pool.fetch(
+    for row in await pool.fetch(
         "SELECT a.case_id, a.reviewer, a.state, a.opinion_event_id, a.conditions"
         " FROM apr_assignments a JOIN apr_events e ON e.event_id = a.opinion_event_id"
         " WHERE a.case_id = ANY($1) ORDER BY e.stream_seq",
@@ -107,7 +108,7 @@ async def decide_ready(hub: Hub) -> list[Envelope]:
         record = decision_record(case, opinions.get(case["case_id"], []))
         event_id = derive_event_id(f"{ID_NAMESPACE}.decided", case["case_id"], case["ready_at"])
         try:
-            env = hub.seal(
+            env = signer.seal(
                 case["lead"],
                 DECIDED_SCHEMA,
                 record,
@@ -120,19 +121,21 @@ async def decide_ready(hub: Hub) -> list[Envelope]:
             log.warning("approval.decision.unsigned", case_id=case["case_id"], error=str(exc))
             continue
         out.append((case["lead"], env))
-    await _publish(hub, out)
+    await _publish(signer, out)
     for _, env in out:
         log.info("approval.case.decided", subject=env.subject)
     return [env for _, env in out]
 
 
-async def sweep(hub: Hub, config: Config, now: datetime | None = None) -> dict[str, list[Any]]:
+async def sweep(
+    pool: asyncpg.Pool, trust: Trust, signer: Signer, config: Config, now: datetime | None = None
+) -> dict[str, list[Any]]:
     """As the hub operator: warn of reviews due soon and escalate overdue ones (once each)."""
     now = now or datetime.now(UTC)
-    operator = hub.scenario.operator
-    if operator not in local_participants(hub):
+    operator = trust.scenario.operator
+    if operator not in local_participants(signer):
         return {"warned": [], "escalated": []}
-    rows = await hub.pool.fetch(
+    rows = await pool.fetch(
         "SELECT a.case_id, a.reviewer, a.working_days, a.warn_days, a.assigned_at,"
         " a.warned_at, c.supervisor, c.case_number FROM apr_assignments a"
         " JOIN apr_cases c USING (case_id) WHERE c.state = 'open'"
@@ -140,7 +143,7 @@ async def sweep(hub: Hub, config: Config, now: datetime | None = None) -> dict[s
         " ORDER BY a.assigned_at"
     )
     pauses: dict[tuple[str, str], list[Pause]] = {}
-    for m in await hub.pool.fetch(
+    for m in await pool.fetch(
         "SELECT case_id, reviewer, requested_at, ended_at FROM apr_material"
         " WHERE case_id = ANY($1)",
         list({r["case_id"] for r in rows}),
@@ -171,7 +174,7 @@ async def sweep(hub: Hub, config: Config, now: datetime | None = None) -> dict[s
         else:
             continue
         key = f"{r['case_id']}\n{r['reviewer']}"
-        env = hub.seal(
+        env = signer.seal(
             operator,
             schema,
             record,
@@ -188,7 +191,7 @@ async def sweep(hub: Hub, config: Config, now: datetime | None = None) -> dict[s
                 "event_id": env.event_id,
             }
         )
-    await _publish(hub, out)
+    await _publish(signer, out)
     if out:
         log.info(
             "approval.sweep.done", warned=len(done["warned"]), escalated=len(done["escalated"])

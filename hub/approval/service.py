@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -20,10 +21,11 @@ from hub.approval import agent
 from hub.approval.casetypes import load_config
 from hub.approval.tracker import ApprovalTracker
 from hub.approval.views import case_view, list_cases, progress
+from hub.collaborators import Bus, Parts, Signer, Trust
 from hub.errors import GovhubError, UnknownCase
+from hub.home import Settings
 from hub.intake import Intake
 from hub.jsonout import dumps
-from hub.runtime import Hub
 
 log = structlog.get_logger("hub.approval.service")
 
@@ -39,10 +41,14 @@ class ApprovalService:
 
     name = "approval"
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.config = load_config(hub.settings.home)
-        self.tracker = ApprovalTracker(hub, self.config)
+    def __init__(
+        self, pool: asyncpg.Pool, settings: Settings, trust: Trust, bus: Bus, signer: Signer
+    ) -> None:
+        self._pool = pool
+        self._trust = trust
+        self._signer = signer
+        self.config = load_config(settings.home)
+        self.tracker = ApprovalTracker(pool, settings, trust, bus, self.config)
         self.intake = Intake()
 
     def stop_intake(self) -> None:
@@ -56,7 +62,7 @@ class ApprovalService:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._follow(), name="approval-tracker")
-                if self.hub.scenario.operator in agent.local_participants(self.hub):
+                if self._trust.scenario.operator in agent.local_participants(self._signer):
                     group.create_task(self._sweeps(), name="approval-clock")
         finally:
             await self.tracker.stop()
@@ -64,12 +70,12 @@ class ApprovalService:
     async def _follow(self) -> None:
         while self.intake.open:
             if await self.tracker.step(timeout=1.0):
-                await agent.decide_ready(self.hub)
+                await agent.decide_ready(self._pool, self._signer)
 
     async def _sweeps(self) -> None:
         while self.intake.open:
             try:
-                await agent.sweep(self.hub, self.config)
+                await agent.sweep(self._pool, self._trust, self._signer, self.config)
             except GovhubError as exc:
                 log.warning("approval.sweep.failed", error=str(exc))
             await self.intake.rest(SWEEP_INTERVAL)
@@ -85,7 +91,7 @@ class ApprovalService:
     async def _cases(self, request: web.Request) -> web.Response:
         try:
             found = await list_cases(
-                self.hub,
+                self._pool,
                 self.config,
                 participant=request.query.get("as"),
                 state=request.query.get("state"),
@@ -96,7 +102,7 @@ class ApprovalService:
 
     async def _case(self, request: web.Request) -> web.Response:
         try:
-            return _json(await case_view(self.hub, self.config, request.match_info["case"]))
+            return _json(await case_view(self._pool, self.config, request.match_info["case"]))
         except UnknownCase as exc:
             return _json({"error": str(exc)}, 404)
         except GovhubError as exc:
@@ -104,13 +110,15 @@ class ApprovalService:
 
     async def _progress(self, request: web.Request) -> web.Response:
         try:
-            return _json(await progress(self.hub, self.config, request.match_info["case"]))
+            return _json(
+                await progress(self._pool, self._trust, self.config, request.match_info["case"])
+            )
         except UnknownCase as exc:
             return _json({"error": str(exc)}, 404)
         except GovhubError as exc:
             return _json({"error": str(exc)}, 400)
 
 
-def create(hub: Hub) -> ApprovalService:
+def create(parts: Parts) -> ApprovalService:
     """Factory named in `hub.serve.SERVICES`."""
-    return ApprovalService(hub)
+    return ApprovalService(parts.pool, parts.settings, parts.trust, parts.bus, parts.signer)

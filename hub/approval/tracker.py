@@ -32,12 +32,13 @@ from hub.approval.casetypes import Config, load_config
 from hub.approval.model import APPROVAL_FILTER, Kind, parse_case_subject
 from hub.approval.projection import Batch
 from hub.bus import jetstream
+from hub.collaborators import Bus, Trust
 from hub.consumer import Delivery
 from hub.envelope import H_ID
 from hub.errors import NotYetKnown, RuleBroken
 from hub.federation.plan import county_stream
+from hub.home import Settings
 from hub.metrics import Counter
-from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.approval.tracker")
@@ -59,10 +60,19 @@ REFUSED = Counter(
 class ApprovalTracker:
     """Materialises case state from the hub stream (the projection)."""
 
-    def __init__(self, hub: Hub, config: Config | None = None) -> None:
-        self._hub = hub
-        self.config = config or load_config(hub.settings.home)
-        self._consumer = hub.consumer(
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        trust: Trust,
+        bus: Bus,
+        config: Config | None = None,
+    ) -> None:
+        self._pool = pool
+        self._trust = trust
+        self._bus = bus
+        self.config = config or load_config(settings.home)
+        self._consumer = bus.consumer(
             HUB_STREAM,
             DURABLE,
             [APPROVAL_FILTER],
@@ -88,7 +98,7 @@ class ApprovalTracker:
 
     async def step(self, timeout: float, *, linger: bool = True) -> int:
         """Fetch and apply one batch under the advisory lock; returns events handled."""
-        async with self._hub.pool.acquire() as conn:
+        async with self._pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
             try:
                 batch = await self._consumer.fetch(BATCH, timeout=timeout, linger=linger)
@@ -109,8 +119,8 @@ class ApprovalTracker:
         async with conn.transaction():
             state = Batch(
                 self.config.clock,
-                self._hub.scenario.operator,
-                lambda p: self._hub.participants.get(p) is not None,
+                self._trust.scenario.operator,
+                lambda p: self._trust.participants.get(p) is not None,
             )
             await state.load(conn, [d.event for d in good if d.event is not None])
             for delivery in good:
@@ -181,7 +191,7 @@ class ApprovalTracker:
         self, deliveries: Sequence[Delivery]
     ) -> dict[int, tuple[datetime, str]]:
         """When the county stream of each sourced reviewer act stored it, by hub sequence."""
-        federation = self._hub.federation
+        federation = self._bus.federation
         if federation is None:
             return {}
         domains = {county_stream(n.unit): n.domain for n in federation.plan.counties}
@@ -195,7 +205,7 @@ class ApprovalTracker:
             if domain is None:
                 continue
             try:
-                msg = await jetstream(self._hub.nc, domain=domain).get_msg(
+                msg = await jetstream(self._bus.nc, domain=domain).get_msg(
                     stream, seq=seq, direct=True
                 )
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
@@ -209,24 +219,30 @@ class ApprovalTracker:
         return found
 
 
-async def catch_up(hub: Hub, config: Config | None = None) -> int:
+async def catch_up(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    trust: Trust,
+    bus: Bus,
+    config: Config | None = None,
+) -> int:
     """Bring the projection up to date with the hub stream (for commands and the demo)."""
-    tracker = ApprovalTracker(hub, config)
+    tracker = ApprovalTracker(pool, settings, trust, bus, config)
     try:
         return await tracker.catch_up()
     finally:
         await tracker.stop()
 
 
-async def rebuild(hub: Hub) -> None:
+async def rebuild(pool: asyncpg.Pool, bus: Bus) -> None:
     """Forget the projection: empty its tables and delete its consumer (catch up rebuilds)."""
-    async with hub.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
         try:
             await conn.execute(
                 "TRUNCATE apr_events, apr_refused, apr_material, apr_assignments, apr_cases"
             )
             with contextlib.suppress(nats.js.errors.NotFoundError):
-                await jetstream(hub.nc).delete_consumer(HUB_STREAM, DURABLE)
+                await jetstream(bus.nc).delete_consumer(HUB_STREAM, DURABLE)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)

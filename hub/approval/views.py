@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
+import asyncpg
+
 from hub.approval.casetypes import Config
 from hub.approval.clock import Pause
 from hub.approval.model import CASE_ZH, OUTCOME_ZH, REVIEW_ZH, CaseState, ReviewState, check_case_id
+from hub.collaborators import Trust
 from hub.errors import UnknownCase
-from hub.runtime import Hub
 from hub.timetext import rfc3339
 
 Db: TypeAlias = Any  # an asyncpg pool or connection
@@ -207,16 +209,16 @@ async def _parts(db: Db, case_ids: list[str]) -> tuple[dict[str, list[Any]], dic
 
 
 async def case_view(
-    hub: Hub, config: Config, case_id: str, now: datetime | None = None
+    pool: asyncpg.Pool, config: Config, case_id: str, now: datetime | None = None
 ) -> dict[str, Any]:
     """One case: every review with its clock, materials, history and refused events."""
     now = now or datetime.now(UTC)
-    case = await find_case(hub.pool, case_id)
-    rows, material = await _parts(hub.pool, [case["case_id"]])
+    case = await find_case(pool, case_id)
+    rows, material = await _parts(pool, [case["case_id"]])
     reviews = _reviews(
         config, case, rows.get(case["case_id"], []), material.get(case["case_id"], []), now
     )
-    await _resources(hub.pool, reviews, now)
+    await _resources(pool, reviews, now)
     history = [
         {
             "kind": e["kind"],
@@ -227,7 +229,7 @@ async def case_view(
             "stored_at": rfc3339(e["stored_at"]),
             "outcome": e["outcome"],
         }
-        for e in await hub.pool.fetch(
+        for e in await pool.fetch(
             "SELECT * FROM apr_events WHERE case_id = $1 ORDER BY stream_seq", case["case_id"]
         )
     ]
@@ -240,7 +242,7 @@ async def case_view(
             "reason": r["reason"],
             "detail": r["detail"],
         }
-        for r in await hub.pool.fetch(
+        for r in await pool.fetch(
             "SELECT * FROM apr_refused WHERE case_id = $1 ORDER BY stream_seq", case["case_id"]
         )
     ]
@@ -250,7 +252,7 @@ async def case_view(
         "opened_event_id": case["opened_event_id"],
         "decided_event_id": case["decided_event_id"],
         "ready_outcome": case["ready_outcome"],
-        "attachments": await _attachments(hub.pool, json.loads(case["attachments"])),
+        "attachments": await _attachments(pool, json.loads(case["attachments"])),
         "reviews": reviews,
         "history": history,
         "refused": refused,
@@ -259,7 +261,7 @@ async def case_view(
 
 
 async def progress(
-    hub: Hub, config: Config, key: str, now: datetime | None = None
+    pool: asyncpg.Pool, trust: Trust, config: Config, key: str, now: datetime | None = None
 ) -> dict[str, Any]:
     """办件进度: what the applicant may see, by case number or id, with Chinese labels.
 
@@ -267,12 +269,12 @@ async def progress(
     which the applicant must be told; internal identifiers and signatures are left out.
     """
     now = now or datetime.now(UTC)
-    case = await find_case(hub.pool, key)
-    rows, material = await _parts(hub.pool, [case["case_id"]])
+    case = await find_case(pool, key)
+    rows, material = await _parts(pool, [case["case_id"]])
     reviews = _reviews(
         config, case, rows.get(case["case_id"], []), material.get(case["case_id"], []), now
     )
-    names = {p.id: p.name for p in hub.participants.all()}
+    names = {p.id: p.name for p in trust.participants.all()}
     steps = []
     for r in reviews:
         open_request = next((m for m in r["material"] if m["ended_at"] is None), None)
@@ -307,7 +309,7 @@ async def progress(
 
 
 async def list_cases(
-    hub: Hub,
+    pool: asyncpg.Pool,
     config: Config,
     *,
     now: datetime | None = None,
@@ -329,12 +331,12 @@ async def list_cases(
         params.append(CaseState(state).value)
         where.append(f"c.state = ${len(params)}")
     params.append(limit)
-    cases = await hub.pool.fetch(
+    cases = await pool.fetch(
         f"SELECT * FROM apr_cases c WHERE {' AND '.join(where)}"
         f" ORDER BY (c.state = 'open') DESC, c.opened_at DESC LIMIT ${len(params)}",
         *params,
     )
-    rows, material = await _parts(hub.pool, [c["case_id"] for c in cases])
+    rows, material = await _parts(pool, [c["case_id"] for c in cases])
     out = []
     for case in cases:
         reviews = _reviews(

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import nats.js.errors
 import structlog
 
@@ -43,6 +44,7 @@ from hub.approval.model import (
 )
 from hub.approval.views import case_view, load_case
 from hub.bus import PubAck, jetstream
+from hub.collaborators import Bus, Signer, Trust
 from hub.envelope import Envelope, new_event_id
 from hub.errors import (
     ApprovalError,
@@ -58,7 +60,7 @@ from hub.exchange.send import Sender, SendRequest
 from hub.exchange.tracker import DURABLE as EXCHANGE_DURABLE
 from hub.exchange.tracker import ExchangeTracker
 from hub.federation.arrival import wait_at_hub
-from hub.runtime import Hub
+from hub.home import Settings
 from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.approval.workflow")
@@ -131,10 +133,22 @@ class Approvals:
     """The approval write side for the participants whose keys this home holds."""
 
     def __init__(
-        self, hub: Hub, config: Config | None = None, *, arrival_wait_s: float = ARRIVAL_WAIT_S
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        trust: Trust,
+        bus: Bus,
+        signer: Signer,
+        config: Config | None = None,
+        *,
+        arrival_wait_s: float = ARRIVAL_WAIT_S,
     ) -> None:
-        self.hub = hub
-        self.config = config or load_config(hub.settings.home)
+        self._pool = pool
+        self._settings = settings
+        self._trust = trust
+        self._bus = bus
+        self._signer = signer
+        self.config = config or load_config(settings.home)
         self.arrival_wait_s = arrival_wait_s
 
     async def catch_up(self) -> None:
@@ -142,31 +156,31 @@ class Approvals:
 
         The exchange tracker catches up too, so a case's materials show their deliveries.
         """
-        if await _pending(self.hub, EXCHANGE_DURABLE):
-            documents = ExchangeTracker(self.hub)
+        if await _pending(self._bus, EXCHANGE_DURABLE):
+            documents = ExchangeTracker(self._pool, self._trust, self._bus, self._signer)
             try:
                 await documents.catch_up(fire_timers=False)
             finally:
                 await documents.stop()
-        await tracker.catch_up(self.hub, self.config)
-        decided = await agent.decide_ready(self.hub)
+        await tracker.catch_up(self._pool, self._settings, self._trust, self._bus, self.config)
+        decided = await agent.decide_ready(self._pool, self._signer)
         if decided:
             # A county lead's decision travels through its county's stream first.
-            await wait_at_hub(self.hub.nc, decided, timeout=self.arrival_wait_s)
-            await tracker.catch_up(self.hub, self.config)
+            await wait_at_hub(self._bus.nc, decided, timeout=self.arrival_wait_s)
+            await tracker.catch_up(self._pool, self._settings, self._trust, self._bus, self.config)
 
     async def _emit(self, as_id: str, schema: str, kind: Kind, case_id: str, record: Any) -> Step:
-        env = self.hub.seal(as_id, schema, record, subject=case_subject(as_id, kind, case_id))
+        env = self._signer.seal(as_id, schema, record, subject=case_subject(as_id, kind, case_id))
         # Through the participant's own link in a federation, so its server permissions
         # apply and a county department keeps working with its uplink down.
-        ack = await (await self.hub.publisher_for(as_id)).publish(env)
+        ack = await (await self._signer.publisher_for(as_id)).publish(env)
         log.info("approval.event.published", kind=kind.value, subject=env.subject, seq=ack.seq)
         return Step(env, ack)
 
     async def _settle(self, steps: Sequence[Step], case_id: str) -> dict[str, Any]:
         """Catch up and report the case, the projection's refusal, or the step queued."""
         away = [s.env for s in steps if s.ack.stream != HUB_STREAM]
-        if away and not await wait_at_hub(self.hub.nc, away, timeout=self.arrival_wait_s):
+        if away and not await wait_at_hub(self._bus.nc, away, timeout=self.arrival_wait_s):
             last = steps[-1]
             return {
                 "case_id": case_id,
@@ -180,20 +194,20 @@ class Approvals:
             }
         await self.catch_up()
         for step in steps:
-            row = await self.hub.pool.fetchrow(
+            row = await self._pool.fetchrow(
                 "SELECT reason, detail FROM apr_refused WHERE event_id = $1 LIMIT 1",
                 step.env.event_id,
             )
             if row is not None:
                 error = _ERROR_OF_REASON.get(Reason(row["reason"]), ApprovalError)
                 raise error(f"the hub refused event {step.env.event_id}: {row['detail']}")
-        view = await case_view(self.hub, self.config, case_id)
+        view = await case_view(self._pool, self.config, case_id)
         return {**view, "settled": True, "events": [s.to_json() for s in steps]}
 
     async def _send(
         self, lead: str, to: Sequence[str], case_number: str, docs: Mapping[str, tuple[str, Path]]
     ) -> list[dict[str, Any]]:
-        sender = Sender(self.hub)
+        sender = Sender(self._settings, self._trust, self._bus, self._signer)
         out = []
         for name, (label, path) in docs.items():
             sent = await sender.send(
@@ -240,7 +254,7 @@ class Approvals:
         self._can_sign(lead)
         reviewers = case_type.reviewers(unit.strip())
         for r in reviewers:
-            if self.hub.participants.get(r.department) is None:
+            if self._trust.participants.get(r.department) is None:
                 raise InputError(f"reviewer {r.department} of {type_name} is not registered")
         docs = self._documents(case_type, documents)
         case_id = new_event_id()
@@ -274,12 +288,12 @@ class Approvals:
 
     def _can_sign(self, as_id: str) -> None:
         """Refuse early when `as_id` is not an active participant whose key this home holds."""
-        participant = self.hub.participants.get(as_id)
+        participant = self._trust.participants.get(as_id)
         if participant is None:
             raise RegistryError(f"{as_id} is not a registered participant")
         if participant.status != "active":
             raise RegistryError(f"{as_id} is revoked and can no longer sign")
-        self.hub.keystore.current(as_id)  # KeyStoreError: its key is not on this machine
+        self._signer.keystore.current(as_id)  # KeyStoreError: its key is not on this machine
 
     def _documents(
         self, case_type: CaseType, documents: Mapping[str, Path]
@@ -298,16 +312,16 @@ class Approvals:
 
     async def _case(self, case_id: str) -> Any:
         await self.catch_up()
-        return await load_case(self.hub.pool, check_case_id(case_id))
+        return await load_case(self._pool, check_case_id(case_id))
 
     async def _assignment(self, case: Any, reviewer: str, verb: str) -> Any:
-        row = await self.hub.pool.fetchrow(
+        row = await self._pool.fetchrow(
             "SELECT * FROM apr_assignments WHERE case_id = $1 AND reviewer = $2",
             case["case_id"],
             reviewer,
         )
         if row is None:
-            others = await self.hub.pool.fetch(
+            others = await self._pool.fetch(
                 "SELECT reviewer FROM apr_assignments WHERE case_id = $1 ORDER BY reviewer",
                 case["case_id"],
             )
@@ -361,7 +375,7 @@ class Approvals:
         """补正通知: ask for more material; the reviewer's clock pauses until it is supplied."""
         case = await self._case(case_id)
         row = await self._assignment(case, reviewer, "ask for more material")
-        asked = await self.hub.pool.fetch(
+        asked = await self._pool.fetch(
             "SELECT request_id, ended_at FROM apr_material WHERE case_id = $1 AND reviewer = $2",
             case_id,
             reviewer,
@@ -402,7 +416,7 @@ class Approvals:
         case = await self._case(case_id)
         _check_lead(case, lead, "supply material for")
         _check_open(case, "no material can be supplied")
-        request = await self.hub.pool.fetchrow(
+        request = await self._pool.fetchrow(
             "SELECT * FROM apr_material WHERE request_id = $1 AND case_id = $2",
             request_id,
             case_id,
@@ -447,10 +461,10 @@ class Approvals:
         return await self._settle([step], case_id)
 
 
-async def _pending(hub: Hub, durable: str) -> bool:
+async def _pending(bus: Bus, durable: str) -> bool:
     """Whether a consumer of the hub stream has events to apply (or does not exist yet)."""
     try:
-        info = await jetstream(hub.nc).consumer_info(HUB_STREAM, durable)
+        info = await jetstream(bus.nc).consumer_info(HUB_STREAM, durable)
     except nats.js.errors.NotFoundError:
         return True
     return bool(info.num_pending or info.num_ack_pending)

@@ -31,11 +31,11 @@ from hub.audit.config import AuditConfig
 from hub.audit.leaf import LeafRecord
 from hub.audit.sequences import SequenceTracker
 from hub.audit.store import StaleState, TreeState
+from hub.collaborators import Bus
 from hub.consumer import Consumer, Delivery
 from hub.errors import AuditError, PublishError, Reason, ServerError
 from hub.metrics import Counter, Gauge
 from hub.outage import Backoff, describe
-from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 from hub.waits import poll
 
@@ -98,14 +98,16 @@ class Appender:
 
     def __init__(
         self,
-        hub: Hub,
+        bus: Bus,
+        pool: asyncpg.Pool,
         config: AuditConfig,
         *,
-        dsn: str | None = None,
+        dsn: str,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
-        """``on_commit(size)`` is called after each committed batch (the checkpointer's cue)."""
-        self._hub, self._config, self._dsn = hub, config, dsn or hub.pg_dsn
+        """``dsn`` opens the writer's own connection (it holds the lock); ``on_commit(size)``
+        is called after each committed batch (the checkpointer's cue)."""
+        self._bus, self._pool, self._config, self._dsn = bus, pool, config, dsn
         self._on_commit = on_commit
         self._consumer: Consumer | None = None
         self._held: list[Delivery] = []
@@ -122,7 +124,7 @@ class Appender:
     def consumer(self) -> Consumer:
         """The durable consumer over every subject of the hub stream (created once)."""
         if self._consumer is None:
-            self._consumer = self._hub.consumer(
+            self._consumer = self._bus.consumer(
                 HUB_STREAM,
                 DURABLE,
                 max_deliver=-1,  # the log must never give up on a message
@@ -310,7 +312,7 @@ class Appender:
             self._state = await store.load_state(conn)
             self._tracker = await store.load_tracker(conn)
             await self.consumer().start()
-            js = self._hub.nc.jetstream()
+            js = self._bus.nc.jetstream()
             while time.monotonic() < deadline:
                 batch = await self._fetch(0.2)
                 if batch:
@@ -326,7 +328,7 @@ class Appender:
                 await self._consumer.stop()
 
     async def _wait_for_writer(self, deadline: float) -> int:
-        js = self._hub.nc.jetstream()
+        js = self._bus.nc.jetstream()
 
         async def caught_up() -> bool:
             with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -337,4 +339,4 @@ class Appender:
         # A bounded wait on another process; there is no event to wait on.
         if not await poll(caught_up, timeout=deadline - time.monotonic(), every=0.2):
             raise AuditError("the audit writer in another process did not catch up in time")
-        return int(await self._hub.pool.fetchval("SELECT size FROM audit_state"))
+        return int(await self._pool.fetchval("SELECT size FROM audit_state"))

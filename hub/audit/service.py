@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -34,10 +35,12 @@ from hub.audit.witness import (
     WitnessClient,
     witness_routes,
 )
+from hub.collaborators import Bus, Parts
 from hub.envelope import Envelope
 from hub.errors import ConfigError
+from hub.home import Settings
 from hub.outage import Backoff, describe, is_transient
-from hub.runtime import Hub
+from hub.scenario import Scenario
 
 log = structlog.get_logger("hub.audit.service")
 
@@ -45,23 +48,36 @@ log = structlog.get_logger("hub.audit.service")
 class AuditLog:
     """The audit log's parts for one hub: config, key ring, witnesses, checkpointer."""
 
-    def __init__(self, hub: Hub, *, create_keys: bool = True, announce: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        scenario: Scenario,
+        pool: asyncpg.Pool,
+        pg_dsn: str,
+        bus: Bus,
+        *,
+        create_keys: bool = True,
+        announce: bool = True,
+    ) -> None:
         """Open (or on first use create) the log key and the local witnesses' keys."""
-        self.hub = hub
-        self.config: AuditConfig = load_config(hub.settings.home, hub.scenario)
+        self.pool = pool
+        self._pg_dsn = pg_dsn
+        self._bus = bus
+        home = settings.home
+        self.config: AuditConfig = load_config(home, scenario)
         self.ring = LogKeyRing.open(
-            hub.settings.home, self.config.origin, create=create_keys, suite=hub.settings.suite
+            home, self.config.origin, create=create_keys, suite=settings.suite
         )
         self.witnesses = [
             Witness(
                 witness_signer(
-                    hub.settings.home,
+                    home,
                     unit,
                     local_witness_name(unit, self.config.origin),
                     create=create_keys,
                 ),
                 self._trusted_logs,
-                audit_dir(hub.settings.home) / "witnesses" / unit,
+                audit_dir(home) / "witnesses" / unit,
                 self.publish_alarm,
             )
             for unit in self.config.local_witnesses
@@ -72,7 +88,7 @@ class AuditLog:
             for r in self.config.remote_witnesses
         ]
         self.checkpointer = Checkpointer(
-            hub.pool,
+            pool,
             self.ring,
             clients,
             k=self.config.witness_k,
@@ -111,16 +127,20 @@ class AuditLog:
         except BundleError as exc:
             raise ConfigError(f"the audit key ring of this home is unusable: {exc}") from exc
 
-    def appender(self, **options: Any) -> Appender:
-        """An appender for this hub (``on_commit``, ``dsn`` as options)."""
-        return Appender(self.hub, self.config, **options)
+    def appender(
+        self, *, dsn: str | None = None, on_commit: Callable[[int], None] | None = None
+    ) -> Appender:
+        """An appender for this hub (on its own connection to ``dsn``, the hub's by default)."""
+        return Appender(
+            self._bus, self.pool, self.config, dsn=dsn or self._pg_dsn, on_commit=on_commit
+        )
 
     async def catch_up(self, *, timeout: float = 120.0) -> StoredCheckpoint:
         """Log everything in the hub stream, then sign and cosign a checkpoint of it."""
         await self.appender().catch_up(timeout=timeout)
         signed = await self.checkpointer.sign()
         await self.checkpointer.close()  # let every witness answer, not just the first k
-        return await latest_checkpoint(self.hub.pool, published=False) or signed
+        return await latest_checkpoint(self.pool, published=False) or signed
 
     async def publish_checkpoint(self, note_text: str, size: int) -> None:
         """Announce a published checkpoint on ``sys.audit.checkpoint``."""
@@ -130,7 +150,7 @@ class AuditLog:
             "content-type": "text/plain; charset=utf-8",
             "govhub-tree-size": str(size),
         }
-        await self.hub.publisher.publish(Envelope(CHECKPOINT_SUBJECT, headers, note_text.encode()))
+        await self._bus.publisher.publish(Envelope(CHECKPOINT_SUBJECT, headers, note_text.encode()))
 
     async def publish_alarm(self, alarm: dict[str, Any]) -> None:
         """Raise a witness alarm on ``sys.audit.alarm`` (JSON with the signed alarm note)."""
@@ -139,7 +159,7 @@ class AuditLog:
             "Nats-Msg-Id": "alarm-" + hashlib.sha256(body).hexdigest()[:32],
             "content-type": "application/json",
         }
-        await self.hub.publisher.publish(Envelope(ALARM_SUBJECT, headers, body))
+        await self._bus.publisher.publish(Envelope(ALARM_SUBJECT, headers, body))
 
 
 class AuditService:
@@ -147,12 +167,12 @@ class AuditService:
 
     name = "audit"
 
-    def __init__(self, hub: Hub, *, on_commit: Callable[[int], None] | None = None) -> None:
-        """Assemble the log's parts; keys are created on first start.
+    def __init__(self, log: AuditLog, *, on_commit: Callable[[int], None] | None = None) -> None:
+        """Run the log's parts (`AuditLog` creates the keys on first start).
 
         ``on_commit(size)`` also sees every committed batch (the pipeline benchmark's probe).
         """
-        self.log = AuditLog(hub)
+        self.log = log
         self._grew = asyncio.Event()
 
         def committed(size: int) -> None:
@@ -198,12 +218,14 @@ class AuditService:
 
     def routes(self) -> list[web.RouteDef]:
         """The tlog-tiles read API and the local witnesses' add-checkpoint endpoints."""
-        out = api.routes(self.log.hub.pool)
+        out = api.routes(self.log.pool)
         for unit, witness in zip(self.log.config.local_witnesses, self.log.witnesses, strict=True):
             out += witness_routes(witness, f"/witness/{unit}")
         return out
 
 
-def create(hub: Hub) -> AuditService:
+def create(parts: Parts) -> AuditService:
     """Factory named in ``hub.serve.SERVICES``."""
-    return AuditService(hub)
+    return AuditService(
+        AuditLog(parts.settings, parts.trust.scenario, parts.pool, parts.pg_dsn, parts.bus)
+    )

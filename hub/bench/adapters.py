@@ -221,7 +221,7 @@ async def bench_outbox(hub: Hub, rows: int) -> dict[str, Any]:
         await prepare.start()
         await prepare.stop()
         await _fill_outbox(dsn, rows, _sample(civil))
-        sink = EventSink(hub, "akto.civil")
+        sink = EventSink(hub.trust, hub.bus, hub.signer, "akto.civil")
         pipeline = _pipeline(
             hub,
             "bench-outbox",
@@ -334,7 +334,7 @@ async def bench_webhook(hub: Hub, requests: int, concurrency: int) -> dict[str, 
             "bench-webhook",
             "artux.stats",
             load_connector("http").source(options, context),
-            EventSink(hub, "artux.stats"),
+            EventSink(hub.trust, hub.bus, hub.signer, "artux.stats"),
             stats.to_hub,
             None,
         )
@@ -415,7 +415,7 @@ async def bench_folder(hub: Hub, files: int, size: int) -> dict[str, Any]:
         context = ConnectorContext(adapter="bench-folder", participant="pref.office")
         from hub.integration.docbridge import DocumentSink
 
-        sink = DocumentSink(hub, "pref.office")
+        sink = DocumentSink(hub.settings, hub.trust, hub.bus, hub.signer, "pref.office")
         pipeline = _pipeline(
             hub,
             "bench-folder",

@@ -156,13 +156,13 @@ async def run_bench(
     config = load_config(hub.settings.home)
     run = random.randrange(10_000)
     flood, steady = f"BENCH{run:04d}-F%", f"BENCH{run:04d}-P%"
-    follower = ApprovalTracker(hub, config)
+    follower = ApprovalTracker(hub.pool, hub.settings, hub.trust, hub.bus, config)
     await follower.catch_up()  # earlier events out of the way
 
     async def follow() -> None:  # what `govhub serve`'s approval service does
         while True:
             if await follower.step(timeout=0.2):
-                await agent.decide_ready(hub)
+                await agent.decide_ready(hub.pool, hub.signer)
 
     task = asyncio.create_task(follow())
     try:

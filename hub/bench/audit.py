@@ -175,7 +175,7 @@ async def bench_appender(hub: Hub, events: int, say: Report) -> dict[str, Any]:
     envs = [hub.seal("akto.civil", NOTICE, {"title": f"n{i}", "body": "b"}) for i in range(events)]
     await hub.publisher.publish_many(envs)
     async with plain_client(hub) as plain:  # the raw side is plain nats-py, as shipped
-        js = plain.nc.jetstream()
+        js = plain.jetstream()
         raw = await js.pull_subscribe("", durable="bench_raw", stream=HUB_STREAM)
         started, seen = time.perf_counter(), 0
         total = (await js.stream_info(HUB_STREAM)).state.messages
@@ -186,7 +186,7 @@ async def bench_appender(hub: Hub, events: int, say: Report) -> dict[str, Any]:
             seen += len(msgs)
         raw_elapsed = time.perf_counter() - started
         await raw.unsubscribe()
-    appender = AuditLog(hub).appender()
+    appender = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus).appender()
     rss_before = _rss_kib()
     started = time.perf_counter()
     size = await appender.catch_up(timeout=600)
@@ -276,7 +276,7 @@ async def _state_bytes(conn: asyncpg.Connection) -> int:
 
 async def bench_latency(hub: Hub, seconds: float, rate: int, say: Report) -> dict[str, Any]:
     """Publish at ``rate``/s for ``seconds`` with the audit service running; time to checkpoint."""
-    service = AuditService(hub)
+    service = AuditService(AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus))
     arrivals: list[tuple[float, int]] = []
     caught_up = asyncio.Event()
     target = [1 << 62]

@@ -8,11 +8,11 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import nats
 import nats.js.errors
+from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from hub.bench.measure import Stopwatch, latency_ms, machine
@@ -29,12 +29,12 @@ RAW_STREAM = StreamSpec(
 
 
 @contextlib.asynccontextmanager
-async def plain_client(hub: Hub) -> AsyncIterator[Hub]:
-    """The hub with its own plain nats-py connection, for the raw client's side of a benchmark
-    (govhub's connection parses and writes headers faster, see hub.bus.HubClient)."""
+async def plain_client(hub: Hub) -> AsyncIterator[NatsClient]:
+    """A plain nats-py connection to the hub's server, for the raw client's side of a
+    benchmark (govhub's connection parses and writes headers faster, see hub.bus.HubClient)."""
     nc = await nats.connect(hub.nats_url)
     try:
-        yield replace(hub, nc=nc)
+        yield nc
     finally:
         await nc.close()
 
@@ -47,9 +47,9 @@ def _record_latency(latencies: list[float], started: float, _future: object) -> 
     latencies.append(time.perf_counter() - started)
 
 
-async def raw_publish(hub: Hub, bodies: list[bytes]) -> dict[str, Any]:
+async def raw_publish(nc: NatsClient, bodies: list[bytes]) -> dict[str, Any]:
     """Plain nats-py `publish_async` of the same bodies into a stream with the same settings."""
-    js = hub.nc.jetstream(publish_async_max_pending=4000)
+    js = nc.jetstream(publish_async_max_pending=4000)
     latencies: list[float] = []
     watch = Stopwatch()
     for i, body in enumerate(bodies):
@@ -67,9 +67,8 @@ async def raw_publish(hub: Hub, bodies: list[bytes]) -> dict[str, Any]:
     }
 
 
-async def raw_batch(hub: Hub, bodies: list[bytes]) -> dict[str, Any]:
+async def raw_batch(nc: NatsClient, bodies: list[bytes]) -> dict[str, Any]:
     """Plain nats-py atomic batch publishing (ADR-50) of the same bodies, 1,000 per batch."""
-    nc = hub.nc
     latencies: list[float] = []
     watch = Stopwatch()
     for start in range(0, len(bodies), 1000):
@@ -183,9 +182,9 @@ async def verified_drain(hub: Hub, events: int, durable: str) -> dict[str, Any]:
     return {"events_per_s": round(done / seconds), "events": done, "seconds": round(seconds, 3)}
 
 
-async def raw_drain(hub: Hub, events: int, durable: str) -> dict[str, Any]:
+async def raw_drain(nc: NatsClient, events: int, durable: str) -> dict[str, Any]:
     """Plain nats-py pull consumer: fetch and ack, no verification."""
-    js = hub.nc.jetstream()
+    js = nc.jetstream()
     sub = await js.pull_subscribe(
         f"evt.{SENDER}.bench",
         durable=durable,

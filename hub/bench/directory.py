@@ -144,7 +144,7 @@ async def run_bench(
     run = random.randrange(10_000)
     providers = [p for p in hub.participants.all() if p.id != hub.scenario.operator]
     live_mirror = f"BENCH_DIR_MIRROR_{run}"
-    materializer = Materializer(hub)
+    materializer = Materializer(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus)
     await materializer.catch_up()  # the bucket exists and older events are out of the way
     await js.add_stream(_mirror(live_mirror))
     started = time.perf_counter()

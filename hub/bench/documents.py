@@ -113,7 +113,7 @@ async def bench_large(
         to=LARGE_RECIPIENT,
         classification=classification,
     )
-    tracker = ExchangeTracker(hub)
+    tracker = ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer)
     await tracker.catch_up(fire_timers=False)
     await tracker.stop()
     fetched = await _child(
@@ -169,7 +169,7 @@ async def bench_small(
         paths.append(path)
     total_bytes = sum(p.stat().st_size for p in paths)
     raw = await _raw_small(hub, paths, recipients)
-    sender = Sender(hub, window=64)
+    sender = Sender(hub.settings, hub.trust, hub.bus, hub.signer, window=64)
     limit = asyncio.Semaphore(32)
 
     async def one(path: Path) -> str:
@@ -182,9 +182,11 @@ async def bench_small(
     started = time.perf_counter()
     doc_ids = await asyncio.gather(*(one(p) for p in paths))
     sent_s = time.perf_counter() - started
-    delivered = await RecipientAgent(hub, offices, concurrency=32).deliver_pending()
+    delivered = await RecipientAgent(
+        hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, offices, concurrency=32
+    ).deliver_pending()
     deliver_s = time.perf_counter() - started - sent_s
-    tracker = ExchangeTracker(hub)
+    tracker = ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer)
     await tracker.catch_up(fire_timers=False)
     await tracker.stop()
     total_s = time.perf_counter() - started

@@ -82,7 +82,9 @@ async def send(args: argparse.Namespace) -> dict[str, Any]:
             classification=Classification(args.classification),
         )
         started = time.perf_counter()
-        result = await Sender(hub, window=args.window).send(request)
+        result = await Sender(
+            hub.settings, hub.trust, hub.bus, hub.signer, window=args.window
+        ).send(request)
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "doc_id": result.doc_id}
 
@@ -94,9 +96,11 @@ async def fetch(args: argparse.Namespace) -> dict[str, Any]:
     from hub.runtime import open_hub
 
     async with open_hub(_settings(args)) as hub:
-        doc = await verified_document(hub, args.doc)
+        doc = await verified_document(hub.pool, hub.trust, args.doc)
         started = time.perf_counter()
-        await Fetcher(hub, window=args.window).fetch(doc, args.as_id, Path(args.out))
+        await Fetcher(hub.trust, hub.bus, hub.signer, window=args.window).fetch(
+            doc, args.as_id, Path(args.out)
+        )
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
 

@@ -298,7 +298,7 @@ async def _final_checkpoint(hub: Hub, size: int) -> dict[str, Any]:
 
 async def _child() -> None:
     """The appender process: the audit service, announcing each commit on core NATS."""
-    from hub.audit.service import AuditService
+    from hub.audit.service import AuditLog, AuditService
     from hub.home import Settings
     from hub.runtime import open_hub
 
@@ -313,7 +313,9 @@ async def _child() -> None:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        service = AuditService(hub, on_commit=announce)
+        service = AuditService(
+            AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus), on_commit=announce
+        )
         runner = loop.create_task(service.run())
         await service.appender.leading.wait()
         await hub.nc.publish(READY, b"")

@@ -52,7 +52,7 @@ async def check(ctx: click.Context, config: Path, as_json: bool) -> None:
     """
     loaded = load_adapter_file(config)
     async with open_hub(settings(ctx)) as hub:
-        reports = [await check_adapter(hub, item) for item in loaded.adapters]
+        reports = [await check_adapter(hub.parts, item) for item in loaded.adapters]
     result = {
         "file": str(config),
         "ok": all(r.ok for r in reports),
@@ -137,7 +137,7 @@ async def run(ctx: click.Context, config: Path, http: str | None, as_json: bool)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with open_hub(settings(ctx)) as hub:
-        pipelines = [build(hub, item) for item in loaded.adapters]
+        pipelines = [build(hub.parts, item) for item in loaded.adapters]
         show = sys.stdout.isatty() and not as_json
         display = asyncio.create_task(_progress(pipelines, stop)) if show else None
         if not show and not as_json:

@@ -21,7 +21,7 @@ from hub.approval.workflow import Approvals
 from hub.cli.common import async_command, emit, json_option, settings
 from hub.display import console, line, styled
 from hub.errors import InputError
-from hub.runtime import open_hub
+from hub.runtime import Hub, open_hub
 
 STATE_STYLE = {
     "reviewing": "yellow",
@@ -41,11 +41,11 @@ DECISIONS = {
 }
 
 
-async def _with(ctx: click.Context, act: Callable[[Approvals], Awaitable[Any]]) -> Any:
+async def _with(ctx: click.Context, act: Callable[[Approvals, Hub], Awaitable[Any]]) -> Any:
     async with open_hub(settings(ctx)) as hub:
-        approvals = Approvals(hub)
+        approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
         await approvals.catch_up()
-        return await act(approvals)
+        return await act(approvals, hub)
 
 
 def _docs(values: tuple[str, ...]) -> dict[str, Path]:
@@ -217,7 +217,7 @@ async def open_cmd(
     materials = _docs(docs)
     result = await _with(
         ctx,
-        lambda a: a.open(
+        lambda a, _hub: a.open(
             as_id,
             type_name,
             title=title,
@@ -238,7 +238,7 @@ async def open_cmd(
 @async_command
 async def show_cmd(ctx: click.Context, case: str, as_json: bool) -> None:
     """One case: every review with its clock, the materials, the history."""
-    result = await _with(ctx, lambda a: case_view(a.hub, a.config, case))
+    result = await _with(ctx, lambda a, hub: case_view(hub.pool, a.config, case))
     emit(as_json, result, lambda: _print_case(result))
 
 
@@ -249,7 +249,7 @@ async def show_cmd(ctx: click.Context, case: str, as_json: bool) -> None:
 @async_command
 async def progress_cmd(ctx: click.Context, case: str, as_json: bool) -> None:
     """办件进度: the applicant's view of a case, by case number or id."""
-    result = await _with(ctx, lambda a: progress(a.hub, a.config, case))
+    result = await _with(ctx, lambda a, hub: progress(hub.pool, hub.trust, a.config, case))
 
     def human() -> None:
         console.print(
@@ -297,7 +297,7 @@ async def opinion_cmd(
     """审查意见: sign your department's opinion on a case assigned to it."""
     result = await _with(
         ctx,
-        lambda a: a.opinion(
+        lambda a, _hub: a.opinion(
             as_id,
             case,
             DECISIONS[decision],
@@ -321,7 +321,7 @@ async def request_cmd(
     ctx: click.Context, case: str, as_id: str, items: tuple[str, ...], reason: str, as_json: bool
 ) -> None:
     """补正通知: ask for more material; your clock pauses until it is supplied."""
-    result = await _with(ctx, lambda a: a.request_material(as_id, case, items, reason))
+    result = await _with(ctx, lambda a, _hub: a.request_material(as_id, case, items, reason))
     emit(as_json, result, lambda: _print_result(result))
 
 
@@ -345,7 +345,9 @@ async def supply_cmd(
 ) -> None:
     """补正材料: hand on the applicant's material; the reviewer's clock runs again."""
     materials = _docs(docs)
-    result = await _with(ctx, lambda a: a.supply_material(as_id, case, request_id, materials, note))
+    result = await _with(
+        ctx, lambda a, _hub: a.supply_material(as_id, case, request_id, materials, note)
+    )
     emit(as_json, result, lambda: _print_result(result))
 
 
@@ -360,7 +362,7 @@ async def withdraw_cmd(
     ctx: click.Context, case: str, as_id: str, reason: str, as_json: bool
 ) -> None:
     """撤回: withdraw the application; open reviews end."""
-    result = await _with(ctx, lambda a: a.withdraw(as_id, case, reason))
+    result = await _with(ctx, lambda a, _hub: a.withdraw(as_id, case, reason))
     emit(as_json, result, lambda: _print_result(result))
 
 
@@ -378,7 +380,8 @@ async def cases_cmd(
 ) -> None:
     """The supervisor's view: every case, overdue reviews first."""
     found = await _with(
-        ctx, lambda a: list_cases(a.hub, a.config, participant=as_id, state=state, limit=limit)
+        ctx,
+        lambda a, hub: list_cases(hub.pool, a.config, participant=as_id, state=state, limit=limit),
     )
 
     def human() -> None:
@@ -407,8 +410,8 @@ async def cases_cmd(
 async def sweep_cmd(ctx: click.Context, as_json: bool) -> None:
     """One sweep of the operator's clock: 超期预警, 超期督办 (govhub serve: every 60 s)."""
 
-    async def act(a: Approvals) -> Any:
-        done = await agent.sweep(a.hub, a.config)
+    async def act(a: Approvals, hub: Hub) -> Any:
+        done = await agent.sweep(hub.pool, hub.trust, hub.signer, a.config)
         await a.catch_up()
         return done
 
@@ -429,8 +432,8 @@ async def sweep_cmd(ctx: click.Context, as_json: bool) -> None:
 async def rebuild_cmd(ctx: click.Context, as_json: bool) -> None:
     """Rebuild the projection from the stream (empties the approval tables first)."""
     async with open_hub(settings(ctx)) as hub:
-        await rebuild(hub)
-        approvals = Approvals(hub)
+        await rebuild(hub.pool, hub.bus)
+        approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
         await approvals.catch_up()
         count = await hub.pool.fetchval("SELECT count(*) FROM apr_cases")
     data = {"cases": count}

@@ -23,21 +23,34 @@ from hub.cli.common import async_command, emit, json_option, settings
 from hub.display import console, line, progress, styled
 from hub.errors import ConfigError, TamperEvidence
 from hub.jsonout import to_jsonable
-from hub.runtime import open_hub
+from hub.runtime import Hub, open_hub
 from hub.userfiles import output_file, parse_json, read_text, write_output
 from hub.userinput import parse_day_or_time, resolve_type
 
 
 @contextlib.asynccontextmanager
-async def _opened(ctx: click.Context, *, create_keys: bool = False) -> AsyncIterator[AuditLog]:
+async def _opened(
+    ctx: click.Context, *, create_keys: bool = False
+) -> AsyncIterator[tuple[Hub, AuditLog]]:
     async with open_hub(settings(ctx)) as hub:
-        yield AuditLog(hub, create_keys=create_keys, announce=False)
+        yield (
+            hub,
+            AuditLog(
+                hub.settings,
+                hub.scenario,
+                hub.pool,
+                hub.pg_dsn,
+                hub.bus,
+                create_keys=create_keys,
+                announce=False,
+            ),
+        )
 
 
-async def _type(log: AuditLog, given: str | None) -> str | None:
+async def _type(hub: Hub, given: str | None) -> str | None:
     if given is None:
         return None
-    return resolve_type(given, [*await reader.types(log.hub.pool), *log.hub.schemas.names()])
+    return resolve_type(given, [*await reader.types(hub.pool), *hub.schemas.names()])
 
 
 def _checkpoint_json(cp: reader.StoredCheckpoint) -> dict[str, Any]:
@@ -62,7 +75,7 @@ def audit() -> None:
 @async_command
 async def pubkey(ctx: click.Context, as_json: bool) -> None:
     """Print the log's note verifier key(s) (two during a key rotation)."""
-    async with _opened(ctx) as log:
+    async with _opened(ctx) as (_hub, log):
         current = [s.verifier.vkey() for s in log.ring.signers()]
         data = {"origin": log.ring.origin, "vkeys": current, **log.trust()}
     emit(as_json, data, lambda: click.echo("\n".join(current)))
@@ -75,8 +88,8 @@ async def pubkey(ctx: click.Context, as_json: bool) -> None:
 @async_command
 async def checkpoint(ctx: click.Context, fresh: bool, as_json: bool) -> None:
     """Print the latest published checkpoint with its witness cosignatures."""
-    async with _opened(ctx) as log:
-        cp = await log.checkpointer.sign() if fresh else await bundle.published(log.hub.pool)
+    async with _opened(ctx) as (hub, log):
+        cp = await log.checkpointer.sign() if fresh else await bundle.published(hub.pool)
     emit(as_json, _checkpoint_json(cp), lambda: click.echo(cp.note, nl=False))
 
 
@@ -103,13 +116,13 @@ async def search(
     as_json: bool,
 ) -> None:
     """Find log entries by sender, type and event time, with their leaf indexes."""
-    async with _opened(ctx) as log:
-        pool = log.hub.pool
+    async with _opened(ctx) as (hub, _log):
+        pool = hub.pool
         cp = await bundle.published(pool) if with_proofs else None
         rows = await reader.search(
             pool,
             participant=participant,
-            type_name=await _type(log, type_name),
+            type_name=await _type(hub, type_name),
             since=parse_day_or_time(since, "--since"),
             until=parse_day_or_time(until, "--until"),
             below=cp.size if cp else None,
@@ -165,8 +178,8 @@ async def search(
 @async_command
 async def proof(ctx: click.Context, event_id: str, as_json: bool) -> None:
     """Inclusion proof of an event against the latest published checkpoint."""
-    async with _opened(ctx) as log:
-        data = await bundle.proof_for_event(log.hub.pool, event_id)
+    async with _opened(ctx) as (hub, _log):
+        data = await bundle.proof_for_event(hub.pool, event_id)
 
     def human() -> None:
         console.print(f"event {event_id} is leaf {data['leaf_index']} of {data['tree_size']}")
@@ -186,8 +199,8 @@ async def proof(ctx: click.Context, event_id: str, as_json: bool) -> None:
 @async_command
 async def consistency(ctx: click.Context, old: int, new: int, as_json: bool) -> None:
     """Consistency proof between two tree sizes, with both roots."""
-    async with _opened(ctx) as log:
-        data = await bundle.consistency(log.hub.pool, old, new)
+    async with _opened(ctx) as (hub, _log):
+        data = await bundle.consistency(hub.pool, old, new)
 
     def human() -> None:
         console.print(f"size {old} root {data['old_root']}")
@@ -217,19 +230,19 @@ def _trusted_keys(log: AuditLog, trust_path: str | None) -> Trust:
 @async_command
 async def verify(ctx: click.Context, full: bool, trust_path: str | None, as_json: bool) -> None:
     """Check checkpoints and their consistency; --full also recomputes the whole tree."""
-    async with _opened(ctx) as log:
+    async with _opened(ctx) as (hub, log):
         trust = _trusted_keys(log, trust_path)
-        size = await reader.tree_size(log.hub.pool)
+        size = await reader.tree_size(hub.pool)
         columns = ("replaying", BarColumn(), MofNCompleteColumn())
         with progress(*columns, transient=True, disable=as_json) as bar:
             task = bar.add_task("leaves", total=size)
             try:
                 report = await fsck.verify_log(
-                    log.hub.pool,
+                    hub.pool,
                     trust,
                     log.config.origin,
                     full=full,
-                    events=log.hub.verifier,
+                    events=hub.verifier,
                     progress=lambda n: bar.update(task, completed=n),
                 )
             except TamperEvidence as exc:
@@ -292,17 +305,17 @@ async def export(
     # A folder that does not exist is refused before the log is read, not after.
     writing = output_file(out) if out is not None else contextlib.nullcontext(sys.stdout)
     with writing as fp:
-        async with _opened(ctx) as log:
+        async with _opened(ctx) as (hub, log):
             options: dict[str, Any] = {
                 "start": start,
                 "end": end,
                 "participant": participant,
-                "type_name": await _type(log, type_name),
+                "type_name": await _type(hub, type_name),
                 "since": parse_day_or_time(since, "--since"),
                 "until": parse_day_or_time(until, "--until"),
             }
             counts = await bundle.write_bundle(
-                log.hub.pool, log.trust(), log.config.origin, fp, **options
+                hub.pool, log.trust(), log.config.origin, fp, **options
             )
     if out is None:
         return
@@ -328,8 +341,8 @@ async def trust(ctx: click.Context, out: str | None, as_json: bool) -> None:
     Without --out the trust file itself is printed (it is JSON, with or without --json); with
     --out it is written there and --json prints what was written.
     """
-    async with _opened(ctx) as log:
-        data = {**log.trust(), "participant_keys": await bundle.participant_keys(log.hub.pool)}
+    async with _opened(ctx) as (hub, log):
+        data = {**log.trust(), "participant_keys": await bundle.participant_keys(hub.pool)}
     text = json.dumps(data, indent=2, ensure_ascii=False)
     if out is None:
         click.echo(text)
@@ -369,7 +382,7 @@ async def rotate_key(ctx: click.Context, overlap: float, as_json: bool) -> None:
             f"--overlap must be a number of hours from 0 to {limit:g}: both keys sign during "
             "it, so it cannot be negative"
         )
-    async with _opened(ctx) as log:
+    async with _opened(ctx) as (_hub, log):
         new = log.ring.rotate(timedelta(hours=overlap))
         data = {"new": new.trust_entry(), "log_keys": log.ring.trust_entries()}
     emit(as_json, data, lambda: console.print(f"new log key {new.signer.verifier.vkey()}"))

@@ -41,15 +41,15 @@ def _fields(text: str | None) -> list[str]:
     return [f.strip() for f in (text or "").split(",") if f.strip()]
 
 
-Action = Callable[[Directory], Coroutine[Any, Any, Any]]
+Action = Callable[[Directory, Hub], Coroutine[Any, Any, Any]]
 
 
 async def _with_directory(ctx: click.Context, action: Action, *, catch_up: bool = True) -> Any:
     async with open_hub(settings(ctx)) as hub:
-        directory = Directory(hub)
+        directory = Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer)
         if catch_up:
             await directory.catch_up()
-        return await action(directory)
+        return await action(directory, hub)
 
 
 @click.group("dir")
@@ -72,7 +72,7 @@ def _publish_command(name: str, update: bool, doc: str) -> click.Command:
     async def command(ctx: click.Context, as_id: str, path: str, as_json: bool) -> None:
         data = parse_json(read_text(path, "the entry file"), f"the entry file {path}")
 
-        async def act(d: Directory) -> Any:
+        async def act(d: Directory, hub: Hub) -> Any:
             return await d.publish(as_id, data, update=update)
 
         result = await _with_directory(ctx, act)
@@ -106,7 +106,7 @@ async def withdraw_cmd(
 ) -> None:
     """Withdraw an entry; its pending requests are closed and its grants end."""
 
-    async def act(d: Directory) -> Any:
+    async def act(d: Directory, hub: Hub) -> Any:
         return await d.withdraw(as_id, code, reason)
 
     result = await _with_directory(ctx, act)
@@ -171,7 +171,9 @@ async def search_cmd(
             docs = await kv_documents(nc, domain=domain)
             result = search_documents(docs, query, filters, limit=limit)
         else:
-            await Directory(hub).catch_up()
+            await Directory(
+                hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer
+            ).catch_up()
             result = await search(hub.pool, query, filters, limit=limit)
 
     def human() -> None:
@@ -201,8 +203,8 @@ async def search_cmd(
 async def show_cmd(ctx: click.Context, code: str, as_json: bool) -> None:
     """Show one entry: every field, its status, versions and request counts."""
 
-    async def act(d: Directory) -> Any:
-        return await entry_document(d.hub.pool, code)
+    async def act(d: Directory, hub: Hub) -> Any:
+        return await entry_document(hub.pool, code)
 
     doc = await _with_directory(ctx, act)
 
@@ -240,7 +242,7 @@ async def request_cmd(
     """Request a resource (a not-shared one opens a coordination case with the operator)."""
     wanted, limit = _fields(fields), parse_until(until)
 
-    async def act(d: Directory) -> Any:
+    async def act(d: Directory, hub: Hub) -> Any:
         return await d.request(as_id, code, purpose, fields=wanted, until=limit)
 
     result = await _with_directory(ctx, act)
@@ -269,10 +271,10 @@ async def requests_cmd(
 ) -> None:
     """List requests made or answered by a participant, with their states."""
 
-    async def act(d: Directory) -> Any:
+    async def act(d: Directory, hub: Hub) -> Any:
         # The hub operator (共享主管部门) oversees every request, not only its own.
-        who = "operator" if as_id == d.hub.scenario.operator and role == "any" else role
-        return await list_requests(d.hub.pool, as_id, role=who, state=state, code=code)
+        who = "operator" if as_id == hub.scenario.operator and role == "any" else role
+        return await list_requests(hub.pool, as_id, role=who, state=state, code=code)
 
     rows = await _with_directory(ctx, act)
 
@@ -302,7 +304,7 @@ def _answer_command(name: str, doc: str, action: str) -> click.Command:
     async def command(
         ctx: click.Context, request_id: str, as_id: str, as_json: bool, **opts: Any
     ) -> None:
-        async def act(d: Directory) -> Any:
+        async def act(d: Directory, hub: Hub) -> Any:
             if action == "grant":
                 return await d.grant(
                     as_id,
@@ -339,7 +341,7 @@ dir_group.add_command(
 @async_command
 async def deadlines_cmd(ctx: click.Context, as_json: bool) -> None:
     """As the hub operator: remind answers due soon, escalate overdue ones (once each)."""
-    result = await _with_directory(ctx, lambda d: d.sweep())
+    result = await _with_directory(ctx, lambda d, _hub: d.sweep())
     emit(
         as_json,
         result,
@@ -363,8 +365,8 @@ async def share_cmd(ctx: click.Context, code: str, as_id: str, data: str, as_jso
     if not all(isinstance(r, dict) for r in records):
         raise InputError("--data must be a JSON object or a list of objects")
 
-    async def act(d: Directory) -> Any:
-        return await share(d.hub, as_id, code, records)
+    async def act(d: Directory, hub: Hub) -> Any:
+        return await share(hub.pool, hub.trust, hub.signer, as_id, code, records)
 
     result = await _with_directory(ctx, act)
     emit(
@@ -386,8 +388,8 @@ async def share_cmd(ctx: click.Context, code: str, as_id: str, data: str, as_jso
 async def receive_cmd(ctx: click.Context, code: str, as_id: str, as_json: bool) -> None:
     """Decrypt the records of a resource sealed to you (refused without a valid grant)."""
 
-    async def act(d: Directory) -> Any:
-        return await receive(d.hub, as_id, code)
+    async def act(d: Directory, hub: Hub) -> Any:
+        return await receive(hub.pool, hub.bus, hub.signer, as_id, code)
 
     result = await _with_directory(ctx, act)
 
@@ -415,8 +417,7 @@ async def export_cmd(
         raise click.UsageError("give --out once (--output is its old name)")
     output = out or output_alias
 
-    async def act(d: Directory) -> Any:
-        hub: Hub = d.hub
+    async def act(d: Directory, hub: Hub) -> Any:
         return await export_catalog(
             hub.pool,
             hub.participants,

@@ -52,7 +52,7 @@ def _progress(as_json: bool) -> Progress | None:
 
 
 async def _caught_up(hub: Hub) -> None:
-    tracker = ExchangeTracker(hub)
+    tracker = ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer)
     try:
         await tracker.catch_up()
     finally:
@@ -133,12 +133,15 @@ async def send_cmd(
     bar = _progress(as_json)
     async with open_hub(settings(ctx)) as hub:
         if bar is None:
-            result = await Sender(hub).send(request)
+            result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(request)
         else:
             with bar:
                 task = bar.add_task(f"sending {file.name}", total=None)
                 result = await Sender(
-                    hub,
+                    hub.settings,
+                    hub.trust,
+                    hub.bus,
+                    hub.signer,
                     on_progress=lambda _s, done, total: bar.update(
                         task, completed=done, total=total
                     ),
@@ -188,9 +191,11 @@ async def inbox_cmd(
     async with open_hub(settings(ctx)) as hub:
         delivered = []
         if deliver:
-            delivered = await RecipientAgent(hub, [as_id]).deliver_pending()
+            delivered = await RecipientAgent(
+                hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, [as_id]
+            ).deliver_pending()
         await _caught_up(hub)
-        rows = await inbox(hub, as_id, limit=limit)
+        rows = await inbox(hub.pool, hub.trust, as_id, limit=limit)
     data = {
         "participant": as_id,
         "documents": rows,
@@ -238,7 +243,7 @@ async def fetch_cmd(
     bar = _progress(as_json)
     async with open_hub(settings(ctx)) as hub:
         await _caught_up(hub)
-        document = await verified_document(hub, doc_id)
+        document = await verified_document(hub.pool, hub.trust, doc_id)
         target = resolve_out(out, document.manifest, force=force)
         already = await hub.pool.fetchval(
             "SELECT delivered_at IS NOT NULL FROM doc_recipients"
@@ -247,12 +252,16 @@ async def fetch_cmd(
             as_id,
         )
         if bar is None:
-            result = await Fetcher(hub).fetch(document, as_id, target, receipt=not already)
+            result = await Fetcher(hub.trust, hub.bus, hub.signer).fetch(
+                document, as_id, target, receipt=not already
+            )
         else:
             with bar:
                 task = bar.add_task(f"fetching {target.name}", total=None)
                 fetcher = Fetcher(
-                    hub,
+                    hub.trust,
+                    hub.bus,
+                    hub.signer,
                     on_progress=lambda _s, done, total: bar.update(
                         task, completed=done, total=total
                     ),
@@ -288,7 +297,7 @@ async def status_cmd(ctx: click.Context, doc_id: str, as_json: bool) -> None:
     """Every recipient's state with its signed receipts."""
     async with open_hub(settings(ctx)) as hub:
         await _caught_up(hub)
-        data = await document_status(hub, doc_id)
+        data = await document_status(hub.pool, hub.trust, doc_id)
 
     def human() -> None:
         console.print(
@@ -330,7 +339,9 @@ async def receipt_cmd(
         raise InputError("give exactly one of --accept or --reject REASON")
     async with open_hub(settings(ctx)) as hub:
         await _caught_up(hub)
-        env, late = await receipts.answer(hub, doc_id, as_id, accept=accept, reason=reject or "")
+        env, late = await receipts.answer(
+            hub.pool, hub.trust, hub.signer, doc_id, as_id, accept=accept, reason=reject or ""
+        )
         await _caught_up(hub)
     decision = "accepted" if accept else "rejected"
     data = {
@@ -364,7 +375,9 @@ async def recall_cmd(
     """Withdraw a document from every recipient that has not accepted or rejected it."""
     async with open_hub(settings(ctx)) as hub:
         await _caught_up(hub)
-        env, withdrawn = await receipts.recall(hub, doc_id, as_id, reason)
+        env, withdrawn = await receipts.recall(
+            hub.pool, hub.trust, hub.signer, doc_id, as_id, reason
+        )
         await _caught_up(hub)
     data = {"doc_id": doc_id, "event_id": env.event_id, "recalled_from": withdrawn}
     emit(as_json, data, lambda: console.print(f"recalled {doc_id} from {', '.join(withdrawn)}"))
@@ -380,7 +393,7 @@ async def ledger_cmd(ctx: click.Context, as_id: str, limit: int, as_json: bool) 
     """The 收发文 register: documents out, in, and (for offices) across their scope."""
     async with open_hub(settings(ctx)) as hub:
         await _caught_up(hub)
-        data = await ledger(hub, as_id, limit=limit)
+        data = await ledger(hub.pool, hub.trust, as_id, limit=limit)
     emit(as_json, data, lambda: console.print(ledger_table(data)))
 
 

@@ -166,7 +166,7 @@ def nkey(ctx: click.Context, participant_id: str, public: str | None, as_json: b
 async def resync(ctx: click.Context, as_json: bool) -> None:
     """Rewrite the registry's KV copy from PostgreSQL (after a restore) and the servers' users."""
     async with open_hub(settings(ctx)) as hub:
-        count = await hub.enrollment().sync()
+        count = await hub.enrollment.sync()
         nodes = await hub.federation.sync_permissions(hub.pool) if hub.federation else []
     data = {"participants": count, "nodes_reloaded": nodes}
     emit(

@@ -105,7 +105,7 @@ async def add(
                 "point (04 || x || y)"
             ) from None
     async with open_hub(settings(ctx)) as hub:
-        added = await hub.enrollment().add([NewParticipant(participant_id, name, role, raw)])
+        added = await hub.enrollment.add([NewParticipant(participant_id, name, role, raw)])
         if hub.federation is not None:  # the new participant's server user, by reload
             await hub.federation.sync_permissions(hub.pool)
     data = added[0].to_json()
@@ -120,7 +120,7 @@ async def add(
 async def revoke(ctx: click.Context, participant_id: str, as_json: bool) -> None:
     """Revoke a participant: its events stamped from now on are refused."""
     async with open_hub(settings(ctx)) as hub:
-        data = (await hub.enrollment().revoke(participant_id)).to_json()
+        data = (await hub.enrollment.revoke(participant_id)).to_json()
         if hub.federation is not None:  # the servers drop its user: access ends now
             await hub.federation.sync_permissions(hub.pool)
     emit(as_json, data, lambda: console.print(f"revoked {data['id']} at {data['revoked_at']}"))
@@ -134,7 +134,7 @@ async def revoke(ctx: click.Context, participant_id: str, as_json: bool) -> None
 async def rotate(ctx: click.Context, participant_id: str, as_json: bool) -> None:
     """Give a participant a new key; the old one still verifies older events."""
     async with open_hub(settings(ctx)) as hub:
-        data = (await hub.enrollment().rotate(participant_id)).to_json()
+        data = (await hub.enrollment.rotate(participant_id)).to_json()
     emit(as_json, data, lambda: console.print(f"{data['id']} now signs with key {data['key_id']}"))
 
 

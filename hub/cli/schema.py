@@ -27,7 +27,6 @@ from hub.schema.gate import (
     RegisteredWriter,
     check_files,
 )
-from hub.schema.registry import SchemaRegistry
 from hub.schema.watch import Subject
 
 MODES = [m.value for m in Mode]
@@ -49,7 +48,7 @@ async def _registered(
 ) -> tuple[dict[str, RegisteredSubject], dict[str, RegisteredWriter]]:
     """What the registry holds for these subjects, and the writers of these fingerprints."""
     async with open_hub(s) as hub:
-        registry = SchemaRegistry.for_hub(hub)
+        registry = hub.registry
         found: dict[str, RegisteredSubject] = {}
         for name in dict.fromkeys(names):
             doc = await registry.subject(name)
@@ -196,7 +195,7 @@ def register(
 
     async def go() -> dict[str, Any]:
         async with open_hub(settings(ctx)) as hub:
-            registration = await SchemaRegistry.for_hub(hub).register(
+            registration = await hub.registry.register(
                 schema_file.schema, subject=subject, compatibility=mode, as_id=as_id
             )
         return registration.to_json()
@@ -243,7 +242,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 
     async def go() -> list[Subject]:
         async with open_hub(settings(ctx)) as hub:
-            return await SchemaRegistry.for_hub(hub).subjects()
+            return await hub.registry.subjects()
 
     subjects = run(go())
     rows = [_summary(s) for s in subjects]
@@ -289,7 +288,7 @@ def show(ctx: click.Context, name: str, version: int | None, as_json: bool) -> N
 
     async def go() -> dict[str, Any]:
         async with open_hub(settings(ctx)) as hub:
-            registry = SchemaRegistry.for_hub(hub)
+            registry = hub.registry
             if _FINGERPRINT.match(name) and version is None:
                 fp = bytes.fromhex(name.lower())
                 stored = await registry.schema(fp)

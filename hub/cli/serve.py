@@ -42,7 +42,7 @@ async def serve(ctx: click.Context, only: str, http_addr: str, console_addr: str
     host, port = parse_address(http_addr)
     names = [n for n in only.split(",") if n]
     async with open_hub(settings(ctx)) as hub:
-        await run_services(hub, only=names, host=host, port=port)
+        await run_services(hub.parts, only=names, host=host, port=port)
 
 
 COMMANDS = [serve]

@@ -22,14 +22,14 @@ from aiohttp import web
 
 from hub.audit import api
 from hub.audit.service import AuditLog
+from hub.collaborators import Parts
 from hub.console import auth
 from hub.console.auth import SESSION_KEY
-from hub.console.context import AUDIT_KEY, AUTH_KEY, HUB_KEY, AuditHolder
+from hub.console.context import AUDIT_KEY, AUTH_KEY, PARTS_KEY, AuditHolder
 from hub.console.frame import page, problem, t
 from hub.console.html import h
 from hub.errors import GovhubError, NotInLog, UnknownDocument, UnknownRequest, UnknownResource
 from hub.listen import parse_address, start_site
-from hub.runtime import Hub
 
 log = structlog.get_logger("hub.console")
 
@@ -109,13 +109,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return problem(request, str(exc), status=404 if isinstance(exc, NOT_FOUND) else 400)
 
 
-def make_console_app(hub: Hub, audit_log: AuditLog | None = None) -> web.Application:
-    """The console application for a connected hub."""
+def make_console_app(parts: Parts, audit_log: AuditLog | None = None) -> web.Application:
+    """The console application over a connected hub's collaborators."""
     from hub.console import audit_pages, directory, login, office
 
     app = web.Application(middlewares=[_headers, _signed_in, _errors], client_max_size=64 << 20)
-    app[HUB_KEY] = hub
-    app[AUTH_KEY] = auth.Auth(hub.participants)
+    app[PARTS_KEY] = parts
+    app[AUTH_KEY] = auth.Auth(parts.trust.participants)
     app[AUDIT_KEY] = AuditHolder(audit_log)
 
     async def healthz(_request: web.Request) -> web.Response:
@@ -145,7 +145,7 @@ def make_console_app(hub: Hub, audit_log: AuditLog | None = None) -> web.Applica
     app.router.add_get("/console/", home)
     app.router.add_get("/console/lang/{lang:(en|zh)}", switch_lang)
     app.router.add_static("/console/static/", STATIC)
-    app.router.add_routes(api.routes(hub.pool, prefix="/console/log"))
+    app.router.add_routes(api.routes(parts.pool, prefix="/console/log"))
     for module in (login, audit_pages, office, directory):
         app.router.add_routes(module.routes())
     return app
@@ -161,13 +161,13 @@ class ConsoleService:
 
     name = "console"
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, parts: Parts) -> None:
+        self._parts = parts
         self.host, self.port = console_address()
 
     async def run(self) -> None:
         """Serve the console until cancelled."""
-        runner = web.AppRunner(make_console_app(self.hub), access_log=None)
+        runner = web.AppRunner(make_console_app(self._parts), access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
@@ -188,6 +188,6 @@ async def _forever() -> None:
     await asyncio.Event().wait()
 
 
-def create(hub: Hub) -> ConsoleService:
+def create(parts: Parts) -> ConsoleService:
     """Factory named in `hub.serve.SERVICES`."""
-    return ConsoleService(hub)
+    return ConsoleService(parts)

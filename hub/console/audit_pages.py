@@ -22,7 +22,7 @@ from aiohttp import web
 
 from hub.audit import bundle, reader
 from hub.audit.note import NoteError, parse_note, verify_signatures
-from hub.console.context import audit_of, hub_of
+from hub.console.context import audit_of, parts_of
 from hub.console.frame import page, t
 from hub.console.html import Child, Html, definitions, h, table
 from hub.errors import InputError, NotInLog
@@ -61,8 +61,8 @@ def _verify_widget(kind: str, request: web.Request, **data: object) -> Html:
 
 async def overview(request: web.Request) -> web.Response:
     """The latest checkpoint, its cosignatures and their freshness, the search forms."""
-    hub, log = hub_of(request), audit_of(request)
-    cp = await reader.latest_checkpoint(hub.pool)
+    parts, log = parts_of(request), audit_of(request)
+    cp = await reader.latest_checkpoint(parts.pool)
     body: list[Child] = []
     if cp is None:
         body.append(h("p", None, "尚未发布检查点。No checkpoint has been published yet."))
@@ -150,7 +150,7 @@ async def overview(request: web.Request) -> web.Response:
 
 async def search(request: web.Request) -> web.Response:
     """Log entries by participant, type, event time or event id."""
-    hub, log = hub_of(request), audit_of(request)
+    parts, log = parts_of(request), audit_of(request)
     q = request.query
     event_id = q.get("event_id", "").strip()
     if event_id:
@@ -158,9 +158,11 @@ async def search(request: web.Request) -> web.Response:
     given_type = q.get("type", "").strip() or None
     type_name = None
     if given_type is not None:
-        type_name = resolve_type(given_type, [*await reader.types(hub.pool), *hub.schemas.names()])
+        type_name = resolve_type(
+            given_type, [*await reader.types(parts.pool), *parts.trust.schemas.names()]
+        )
     rows = await reader.search(
-        hub.pool,
+        parts.pool,
         participant=q.get("participant", "").strip() or None,
         type_name=type_name,
         since=parse_filter_time(q.get("since", "").strip() or None, "since"),
@@ -203,10 +205,10 @@ def _path_quote(value: str) -> str:
 
 def _decoded(request: web.Request, leaf: dict[str, Any]) -> tuple[str, list[list[Child]]]:
     """The event's schema label and its fields with their label_zh, decoded from the leaf."""
-    hub = hub_of(request)
+    parts = parts_of(request)
     body = base64.b64decode(leaf.get("body", ""))
     try:
-        schema, value = hub.schemas.decode(body)
+        schema, value = parts.trust.schemas.decode(body)
     except Exception as exc:  # a quarantined leaf may hold anything; show why it does not decode
         return "", [["(body)", h("span", {"class": "bad"}, f"does not decode: {exc}")]]
     source = schema.source if isinstance(schema.source, dict) else {}
@@ -228,10 +230,10 @@ def _decoded(request: web.Request, leaf: dict[str, Any]) -> tuple[str, list[list
 
 async def event(request: web.Request) -> web.Response:
     """One event: the signed headers, the decoded fields, the proof widget."""
-    hub = hub_of(request)
+    parts = parts_of(request)
     event_id = request.match_info["event_id"]
-    row = await reader.find_event(hub.pool, event_id)
-    cp = await reader.latest_checkpoint(hub.pool)
+    row = await reader.find_event(parts.pool, event_id)
+    cp = await reader.latest_checkpoint(parts.pool)
     leaf = json.loads(row.leaf)
     label, fields = _decoded(request, leaf)
     headers = leaf.get("headers", {})
@@ -266,8 +268,8 @@ async def event(request: web.Request) -> web.Response:
 
 async def consistency(request: web.Request) -> web.Response:
     """Consistency of an older signed checkpoint with the latest one, checked in the browser."""
-    hub = hub_of(request)
-    stored = await reader.checkpoints(hub.pool, published=True)
+    parts = parts_of(request)
+    stored = await reader.checkpoints(parts.pool, published=True)
     if not stored:
         raise NotInLog("no checkpoint has been published yet")
     try:
@@ -289,10 +291,10 @@ async def consistency(request: web.Request) -> web.Response:
 
 async def evidence(request: web.Request) -> web.Response:
     """The evidence bundle `python -m hub.audit.verify` checks offline (as `audit export`)."""
-    hub, log = hub_of(request), audit_of(request)
+    parts, log = parts_of(request), audit_of(request)
     out = io.StringIO()
     await bundle.write_bundle(
-        hub.pool,
+        parts.pool,
         log.trust(),
         log.config.origin,
         out,

@@ -1,15 +1,16 @@
-"""What the console's handlers share through the application: the hub, sign-in, the audit log."""
+"""What the console's handlers share through the application: the hub's collaborators, sign-in,
+the audit log."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from hub.audit.service import AuditLog
+from hub.collaborators import Parts
 from hub.console.auth import SESSION_KEY, Auth
-from hub.runtime import Hub
 
 AUTH_KEY = web.AppKey("auth", Auth)
-HUB_KEY = web.AppKey("hub", Hub)
+PARTS_KEY = web.AppKey("parts", Parts)
 
 
 class AuditHolder:
@@ -22,16 +23,25 @@ class AuditHolder:
 AUDIT_KEY = web.AppKey("audit", AuditHolder)
 
 
-def hub_of(request: web.Request) -> Hub:
-    """The connected hub."""
-    return request.app[HUB_KEY]
+def parts_of(request: web.Request) -> Parts:
+    """The connected hub's collaborators."""
+    return request.app[PARTS_KEY]
 
 
 def audit_of(request: web.Request) -> AuditLog:
     """The audit log's parts."""
     holder = request.app[AUDIT_KEY]
     if holder.log is None:
-        holder.log = AuditLog(hub_of(request), create_keys=False, announce=False)
+        parts = parts_of(request)
+        holder.log = AuditLog(
+            parts.settings,
+            parts.trust.scenario,
+            parts.pool,
+            parts.pg_dsn,
+            parts.bus,
+            create_keys=False,
+            announce=False,
+        )
     return holder.log
 
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from hub.console.auth import SESSION_KEY
-from hub.console.context import hub_of, participant
+from hub.console.context import participant, parts_of
 from hub.console.frame import page, t
 from hub.console.html import Child, definitions, h, hidden, table
 from hub.directory.store import SearchFilters, entry_document, list_requests, search
@@ -38,7 +38,7 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 async def search_page(request: web.Request) -> web.Response:
     """The search form and its hits."""
-    hub = hub_of(request)
+    parts = parts_of(request)
     query = request.query.get("q", "").strip()
     body: list[Child] = [
         h(
@@ -61,9 +61,11 @@ async def search_page(request: web.Request) -> web.Response:
         h("p", None, h("a", {"href": "/console/directory/requests"}, t(request, "Requests"))),
     ]
     if query:
-        await Directory(hub).catch_up()
+        await Directory(
+            parts.pool, parts.pg_dsn, parts.settings, parts.trust, parts.bus, parts.signer
+        ).catch_up()
         filters = SearchFilters(provider=request.query.get("provider") or None)
-        result = await search(hub.pool, query, filters, limit=50)
+        result = await search(parts.pool, query, filters, limit=50)
         rows = [
             [_entry_link(x["code"]), x["title"], x["provider"], x["sharing_type"], x["score"]]
             for x in result.results
@@ -81,8 +83,8 @@ async def search_page(request: web.Request) -> web.Response:
 
 async def entry_page(request: web.Request) -> web.Response:
     """One entry: its fields, data items, versions, and the request form."""
-    hub = hub_of(request)
-    doc = await entry_document(hub.pool, request.match_info["code"])
+    parts = parts_of(request)
+    doc = await entry_document(parts.pool, request.match_info["code"])
     entry: dict[str, Any] = doc["entry"]
     items = [
         [i["name"], i.get("label_zh", ""), i.get("type", "")] for i in entry.get("data_items", [])
@@ -140,9 +142,11 @@ async def entry_page(request: web.Request) -> web.Response:
 
 async def request_access(request: web.Request) -> web.Response:
     """`dir request` as the signed-in participant."""
-    hub, me = hub_of(request), participant(request)
+    parts, me = parts_of(request), participant(request)
     form = await _form(request)
-    await Directory(hub).request(
+    await Directory(
+        parts.pool, parts.pg_dsn, parts.settings, parts.trust, parts.bus, parts.signer
+    ).request(
         me,
         request.match_info["code"],
         form.get("purpose", ""),
@@ -154,11 +158,13 @@ async def request_access(request: web.Request) -> web.Response:
 
 async def requests_page(request: web.Request) -> web.Response:
     """Requests the participant made or must answer (the operator sees all), with answers."""
-    hub, me = hub_of(request), participant(request)
-    directory = Directory(hub)
+    parts, me = parts_of(request), participant(request)
+    directory = Directory(
+        parts.pool, parts.pg_dsn, parts.settings, parts.trust, parts.bus, parts.signer
+    )
     await directory.catch_up()
-    role = "operator" if me == hub.scenario.operator else "any"
-    rows = await list_requests(hub.pool, me, role=role)
+    role = "operator" if me == parts.trust.scenario.operator else "any"
+    rows = await list_requests(parts.pool, me, role=role)
     session = request[SESSION_KEY]
     cells = []
     for r in rows:
@@ -207,10 +213,12 @@ async def requests_page(request: web.Request) -> web.Response:
 
 async def decide(request: web.Request) -> web.Response:
     """`dir grant` (with conditions: fewer fields, an end date) or `dir deny` with a reason."""
-    hub, me = hub_of(request), participant(request)
+    parts, me = parts_of(request), participant(request)
     form = await _form(request)
     request_id, action = request.match_info["request_id"], request.match_info["action"]
-    directory = Directory(hub)
+    directory = Directory(
+        parts.pool, parts.pg_dsn, parts.settings, parts.trust, parts.bus, parts.signer
+    )
     if action == "grant":
         await directory.grant(
             me,

@@ -18,9 +18,10 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
+from hub.collaborators import Parts
 from hub.console import auth
 from hub.console.auth import SESSION_KEY
-from hub.console.context import hub_of, participant
+from hub.console.context import participant, parts_of
 from hub.console.frame import page, t
 from hub.console.html import Child, h, hidden, table
 from hub.errors import InputError
@@ -30,16 +31,15 @@ from hub.exchange.ledger import document_status, inbox, ledger
 from hub.exchange.model import Classification, Urgency
 from hub.exchange.send import Sender, SendRequest, check_request
 from hub.exchange.tracker import ExchangeTracker
-from hub.runtime import Hub
 from hub.userinput import parse_deadline
 
 MAX_FIELD = 64 << 10
 OPEN_STATES = ("sent", "delivered")
 
 
-async def caught_up(hub: Hub) -> None:
+async def caught_up(parts: Parts) -> None:
     """Let the exchange tracker catch up with the bus first, as every `doc` command does."""
-    tracker = ExchangeTracker(hub)
+    tracker = ExchangeTracker(parts.pool, parts.trust, parts.bus, parts.signer)
     try:
         await tracker.catch_up()
     finally:
@@ -72,10 +72,10 @@ def choices(values: list[str], chosen: str) -> list[Child]:
 
 async def office(request: web.Request) -> web.Response:
     """Inbox, register and the send form of the signed-in participant."""
-    hub, me = hub_of(request), participant(request)
-    await caught_up(hub)
-    rows = await inbox(hub, me)
-    register = await ledger(hub, me)
+    parts, me = parts_of(request), participant(request)
+    await caught_up(parts)
+    rows = await inbox(parts.pool, parts.trust, me)
+    register = await ledger(parts.pool, parts.trust, me)
     session = request[SESSION_KEY]
     inbox_rows = []
     for r in rows:
@@ -231,7 +231,7 @@ async def _read_send_form(request: web.Request, folder: Path) -> tuple[dict[str,
 
 async def send(request: web.Request) -> web.Response:
     """`doc send` from the form, signed by the signed-in participant."""
-    hub, me = hub_of(request), participant(request)
+    parts, me = parts_of(request), participant(request)
     with tempfile.TemporaryDirectory(prefix="govhub-console-") as tmp:
         fields, path, _name = await _read_send_form(request, Path(tmp))
         try:
@@ -252,27 +252,31 @@ async def send(request: web.Request) -> web.Response:
             deadline=parse_deadline(fields.get("deadline") or None),
         )
         check_request(send_request)
-        result = await Sender(hub).send(send_request)
-    await caught_up(hub)
+        result = await Sender(parts.settings, parts.trust, parts.bus, parts.signer).send(
+            send_request
+        )
+    await caught_up(parts)
     raise web.HTTPSeeOther(f"/console/office/doc/{quote(result.doc_id, safe='')}")
 
 
 async def deliver(request: web.Request) -> web.Response:
     """`doc inbox --deliver`: fetch, verify and sign delivery receipts for what is waiting."""
-    hub, me = hub_of(request), participant(request)
-    await RecipientAgent(hub, [me]).deliver_pending()
-    await caught_up(hub)
+    parts, me = parts_of(request), participant(request)
+    await RecipientAgent(
+        parts.pool, parts.settings, parts.trust, parts.bus, parts.signer, [me]
+    ).deliver_pending()
+    await caught_up(parts)
     raise web.HTTPSeeOther("/console/office")
 
 
 async def status(request: web.Request) -> web.Response:
     """One document: every recipient's state and signed receipts; the answer form."""
-    hub, me = hub_of(request), participant(request)
-    await caught_up(hub)
-    data = await document_status(hub, request.match_info["doc_id"])
+    parts, me = parts_of(request), participant(request)
+    await caught_up(parts)
+    data = await document_status(parts.pool, parts.trust, request.match_info["doc_id"])
     if me != data["sender"] and me not in [r["recipient"] for r in data["recipients"]]:
         # The register's scope rule: an office sees its unit, others their own documents.
-        scoped = {e["doc_id"] for e in (await ledger(hub, me))["entries"]}
+        scoped = {e["doc_id"] for e in (await ledger(parts.pool, parts.trust, me))["entries"]}
         if data["doc_id"] not in scoped:
             raise web.HTTPForbidden(text="this document is neither to nor from you\n")
     rows = []
@@ -364,7 +368,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def answer(request: web.Request) -> web.Response:
     """`doc receipt --accept` or `--reject REASON`, signed by the signed-in recipient."""
-    hub, me = hub_of(request), participant(request)
+    parts, me = parts_of(request), participant(request)
     form = await request.post()
     decision, reason = form.get("decision"), form.get("reason", "")
     if decision not in ("accept", "reject") or not isinstance(reason, str):
@@ -372,9 +376,17 @@ async def answer(request: web.Request) -> web.Response:
     if decision == "reject" and not reason.strip():
         raise InputError("a rejection needs a reason")
     doc_id = request.match_info["doc_id"]
-    await caught_up(hub)
-    await receipts.answer(hub, doc_id, me, accept=decision == "accept", reason=reason)
-    await caught_up(hub)
+    await caught_up(parts)
+    await receipts.answer(
+        parts.pool,
+        parts.trust,
+        parts.signer,
+        doc_id,
+        me,
+        accept=decision == "accept",
+        reason=reason,
+    )
+    await caught_up(parts)
     raise web.HTTPSeeOther(f"/console/office/doc/{quote(doc_id, safe='')}")
 
 

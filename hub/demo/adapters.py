@@ -326,7 +326,7 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
     config_path.write_text(text, encoding="utf-8")
     await _department_schemas(hub)
     pipelines = {
-        item.name: build(hub, item) for item in parse_adapter_file(text, config_path).adapters
+        item.name: build(hub.parts, item) for item in parse_adapter_file(text, config_path).adapters
     }
     stop = asyncio.Event()
     tasks = [asyncio.create_task(p.run(stop)) for p in pipelines.values()]

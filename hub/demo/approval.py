@@ -90,7 +90,7 @@ def _resource_entry() -> dict[str, Any]:
 
 async def _grant(hub: Hub, case_number: str) -> str:
     """The development commission's access to the business register, through the directory."""
-    directory = Directory(hub)
+    directory = Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer)
     await directory.catch_up()
     active = await hub.pool.fetchval(
         "SELECT status = 'active' FROM directory_entries WHERE code = $1", RESOURCE
@@ -121,7 +121,9 @@ async def _county_opinion(
         )
         return done, None
     unit = COUNTY.split(".")[0]
-    offline = Approvals(hub, approvals.config, arrival_wait_s=1.0)
+    offline = Approvals(
+        hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, approvals.config, arrival_wait_s=1.0
+    )
     federation.servers.uplink(unit, enabled=False)
     try:
         queued = await offline.opinion(
@@ -133,7 +135,7 @@ async def _county_opinion(
     if not await wait_at_hub(hub.nc, events, timeout=ARRIVAL_S):
         raise ApprovalError(f"{COUNTY}'s opinion did not reach the hub in time")
     await approvals.catch_up()
-    done = await case_view(hub, approvals.config, case_id)
+    done = await case_view(hub.pool, approvals.config, case_id)
     opinion = next(
         h for h in done["history"] if h["kind"] == "opinion" and h["signed_by"].startswith(COUNTY)
     )
@@ -150,7 +152,7 @@ async def _county_opinion(
 
 async def _proofs(hub: Hub, events: list[str]) -> dict[str, Any]:
     """Inclusion proofs of the case's signed steps, verified offline like an auditor does."""
-    log = AuditLog(hub)
+    log = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     checkpoint = await log.catch_up()
     proofs = [await bundle.proof_for_event(hub.pool, e) for e in events]
     trust = {**log.trust(), "participant_keys": await bundle.participant_keys(hub.pool)}
@@ -187,7 +189,7 @@ async def _proofs(hub: Hub, events: list[str]) -> dict[str, Any]:
 async def run(hub: Hub, story: Story) -> dict[str, Any]:
     """Open, assign, ask for material, supply it, decide in parallel, prove it."""
     folder = hub.settings.home.root / "demo" / "approval"
-    approvals = Approvals(hub)
+    approvals = Approvals(hub.pool, hub.settings, hub.trust, hub.bus, hub.signer)
     await approvals.catch_up()
     opened = await approvals.open(
         LEAD,
@@ -202,7 +204,7 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
     asked = await approvals.request_material(
         "pref.natres", case_id, [MISSING], reason="规划附图缺少用地红线坐标"
     )
-    waiting = await progress(hub, approvals.config, number)
+    waiting = await progress(hub.pool, hub.trust, approvals.config, number)
     supplied = await approvals.supply_material(
         LEAD,
         case_id,
@@ -217,7 +219,7 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
     )
     await approvals.opinion("pref.natres", case_id, Decision.APPROVE)
     done, drill = await _county_opinion(hub, approvals, case_id)
-    final = await progress(hub, approvals.config, number)
+    final = await progress(hub.pool, hub.trust, approvals.config, number)
     steps = [h for h in done["history"] if h["kind"] in ("opinion", "decided")]
     audit = await _proofs(hub, [h["event_id"] for h in steps])
     reviews = {r["reviewer"]: r for r in done["reviews"]}

@@ -21,7 +21,7 @@ AUDITOR = "pref.audit"
 
 async def run(hub: Hub, story: Story) -> dict[str, Any]:
     """Log everything published so far, checkpoint it, prove one notice, verify offline."""
-    log = AuditLog(hub)
+    log = AuditLog(hub.settings, hub.scenario, hub.pool, hub.pg_dsn, hub.bus)
     checkpoint = await log.catch_up()
     published = story.facts.get("events", {}).get("published", [])
     if published:

@@ -22,7 +22,6 @@ from hub.directory.workflow import Directory
 from hub.display import line
 from hub.errors import NoGrant
 from hub.runtime import Hub
-from hub.schema.registry import SchemaRegistry
 
 PROVIDER = "akto.stats"
 REQUESTER = "akto.civil"
@@ -87,9 +86,9 @@ def _others() -> list[dict[str, Any]]:
     return [artux, hrss]
 
 
-async def _publish(directory: Directory, data: dict[str, Any]) -> dict[str, Any]:
+async def _publish(hub: Hub, directory: Directory, data: dict[str, Any]) -> dict[str, Any]:
     """Publish, or on a second demo run in the same home, publish a new version."""
-    exists = await directory.hub.pool.fetchval(
+    exists = await hub.pool.fetchval(
         "SELECT status = 'active' FROM directory_entries WHERE code = $1", data["code"]
     )
     return await directory.publish(data["provider"], data, update=bool(exists))
@@ -97,16 +96,14 @@ async def _publish(directory: Directory, data: dict[str, Any]) -> dict[str, Any]
 
 async def run(hub: Hub, story: Story) -> dict[str, Any]:
     """Publish, find, request, be refused, be granted, receive; export the open catalog."""
-    await SchemaRegistry.for_hub(hub).register(
-        schema_from_json(copy.deepcopy(SCHEMA)), as_id=PROVIDER
-    )
-    directory = Directory(hub)
+    await hub.registry.register(schema_from_json(copy.deepcopy(SCHEMA)), as_id=PROVIDER)
+    directory = Directory(hub.pool, hub.pg_dsn, hub.settings, hub.trust, hub.bus, hub.signer)
     await directory.catch_up()
     entry = template()
     entry.pop("data_items")  # the bureau's registered schema supplies them
-    published = await _publish(directory, entry)
+    published = await _publish(hub, directory, entry)
     for other in _others():
-        await _publish(directory, other)
+        await _publish(hub, directory, other)
     for earlier in await list_requests(hub.pool, REQUESTER, role="requester", code=CODE):
         # A demo run again in the same home starts the story afresh: last run's grant ends.
         if earlier["state"] == "granted":
@@ -117,9 +114,9 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
     request = await directory.request(
         REQUESTER, CODE, PURPOSE, fields=["township", "residents", "households"]
     )
-    before = await share(hub, PROVIDER, CODE, OCTOBER)
+    before = await share(hub.pool, hub.trust, hub.signer, PROVIDER, CODE, OCTOBER)
     try:
-        await receive(hub, REQUESTER, CODE)
+        await receive(hub.pool, hub.bus, hub.signer, REQUESTER, CODE)
         refusal = ""
     except NoGrant as exc:
         refusal = str(exc)
@@ -127,8 +124,8 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
     granted = await directory.grant(
         PROVIDER, request["request_id"], fields=["township", "residents"], until=until
     )
-    after = await share(hub, PROVIDER, CODE, NOVEMBER)
-    got = await receive(hub, REQUESTER, CODE)
+    after = await share(hub.pool, hub.trust, hub.signer, PROVIDER, CODE, NOVEMBER)
+    got = await receive(hub.pool, hub.bus, hub.signer, REQUESTER, CODE)
     ours = set(after["record_ids"])
     received = [r["data"] for r in got["records"] if r["record_id"] in ours]
     catalog = await export_catalog(

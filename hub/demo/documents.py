@@ -81,7 +81,7 @@ async def _settled(
     async def settled() -> bool:
         await tracker.catch_up()
         with contextlib.suppress(UnknownDocument):  # its manifest is not tracked yet
-            found.update(await document_status(hub, doc_id))
+            found.update(await document_status(hub.pool, hub.trust, doc_id))
             return ready({r["recipient"]: r["state"] for r in found["recipients"]})
         return False
 
@@ -108,8 +108,8 @@ def _delivered_by_agent(status: dict[str, Any]) -> list[str]:
 async def run(hub: Hub, story: Story) -> dict[str, Any]:
     """Send, deliver, answer, seal, refuse, report up, and read the register."""
     folder = hub.settings.home.root / "demo" / "documents"
-    sender = Sender(hub)
-    tracker = ExchangeTracker(hub)
+    sender = Sender(hub.settings, hub.trust, hub.bus, hub.signer)
+    tracker = ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer)
     federated = hub.federation is not None
     circular = await sender.send(
         SendRequest(
@@ -122,15 +122,27 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
             deadline=datetime.now(UTC) + timedelta(days=3),
         )
     )
-    await RecipientAgent(hub, list(COUNTIES)).deliver_pending()
+    await RecipientAgent(
+        hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, list(COUNTIES)
+    ).deliver_pending()
     delivered = _delivered_by_agent(
         await _settled(hub, tracker, circular.doc_id, _all("delivered", *COUNTIES))
     )
     for county in COUNTIES:
         if county == REJECTER:
-            await receipts.answer(hub, circular.doc_id, county, accept=False, reason=REJECT_REASON)
+            await receipts.answer(
+                hub.pool,
+                hub.trust,
+                hub.signer,
+                circular.doc_id,
+                county,
+                accept=False,
+                reason=REJECT_REASON,
+            )
         else:
-            await receipts.answer(hub, circular.doc_id, county, accept=True)
+            await receipts.answer(
+                hub.pool, hub.trust, hub.signer, circular.doc_id, county, accept=True
+            )
     answered = {c: "accepted" for c in COUNTIES} | {REJECTER: "rejected"}
     status = await _settled(hub, tracker, circular.doc_id, lambda states: states == answered)
     receipts_at_county = await _county_receipts(hub, circular.doc_id) if federated else {}
@@ -148,15 +160,15 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
         )
     )
     await _settled(hub, tracker, secret.doc_id, lambda states: True)
-    doc = await verified_document(hub, secret.doc_id)
+    doc = await verified_document(hub.pool, hub.trust, secret.doc_id)
     opened = {}
     for reader in SECRET_TO:
         out = folder / f"{reader}-{secret.doc_id}.txt"
-        await Fetcher(hub).fetch(doc, reader, out)
+        await Fetcher(hub.trust, hub.bus, hub.signer).fetch(doc, reader, out)
         opened[reader] = out.read_bytes() == secret_path.read_bytes()
     refusals = {}
     try:
-        await Fetcher(hub).fetch(doc, OUTSIDER, folder / "outsider.txt")
+        await Fetcher(hub.trust, hub.bus, hub.signer).fetch(doc, OUTSIDER, folder / "outsider.txt")
     except ExchangeError as exc:
         refusals["fetch"] = str(exc)
     # Even with the stored bytes in hand, an outsider holds no key they were sealed to.
@@ -192,13 +204,15 @@ async def run(hub: Hub, story: Story) -> dict[str, Any]:
     )
     await _settled(hub, tracker, report.doc_id, lambda states: True)
     await _settled(hub, tracker, letter.doc_id, lambda states: True)
-    await RecipientAgent(hub, [*report_to, "wuqia.office"]).deliver_pending()
+    await RecipientAgent(
+        hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, [*report_to, "wuqia.office"]
+    ).deliver_pending()
     await _settled(hub, tracker, letter.doc_id, _all("delivered", "wuqia.office"))
     reported = await _settled(hub, tracker, report.doc_id, _all("delivered", *report_to))
     report_states = {r["recipient"]: r["state"] for r in reported["recipients"]}
     drill = await _cut_off_drill(hub, folder, tracker) if federated else None
     await tracker.stop()
-    register = await ledger(hub, OFFICE)
+    register = await ledger(hub.pool, hub.trust, OFFICE)
     mine = {circular.doc_id, secret.doc_id, report.doc_id, letter.doc_id}
     facts: dict[str, Any] = {
         "circular": {
@@ -280,7 +294,7 @@ async def _cut_off_drill(hub: Hub, folder: Path, tracker: ExchangeTracker) -> di
     unit = CUT_OFF.split(".")[0]
     federation.servers.uplink(unit, enabled=False)
     try:
-        urgent = await Sender(hub).send(
+        urgent = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(
             SendRequest(
                 sender=OFFICE,
                 recipients=(CUT_OFF,),
@@ -292,16 +306,22 @@ async def _cut_off_drill(hub: Hub, folder: Path, tracker: ExchangeTracker) -> di
             )
         )
         await tracker.catch_up()
-        doc = await verified_document(hub, urgent.doc_id)
+        doc = await verified_document(hub.pool, hub.trust, urgent.doc_id)
         try:
-            await Fetcher(hub, stall_s=1.0).fetch(doc, CUT_OFF, folder / "cut-off.txt")
+            await Fetcher(hub.trust, hub.bus, hub.signer, stall_s=1.0).fetch(
+                doc, CUT_OFF, folder / "cut-off.txt"
+            )
             while_cut = "fetched (the uplink was not cut?)"
         except ExchangeError as exc:
             while_cut = f"not reachable: {type(exc).__name__}"
-        state_while_cut = (await document_status(hub, urgent.doc_id))["recipients"][0]["state"]
+        state_while_cut = (await document_status(hub.pool, hub.trust, urgent.doc_id))["recipients"][
+            0
+        ]["state"]
     finally:
         federation.servers.uplink(unit, enabled=True)
-    await RecipientAgent(hub, [CUT_OFF]).deliver_pending()
+    await RecipientAgent(
+        hub.pool, hub.settings, hub.trust, hub.bus, hub.signer, [CUT_OFF]
+    ).deliver_pending()
     status = await _settled(hub, tracker, urgent.doc_id, _all("delivered", CUT_OFF))
     return {
         "county": unit,

@@ -21,7 +21,6 @@ from hub.display import line
 from hub.envelope import seal
 from hub.errors import RegistryError, SchemaIncompatible
 from hub.runtime import Hub
-from hub.schema.registry import SchemaRegistry
 from hub.topology import HUB_STREAM
 
 OWNER = "akto.civil"
@@ -74,7 +73,7 @@ READERS = {"pref.civil": V2, "pref.finance": V1}
 
 async def run(hub: Hub, story: Story) -> dict[str, Any]:
     """Register, evolve, get refused twice, publish with both versions, read with both."""
-    registry = SchemaRegistry.for_hub(hub)
+    registry = hub.registry
     registered = []
     key = hub.keystore.current(OWNER)
     envs = []

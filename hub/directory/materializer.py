@@ -31,15 +31,16 @@ import structlog
 
 from hub import health
 from hub.bus import jetstream, provision
+from hub.collaborators import Bus, Trust
 from hub.consumer import Consumer, Delivery
 from hub.directory.apply import BatchApplier, Step
 from hub.directory.deadlines import DeadlinePolicy, load_policy
 from hub.directory.events import DIRECTORY_FILTER
 from hub.directory.rows import EntryRow
 from hub.errors import DirectoryError, PublishError, Reason, ServerError
+from hub.home import Settings
 from hub.metrics import Counter, Gauge
 from hub.outage import Backoff, describe
-from hub.runtime import Hub
 from hub.topology import DIRECTORY_BUCKET, HUB_STREAM
 from hub.waits import poll
 
@@ -92,9 +93,21 @@ def kv_document(row: EntryRow) -> dict[str, Any]:
 class Materializer:
     """Consumes `dir.>` into the directory tables and the KV copy."""
 
-    def __init__(self, hub: Hub, *, policy: DeadlinePolicy | None = None) -> None:
-        self.hub = hub
-        self.policy = policy or load_policy(hub.settings.home)
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        pg_dsn: str,
+        settings: Settings,
+        trust: Trust,
+        bus: Bus,
+        *,
+        policy: DeadlinePolicy | None = None,
+    ) -> None:
+        self._pool = pool
+        self._pg_dsn = pg_dsn
+        self._trust = trust
+        self._bus = bus
+        self.policy = policy or load_policy(settings.home)
         self._consumer: Consumer | None = None
         self._kv: Any = None
         self._held: list[Delivery] = []
@@ -102,7 +115,7 @@ class Materializer:
     def consumer(self) -> Consumer:
         """The durable, verifying consumer of the directory subjects (created once)."""
         if self._consumer is None:
-            self._consumer = self.hub.consumer(
+            self._consumer = self._bus.consumer(
                 HUB_STREAM,
                 DURABLE,
                 [DIRECTORY_FILTER],
@@ -114,8 +127,8 @@ class Materializer:
 
     async def _bucket(self) -> Any:
         if self._kv is None:
-            await provision(self.hub.nc, [], [DIRECTORY_BUCKET])
-            self._kv = await jetstream(self.hub.nc).key_value(DIRECTORY_BUCKET)
+            await provision(self._bus.nc, [], [DIRECTORY_BUCKET])
+            self._kv = await jetstream(self._bus.nc).key_value(DIRECTORY_BUCKET)
         return self._kv
 
     async def commit(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> list[Step]:
@@ -125,7 +138,7 @@ class Materializer:
                 await conn.fetchval("SELECT last_seq FROM directory_state WHERE id FOR UPDATE")
             )
             fresh = [d for d in deliveries if d.seq > last]
-            applier = BatchApplier(conn, self.policy, self.hub.scenario.operator)
+            applier = BatchApplier(conn, self.policy, self._trust.scenario.operator)
             await applier.load(fresh)
             steps = [await applier.apply(d) for d in fresh]
             await applier.write()
@@ -201,13 +214,13 @@ class Materializer:
         If a `govhub serve` process holds the writer lock, wait for it to apply them instead.
         """
         deadline = time.monotonic() + timeout
-        conn = await asyncpg.connect(self.hub.pg_dsn, timeout=10)
+        conn = await asyncpg.connect(self._pg_dsn, timeout=10)
         try:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
                 return await self._wait_for_writer(deadline)
             await self._rewind(conn)
             consumer = self.consumer()
-            js = jetstream(self.hub.nc)
+            js = jetstream(self._bus.nc)
             while time.monotonic() < deadline:
                 batch = await consumer.fetch(BATCH, timeout=0.2)
                 if batch:
@@ -222,7 +235,7 @@ class Materializer:
             await self.stop()
 
     async def _wait_for_writer(self, deadline: float) -> int:
-        js = jetstream(self.hub.nc)
+        js = jetstream(self._bus.nc)
 
         async def caught_up() -> bool:
             with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -233,7 +246,7 @@ class Materializer:
         # A bounded wait on another process; there is no event to wait on.
         if not await poll(caught_up, timeout=deadline - time.monotonic(), every=0.2):
             raise DirectoryError("the directory writer in another process did not catch up in time")
-        return int(await self.hub.pool.fetchval("SELECT last_seq FROM directory_state"))
+        return int(await self._pool.fetchval("SELECT last_seq FROM directory_state"))
 
     async def run(self) -> None:
         """Hold the writer lock and materialize until cancelled; recover from outages."""
@@ -241,7 +254,7 @@ class Materializer:
         try:
             while True:
                 try:
-                    conn = await asyncpg.connect(self.hub.pg_dsn, timeout=10)
+                    conn = await asyncpg.connect(self._pg_dsn, timeout=10)
                 except DB_ERRORS as exc:
                     await _backoff("connect", exc, retry)
                     continue
@@ -325,14 +338,24 @@ async def stored_documents(conn: Any, codes: Sequence[str]) -> dict[str, dict[st
     return out
 
 
-async def catch_up(hub: Hub, *, timeout: float = 120.0) -> int:
+async def catch_up(
+    pool: asyncpg.Pool,
+    pg_dsn: str,
+    settings: Settings,
+    trust: Trust,
+    bus: Bus,
+    *,
+    timeout: float = 120.0,
+) -> int:
     """Bring the directory up to date with the hub stream (for commands and the demo)."""
-    return await Materializer(hub).catch_up(timeout=timeout)
+    return await Materializer(pool, pg_dsn, settings, trust, bus).catch_up(timeout=timeout)
 
 
-async def event_outcome(hub: Hub, event_id: str) -> tuple[str, Reason | None, str | None] | None:
+async def event_outcome(
+    pool: asyncpg.Pool, event_id: str
+) -> tuple[str, Reason | None, str | None] | None:
     """What the materializer did with an event: (outcome, reason, detail), or None if unseen."""
-    row = await hub.pool.fetchrow(
+    row = await pool.fetchrow(
         "SELECT outcome, reason, detail FROM directory_events WHERE event_id = $1"
         " ORDER BY seq LIMIT 1",
         event_id,

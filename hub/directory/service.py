@@ -15,19 +15,21 @@ import asyncio
 import json
 from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
 
 from hub import health
+from hub.collaborators import Bus, Parts, Signer, Trust
 from hub.directory.dcat import default_base, export_catalog
 from hub.directory.materializer import Materializer
 from hub.directory.sharing import share
 from hub.directory.store import SearchFilters, entry_document, search
 from hub.directory.workflow import Directory
 from hub.errors import GovhubError, InputError, KeyStoreError, NotProvider, UnknownResource
+from hub.home import Settings
 from hub.jsonout import dumps
 from hub.outage import Backoff, describe, is_transient
-from hub.runtime import Hub
 
 log = structlog.get_logger("hub.directory.service")
 
@@ -43,15 +45,27 @@ class DirectoryService:
 
     name = "directory"
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        pg_dsn: str,
+        settings: Settings,
+        trust: Trust,
+        bus: Bus,
+        signer: Signer,
+    ) -> None:
         """Assemble the materializer and the write side."""
-        self.hub = hub
-        self.directory = Directory(hub)
-        self.materializer = Materializer(hub, policy=self.directory.policy)
+        self._pool = pool
+        self._trust = trust
+        self._signer = signer
+        self.directory = Directory(pool, pg_dsn, settings, trust, bus, signer)
+        self.materializer = Materializer(
+            pool, pg_dsn, settings, trust, bus, policy=self.directory.policy
+        )
 
     def _operator_here(self) -> bool:
         try:
-            self.hub.keystore.current(self.hub.scenario.operator)
+            self._signer.keystore.current(self._trust.scenario.operator)
         except KeyStoreError:
             return False
         return True
@@ -111,7 +125,7 @@ class DirectoryService:
                 open_only=q.get("open") == "1",
             )
             result = await search(
-                self.hub.pool, q.get("q", ""), filters, limit=int(q.get("limit", "20"))
+                self._pool, q.get("q", ""), filters, limit=int(q.get("limit", "20"))
             )
         except (InputError, ValueError) as exc:
             return _json({"error": str(exc)}, 400)
@@ -119,17 +133,17 @@ class DirectoryService:
 
     async def _entry(self, request: web.Request) -> web.Response:
         try:
-            return _json(await entry_document(self.hub.pool, request.match_info["code"]))
+            return _json(await entry_document(self._pool, request.match_info["code"]))
         except UnknownResource as exc:
             return _json({"error": str(exc)}, 404)
 
     async def _catalog(self, _request: web.Request) -> web.Response:
         catalog = await export_catalog(
-            self.hub.pool,
-            self.hub.participants,
-            base=default_base(self.hub.scenario.name),
-            title=f"{self.hub.scenario.hub_name} 开放数据目录",
-            publisher=self.hub.scenario.operator,
+            self._pool,
+            self._trust.participants,
+            base=default_base(self._trust.scenario.name),
+            title=f"{self._trust.scenario.hub_name} 开放数据目录",
+            publisher=self._trust.scenario.operator,
         )
         return web.Response(
             text=json.dumps(catalog, ensure_ascii=False), content_type="application/ld+json"
@@ -144,7 +158,12 @@ class DirectoryService:
             return _json({"error": 'expected {"provider": ID, "records": [...]}'}, 400)
         try:
             result = await share(
-                self.hub, str(body.get("provider")), request.match_info["code"], body["records"]
+                self._pool,
+                self._trust,
+                self._signer,
+                str(body.get("provider")),
+                request.match_info["code"],
+                body["records"],
             )
         except (NotProvider, KeyStoreError) as exc:
             return _json({"error": str(exc)}, 403)
@@ -155,6 +174,8 @@ class DirectoryService:
         return _json(result)
 
 
-def create(hub: Hub) -> DirectoryService:
+def create(parts: Parts) -> DirectoryService:
     """Factory named in `hub.serve.SERVICES`."""
-    return DirectoryService(hub)
+    return DirectoryService(
+        parts.pool, parts.pg_dsn, parts.settings, parts.trust, parts.bus, parts.signer
+    )

@@ -18,8 +18,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import structlog
 
+from hub.collaborators import Bus, Signer, Trust
 from hub.directory.events import SHARED_DATA_SCHEMA, new_id, share_filter, share_subject
 from hub.directory.store import load_entry, valid_grants
 from hub.errors import (
@@ -31,7 +33,6 @@ from hub.errors import (
 )
 from hub.exchange.crypto import KeyWrap, Sealed, decrypt_as, encrypt_for
 from hub.jsonout import to_jsonable
-from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.directory.sharing")
@@ -46,7 +47,9 @@ def share_context(code: str, request_id: str, record_id: str, grantee: str) -> b
 
 
 async def share(
-    hub: Hub,
+    pool: asyncpg.Pool,
+    trust: Trust,
+    signer: Signer,
     provider: str,
     code: str,
     records: Sequence[Mapping[str, Any]],
@@ -58,18 +61,18 @@ async def share(
         raise InputError("--data holds no records to share")
     if len(records) > MAX_RECORDS:
         raise InputError(f"share at most {MAX_RECORDS} records at a time")
-    entry, status, _ = await load_entry(hub.pool, code)
+    entry, status, _ = await load_entry(pool, code)
     if entry.provider != provider:
         raise NotProvider(f"only {entry.provider} shares the data of {code}, not {provider}")
     if status != "active":
         raise ResourceClosed(f"{code} is withdrawn; its data is no longer shared")
-    schema = hub.schemas.by_name(entry.schema_name)
+    schema = trust.schemas.by_name(entry.schema_name)
     for index, record in enumerate(records):
         try:
             schema.encode(record)
         except InputError as exc:
             raise InputError(f"record {index}: {exc}") from None
-    grants = await valid_grants(hub.pool, code, now or datetime.now(UTC))
+    grants = await valid_grants(pool, code, now or datetime.now(UTC))
     envs = []
     delivered: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -78,7 +81,7 @@ async def share(
         record_id = new_id()
         record_ids.append(record_id)
         for grant in grants:
-            participant = hub.participants.get(grant.grantee)
+            participant = trust.participants.get(grant.grantee)
             if participant is None or participant.status != "active":
                 skipped.append({"grantee": grant.grantee, "reason": "not an active participant"})
                 continue
@@ -104,7 +107,7 @@ async def share(
                 "ciphertext": sealed.ciphertext,
             }
             subject = share_subject(provider, code, grant.grantee)
-            envs.append(hub.seal(provider, SHARED_DATA_SCHEMA, payload, subject=subject))
+            envs.append(signer.seal(provider, SHARED_DATA_SCHEMA, payload, subject=subject))
             delivered.append(
                 {
                     "record_id": record_id,
@@ -114,8 +117,8 @@ async def share(
                     "grant_event_id": grant.decision_event_id,
                 }
             )
-    # As the provider, through its own link in a federation (hub/runtime.py publisher_for).
-    acks = await (await hub.publisher_for(provider)).publish_many(envs)
+    # As the provider, through its own link in a federation (Signer.publisher_for).
+    acks = await (await signer.publisher_for(provider)).publish_many(envs)
     for item, env, ack in zip(delivered, envs, acks, strict=True):
         item["event_id"], item["seq"] = env.event_id, ack.seq
     log.info("directory.shared", code=code, records=len(records), events=len(envs))
@@ -129,8 +132,8 @@ async def share(
     }
 
 
-async def _read_all(hub: Hub, subject_filter: str, timeout: float) -> list[Any]:
-    consumer = hub.consumer(HUB_STREAM, None, [subject_filter], max_ack_pending=10_000)
+async def _read_all(bus: Bus, subject_filter: str, timeout: float) -> list[Any]:
+    consumer = bus.consumer(HUB_STREAM, None, [subject_filter], max_ack_pending=10_000)
     out = []
     deadline = time.monotonic() + timeout
     try:
@@ -147,10 +150,10 @@ async def _read_all(hub: Hub, subject_filter: str, timeout: float) -> list[Any]:
         await consumer.stop()
 
 
-async def _grant_state(hub: Hub, code: str, grantee: str) -> dict[str, Any] | None:
+async def _grant_state(pool: asyncpg.Pool, code: str, grantee: str) -> dict[str, Any] | None:
     # A grant valid now wins over a newer request still pending (asking for more fields must
     # not cut off what is already granted); otherwise the newest request says why not.
-    row = await hub.pool.fetchrow(
+    row = await pool.fetchrow(
         "SELECT request_id, state, valid_until, revoked_at, reason FROM directory_requests"
         " WHERE code = $1 AND requester = $2 ORDER BY (state = 'granted' AND"
         " (valid_until IS NULL OR valid_until > now())) DESC, requested_at DESC LIMIT 1",
@@ -160,11 +163,19 @@ async def _grant_state(hub: Hub, code: str, grantee: str) -> dict[str, Any] | No
     return dict(row) if row is not None else None
 
 
-async def receive(hub: Hub, grantee: str, code: str, *, timeout: float = 60.0) -> dict[str, Any]:
+async def receive(
+    pool: asyncpg.Pool,
+    bus: Bus,
+    signer: Signer,
+    grantee: str,
+    code: str,
+    *,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
     """Decrypt every record of a resource sealed to `grantee`; refuse a participant without a
     valid grant, saying why and how many sealed records it cannot read."""
-    entry, _, _ = await load_entry(hub.pool, code)
-    deliveries = await _read_all(hub, share_filter(code, entry.provider), timeout)
+    entry, _, _ = await load_entry(pool, code)
+    deliveries = await _read_all(bus, share_filter(code, entry.provider), timeout)
     mine = []
     others = 0
     for delivery in deliveries:
@@ -178,7 +189,7 @@ async def receive(hub: Hub, grantee: str, code: str, *, timeout: float = 60.0) -
             (KeyWrap(grantee, rec["key_id"], rec["suite"], bytes(rec["sealed_key"])),),
         )
         context = share_context(code, rec["request_id"], rec["record_id"], grantee)
-        plain = decrypt_as(grantee, hub.keystore, sealed, context=context)
+        plain = decrypt_as(grantee, signer.keystore, sealed, context=context)
         mine.append(
             {
                 "record_id": rec["record_id"],
@@ -191,7 +202,7 @@ async def receive(hub: Hub, grantee: str, code: str, *, timeout: float = 60.0) -
             }
         )
     now = datetime.now(UTC)
-    state = await _grant_state(hub, code, grantee)
+    state = await _grant_state(pool, code, grantee)
     current = _state_now(state, now)
     if current != "granted":
         raise NoGrant(_refusal(grantee, code, state, current, others, len(mine)))

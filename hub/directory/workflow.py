@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import structlog
 
+from hub.collaborators import Bus, Signer, Trust
 from hub.directory.deadlines import DeadlinePolicy, load_policy
 from hub.directory.events import (
     COORDINATION_SCHEMA,
@@ -53,7 +55,7 @@ from hub.errors import (
     UnknownResource,
 )
 from hub.federation.arrival import wait_at_hub
-from hub.runtime import Hub
+from hub.home import Settings
 from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.directory.workflow")
@@ -120,32 +122,44 @@ class Directory:
 
     def __init__(
         self,
-        hub: Hub,
+        pool: asyncpg.Pool,
+        pg_dsn: str,
+        settings: Settings,
+        trust: Trust,
+        bus: Bus,
+        signer: Signer,
         *,
         policy: DeadlinePolicy | None = None,
         arrival_wait_s: float = ARRIVAL_WAIT_S,
     ) -> None:
-        self.hub = hub
-        self.policy = policy or load_policy(hub.settings.home)
+        self._pool = pool
+        self._pg_dsn = pg_dsn
+        self._settings = settings
+        self._trust = trust
+        self._bus = bus
+        self._signer = signer
+        self.policy = policy or load_policy(settings.home)
         self.arrival_wait_s = arrival_wait_s
         # Events published through a county's stream, not yet seen at the hub.
         self._in_transit: dict[str, Envelope] = {}
 
     async def catch_up(self, *, timeout: float = 120.0) -> int:
         """Apply every directory event the hub stream holds (the same path as the service)."""
-        return await Materializer(self.hub, policy=self.policy).catch_up(timeout=timeout)
+        return await Materializer(
+            self._pool, self._pg_dsn, self._settings, self._trust, self._bus, policy=self.policy
+        ).catch_up(timeout=timeout)
 
     async def _emit(
         self, as_id: str, schema: str, kind: Kind, token: str, record: Mapping[str, Any]
     ) -> tuple[Envelope, Published]:
-        env = self.hub.seal(as_id, schema, record, subject=dir_subject(as_id, kind, token))
+        env = self._signer.seal(as_id, schema, record, subject=dir_subject(as_id, kind, token))
         if len(env.body) > MAX_BODY_BYTES:
             raise EntryInvalid(
                 [("(entry)", f"is {len(env.body)} bytes as an event; at most {MAX_BODY_BYTES}")]
             )
         # Through the participant's own link in a federation, so its server permissions
         # apply and a county department works with the uplink down.
-        ack = await (await self.hub.publisher_for(as_id)).publish(env)
+        ack = await (await self._signer.publisher_for(as_id)).publish(env)
         log.info("directory.event.published", kind=kind.value, subject=env.subject, seq=ack.seq)
         if ack.stream != HUB_STREAM:
             self._in_transit[env.event_id] = env
@@ -160,11 +174,11 @@ class Directory:
         """
         env = self._in_transit.pop(event_id, None)
         if env is not None and not await wait_at_hub(
-            self.hub.nc, [env], timeout=self.arrival_wait_s
+            self._bus.nc, [env], timeout=self.arrival_wait_s
         ):
             return False
         await self.catch_up()
-        outcome = await event_outcome(self.hub, event_id)
+        outcome = await event_outcome(self._pool, event_id)
         if outcome is None or outcome[0] != "refused":
             return True
         _, reason, detail = outcome
@@ -175,13 +189,13 @@ class Directory:
         self, as_id: str, data: Any, *, update: bool = False, settle: bool = True
     ) -> dict[str, Any]:
         """Publish (or update) an entry from its entry-file JSON, signed by its provider."""
-        entry = parse_entry(data, schemas=self.hub.schemas)
+        entry = parse_entry(data, schemas=self._trust.schemas)
         if entry.provider != as_id:
             raise NotProvider(
                 f"the entry names provider {entry.provider}, so only {entry.provider} may "
                 f"publish it, not {as_id}"
             )
-        existing = await self.hub.pool.fetchrow(
+        existing = await self._pool.fetchrow(
             "SELECT provider, status, version FROM directory_entries WHERE code = $1", entry.code
         )
         if existing is not None and existing["provider"] != as_id:
@@ -213,7 +227,7 @@ class Directory:
     ) -> dict[str, Any]:
         """Withdraw an entry: open requests are closed and grants end with it."""
         reason = _text(reason, "--reason")
-        entry, status, _ = await load_entry(self.hub.pool, code)
+        entry, status, _ = await load_entry(self._pool, code)
         if entry.provider != as_id:
             raise NotProvider(f"only {entry.provider} may withdraw {code}, not {as_id}")
         if status != "active":
@@ -237,7 +251,7 @@ class Directory:
     ) -> dict[str, Any]:
         """Ask for a resource; a not-shared one opens a coordination case with the operator."""
         purpose = _text(purpose, "--purpose")
-        entry, status, _ = await load_entry(self.hub.pool, code)
+        entry, status, _ = await load_entry(self._pool, code)
         if status != "active":
             raise ResourceClosed(f"{code} ({entry.title}) was withdrawn and cannot be requested")
         if entry.provider == as_id:
@@ -252,7 +266,7 @@ class Directory:
         _future(until, "--until")
         if entry.sharing_type is SharingType.NOT_SHARED:
             return await self._coordination(as_id, entry, purpose, settle=settle)
-        pending = await self.hub.pool.fetchval(
+        pending = await self._pool.fetchval(
             "SELECT request_id FROM directory_requests WHERE code = $1 AND requester = $2"
             " AND state = 'pending'",
             code,
@@ -275,7 +289,7 @@ class Directory:
         result: dict[str, Any] = {"kind": "request", "request_id": request_id, **out.to_json()}
         if settle:
             if await self.settle(env.event_id):
-                result.update(await get_request(self.hub.pool, request_id))
+                result.update(await get_request(self._pool, request_id))
             else:
                 result.update(queued(out))
         return result
@@ -284,7 +298,7 @@ class Directory:
         self, as_id: str, entry: Entry, purpose: str, *, settle: bool
     ) -> dict[str, Any]:
         case_id = new_id()
-        operator = self.hub.scenario.operator
+        operator = self._trust.scenario.operator
         record = {
             "case_id": case_id,
             "code": entry.code,
@@ -310,7 +324,7 @@ class Directory:
         }
 
     async def _open_request(self, as_id: str, request_id: str, verb: str) -> dict[str, Any]:
-        req = await get_request(self.hub.pool, check_request_id(request_id))
+        req = await get_request(self._pool, check_request_id(request_id))
         if req["provider"] != as_id:
             raise NotProvider(
                 f"only {req['provider']}, the provider of {req['code']}, may {verb} request "
@@ -331,7 +345,7 @@ class Directory:
         req = await self._open_request(as_id, request_id, "grant")
         if req["state"] != "pending":
             raise RequestClosed(f"request {request_id} is already {req['state']}")
-        entry, status, _ = await load_entry(self.hub.pool, req["code"])
+        entry, status, _ = await load_entry(self._pool, req["code"])
         if status != "active":
             raise ResourceClosed(f"{req['code']} was withdrawn; its requests are closed")
         asked = list(req["fields"]) or list(entry.item_names)
@@ -357,7 +371,7 @@ class Directory:
         result: dict[str, Any] = {"request_id": request_id, **out.to_json()}
         if settle:
             if await self.settle(env.event_id):
-                result.update(await get_request(self.hub.pool, request_id))
+                result.update(await get_request(self._pool, request_id))
             else:
                 result.update(queued(out))
         return result
@@ -400,8 +414,8 @@ class Directory:
     async def sweep(self, now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
         """As the hub operator: remind providers of answers due soon, escalate overdue ones."""
         now = now or datetime.now(UTC)
-        operator = self.hub.scenario.operator
-        rows = await self.hub.pool.fetch(
+        operator = self._trust.scenario.operator
+        rows = await self._pool.fetch(
             "SELECT request_id, code, provider, requester, deadline, reminded_at, escalated_at"
             " FROM directory_requests WHERE state = 'pending' AND deadline IS NOT NULL"
             " AND escalated_at IS NULL ORDER BY deadline"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NatsClient
 
 from hub.bus import Publisher
+from hub.collaborators import Bus
 from hub.exchange.model import StoreRef
-from hub.runtime import Hub
 from hub.topology import HUB_DOMAIN
 
 
@@ -49,11 +49,11 @@ class Access:
         return StoreRef(HUB_DOMAIN, ref.stream, ref.prefix)
 
 
-async def access_for(hub: Hub, participant: str) -> Access:
+async def access_for(bus: Bus, participant: str) -> Access:
     """The participant's access: its own link in a federation, the hub's connection else."""
-    link = await hub.link(participant)
+    link = await bus.link(participant)
     if link is None:
-        return Access(participant, hub.nc, hub.publisher, None, None, federated=False)
+        return Access(participant, bus.nc, bus.publisher, None, None, federated=False)
     return Access(
         participant,
         link.nc,

@@ -18,15 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import structlog
 from aiohttp import web
 
+from hub.collaborators import Bus, Parts, Signer, Trust
 from hub.consumer import Delivery
 from hub.errors import GovhubError, Retryable
 from hub.exchange.fetch import Fetcher
 from hub.exchange.model import SENT_SCHEMA, Document, Manifest, safe_file_name
+from hub.home import Settings
 from hub.intake import Intake
-from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.exchange.agent")
@@ -34,9 +36,9 @@ log = structlog.get_logger("hub.exchange.agent")
 AGENT_ENV = "GOVHUB_EXCHANGE_AGENT"
 
 
-def inbox_path(hub: Hub, participant: str, doc_id: str, file_name: str) -> Path:
+def inbox_path(settings: Settings, participant: str, doc_id: str, file_name: str) -> Path:
     """Where the agent stores a participant's copy of a document."""
-    return hub.settings.home.root / "inbox" / participant / f"{doc_id}-{safe_file_name(file_name)}"
+    return settings.home.root / "inbox" / participant / f"{doc_id}-{safe_file_name(file_name)}"
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,19 @@ class RecipientAgent:
     name = "exchange-agent"
 
     def __init__(
-        self, hub: Hub, participants: Sequence[str] | None = None, *, concurrency: int = 16
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        trust: Trust,
+        bus: Bus,
+        signer: Signer,
+        participants: Sequence[str] | None = None,
+        *,
+        concurrency: int = 16,
     ) -> None:
-        self._hub = hub
+        self._pool = pool
+        self._settings = settings
+        self._signer = signer
         chosen = participants
         if chosen is None:
             chosen = [p for p in os.environ.get(AGENT_ENV, "").split(",") if p.strip()]
@@ -65,11 +77,11 @@ class RecipientAgent:
         digest = hashlib.sha256(",".join(self.participants).encode()).hexdigest()[:12]
         # No backoff list, so ack_wait is 30 s: a batch of large documents takes longer than
         # the default first backoff (1 s) and would be redelivered while still being fetched.
-        self._consumer = hub.consumer(
+        self._consumer = bus.consumer(
             HUB_STREAM, f"exchange_agent_{digest}", ["doc.*.*.sent.*"], max_deliver=20, backoff=()
         )
         self._limit = asyncio.Semaphore(concurrency)
-        self._fetcher = Fetcher(hub, window=4)
+        self._fetcher = Fetcher(trust, bus, signer, window=4)
         self._folders: set[str] = set()
         self.intake = Intake()
 
@@ -89,7 +101,7 @@ class RecipientAgent:
             await self.intake.closed()
             return
         for participant in self.participants:
-            self._hub.keystore.current(participant)
+            self._signer.keystore.current(participant)
         try:
             while self.intake.open:
                 await self._batch(timeout=1.0)
@@ -169,7 +181,7 @@ class RecipientAgent:
         return results
 
     async def _deliver(self, doc: Document, participant: str) -> Delivered:
-        target = inbox_path(self._hub, participant, doc.doc_id, doc.manifest.file_name)
+        target = inbox_path(self._settings, participant, doc.doc_id, doc.manifest.file_name)
         if participant not in self._folders:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._folders.add(participant)
@@ -184,7 +196,7 @@ class RecipientAgent:
         --deliver` from fetching again; a duplicate receipt would only be recorded anyway.
         """
         try:
-            rows = await self._hub.pool.fetch(
+            rows = await self._pool.fetch(
                 "SELECT doc_id, recipient FROM doc_recipients WHERE doc_id = ANY($1)"
                 " AND recipient = ANY($2) AND (delivered_at IS NOT NULL OR state = 'recalled')",
                 doc_ids,
@@ -193,3 +205,8 @@ class RecipientAgent:
         except Exception:
             return set()
         return {(r["doc_id"], r["recipient"]) for r in rows}
+
+
+def create(parts: Parts) -> RecipientAgent:
+    """Factory named in ``hub.serve.SERVICES``."""
+    return RecipientAgent(parts.pool, parts.settings, parts.trust, parts.bus, parts.signer)

@@ -32,6 +32,7 @@ from typing import IO, Any
 
 import structlog
 
+from hub.collaborators import Bus, Signer, Trust
 from hub.errors import (
     ContentCorrupted,
     DocumentClosed,
@@ -53,7 +54,6 @@ from hub.exchange.store import (
     index_subject,
     keys_subject,
 )
-from hub.runtime import Hub
 
 log = structlog.get_logger("hub.exchange.fetch")
 
@@ -149,13 +149,17 @@ class Fetcher:
 
     def __init__(
         self,
-        hub: Hub,
+        trust: Trust,
+        bus: Bus,
+        signer: Signer,
         *,
         window: int = DEFAULT_WINDOW,
         stall_s: float = DEFAULT_STALL_S,
         on_progress: Progress | None = None,
     ) -> None:
-        self._hub = hub
+        self._trust = trust
+        self._bus = bus
+        self._signer = signer
         self._window = window
         self._stall_s = stall_s
         self._on_progress = on_progress
@@ -179,11 +183,11 @@ class Fetcher:
             manifest.check()
         except InputError as exc:
             raise ContentCorrupted(f"the manifest of {doc.doc_id} is inconsistent: {exc}") from exc
-        if not self._hub.keystore.has(as_id):
+        if not self._signer.keystore.has(as_id):
             # Checked before downloading anything: without its key the recipient could store
             # the document but never sign for it.
-            self._hub.keystore.current(as_id)
-        access = await access_for(self._hub, as_id)
+            self._signer.keystore.current(as_id)
+        access = await access_for(self._bus, as_id)
         where = access.read_location(manifest.store)
         reader = StoreReader(
             access.nc,
@@ -209,7 +213,7 @@ class Fetcher:
                 )
             return
         try:
-            signed = self._hub.verifier.verify(doc.envelope)
+            signed = self._trust.verifier.verify(doc.envelope)
         except RejectedEvent as exc:
             raise ContentCorrupted(
                 f"the manifest of document {doc.doc_id} does not verify: {exc}"
@@ -268,7 +272,8 @@ class Fetcher:
         event_id = None
         if receipt and as_id in manifest.recipients:
             env = delivery_receipt(
-                self._hub,
+                self._trust,
+                self._signer,
                 doc,
                 as_id,
                 encryption_key_id=wrap_key,
@@ -326,7 +331,7 @@ class Fetcher:
             )
         wraps = crypto.wraps_from_bytes(blob)
         secret, wrap = crypto.open_as(
-            as_id, self._hub.keystore, wraps, context=doc_context(doc.doc_id)
+            as_id, self._signer.keystore, wraps, context=doc_context(doc.doc_id)
         )
         if len(secret) != 64:
             raise ContentCorrupted(f"the sealed key of document {doc.doc_id} is malformed")

@@ -18,10 +18,10 @@ from typing import Any
 import asyncpg
 
 from hub.codec import SchemaCache
+from hub.collaborators import Trust
 from hub.envelope import Envelope
 from hub.errors import RegistryError, RejectedEvent, UnknownDocument
 from hub.exchange.model import Document, Manifest, check_doc_id
-from hub.runtime import Hub
 from hub.timetext import rfc3339
 
 WIDE_ROLES = ("operator", "auditor")
@@ -40,10 +40,10 @@ async def load_document(
     return Document(env, manifest, row["sent_at"], row["recalled_at"])
 
 
-async def verified_document(hub: Hub, doc_id: str) -> Document:
+async def verified_document(pool: asyncpg.Pool, trust: Trust, doc_id: str) -> Document:
     """A known document whose manifest signature verifies against the registry now."""
     check_doc_id(doc_id)
-    doc = await load_document(hub.pool, hub.schemas, doc_id)
+    doc = await load_document(pool, trust.schemas, doc_id)
     if doc is None:
         raise UnknownDocument(
             f"no document {doc_id} has been announced on the bus",
@@ -51,7 +51,7 @@ async def verified_document(hub: Hub, doc_id: str) -> Document:
         )
     # The table is the hub's copy; the recipient trusts only the sender's signature.
     try:
-        hub.verifier.verify(doc.envelope)
+        trust.verifier.verify(doc.envelope)
     except RejectedEvent as exc:
         raise UnknownDocument(
             f"the stored manifest of document {doc_id} does not verify: {exc}"
@@ -78,14 +78,14 @@ def _receipt(row: Any) -> dict[str, Any]:
     return item
 
 
-async def document_status(hub: Hub, doc_id: str) -> dict[str, Any]:
+async def document_status(pool: asyncpg.Pool, trust: Trust, doc_id: str) -> dict[str, Any]:
     """Every recipient's state with its receipts, and the sender's notices."""
-    doc = await verified_document(hub, doc_id)
-    row = await hub.pool.fetchrow("SELECT * FROM doc_documents WHERE doc_id = $1", doc_id)
-    recipients = await hub.pool.fetch(
+    doc = await verified_document(pool, trust, doc_id)
+    row = await pool.fetchrow("SELECT * FROM doc_documents WHERE doc_id = $1", doc_id)
+    recipients = await pool.fetch(
         "SELECT * FROM doc_recipients WHERE doc_id = $1 ORDER BY recipient", doc_id
     )
-    events = await hub.pool.fetch(
+    events = await pool.fetch(
         "SELECT * FROM doc_events WHERE doc_id = $1 ORDER BY stream_seq", doc_id
     )
     by_source: dict[str, list[dict[str, Any]]] = {}
@@ -146,10 +146,12 @@ def _summary(row: Any) -> dict[str, Any]:
     }
 
 
-async def inbox(hub: Hub, participant: str, *, limit: int = 200) -> list[dict[str, Any]]:
+async def inbox(
+    pool: asyncpg.Pool, trust: Trust, participant: str, *, limit: int = 200
+) -> list[dict[str, Any]]:
     """Documents addressed to a participant, newest first, with its own state."""
-    _check_known(hub, participant)
-    rows = await hub.pool.fetch(
+    _check_known(trust, participant)
+    rows = await pool.fetch(
         "SELECT d.*, r.state, r.state_at, r.delivered_at, r.processed_at, r.reason"
         " FROM doc_recipients r JOIN doc_documents d USING (doc_id)"
         " WHERE r.recipient = $1 ORDER BY d.sent_at DESC LIMIT $2",
@@ -169,19 +171,21 @@ async def inbox(hub: Hub, participant: str, *, limit: int = 200) -> list[dict[st
     ]
 
 
-def ledger_scope(hub: Hub, participant: str) -> tuple[str, str | None]:
+def ledger_scope(trust: Trust, participant: str) -> tuple[str, str | None]:
     """("all", None), ("unit", unit) or ("own", None) for a participant, from its role."""
-    p = _check_known(hub, participant)
-    if p.role in WIDE_ROLES or (p.role == "office" and p.unit == hub.scenario.hub_unit):
+    p = _check_known(trust, participant)
+    if p.role in WIDE_ROLES or (p.role == "office" and p.unit == trust.scenario.hub_unit):
         return "all", None
     if p.role == "office":
         return "unit", p.unit
     return "own", None
 
 
-async def ledger(hub: Hub, participant: str, *, limit: int = 500) -> dict[str, Any]:
+async def ledger(
+    pool: asyncpg.Pool, trust: Trust, participant: str, *, limit: int = 500
+) -> dict[str, Any]:
     """The 收发文 register as a participant may see it: documents out, in, and overseen."""
-    scope, unit = ledger_scope(hub, participant)
+    scope, unit = ledger_scope(trust, participant)
     choices: dict[str, tuple[str, list[Any]]] = {
         "all": ("TRUE", []),
         "unit": (
@@ -192,14 +196,14 @@ async def ledger(hub: Hub, participant: str, *, limit: int = 500) -> dict[str, A
         "own": ("(d.sender = $2 OR $2 = ANY(d.recipients))", [participant]),
     }
     where, params = choices[scope]
-    rows = await hub.pool.fetch(
+    rows = await pool.fetch(
         "SELECT d.*, (SELECT json_object_agg(s.state, s.n) FROM (SELECT state, count(*) AS n"
         " FROM doc_recipients WHERE doc_id = d.doc_id GROUP BY state) s) AS states"
         f" FROM doc_documents d WHERE {where} ORDER BY d.sent_at DESC LIMIT $1",
         limit,
         *params,
     )
-    me = hub.participants.get(participant)
+    me = trust.participants.get(participant)
     assert me is not None
     entries = []
     totals = {"out": 0, "in": 0, "register": 0}
@@ -230,8 +234,8 @@ async def ledger(hub: Hub, participant: str, *, limit: int = 500) -> dict[str, A
     }
 
 
-def _check_known(hub: Hub, participant: str) -> Any:
-    p = hub.participants.get(participant)
+def _check_known(trust: Trust, participant: str) -> Any:
+    p = trust.participants.get(participant)
     if p is None:
         raise RegistryError(f"{participant} is not a registered participant")
     return p

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
+from hub.collaborators import Signer, Trust
 from hub.envelope import Envelope, seal
 from hub.errors import DocumentClosed, InputError, NotRecipient, RegistryError
 from hub.exchange.ledger import verified_document
@@ -26,29 +29,35 @@ from hub.exchange.model import (
     State,
     doc_subject,
 )
-from hub.runtime import Hub
 
 MAX_REASON = 1000
 
 
 def _sign(
-    hub: Hub, participant: str, schema_name: str, kind: Kind, doc_id: str, record: dict[str, Any]
+    trust: Trust,
+    signer: Signer,
+    participant: str,
+    schema_name: str,
+    kind: Kind,
+    doc_id: str,
+    record: dict[str, Any],
 ) -> Envelope:
     """Seal as `participant` on its own doc subject, naming the signing key in the body."""
-    sender = hub.participants.get(participant)
+    sender = trust.participants.get(participant)
     if sender is None:
         raise RegistryError(f"{participant} is not a registered participant")
     if sender.status != "active":
         raise RegistryError(f"{participant} is revoked and can no longer sign receipts")
-    key = hub.keystore.current(participant)
+    key = signer.keystore.current(participant)
     if "recipient_key" in record:
         record["recipient_key"] = f"{participant}/{key.key_id}"
-    schema = hub.schemas.by_name(schema_name)
+    schema = trust.schemas.by_name(schema_name)
     return seal(key, doc_subject(participant, kind, doc_id), schema.name, schema.encode(record))
 
 
 def delivery_receipt(
-    hub: Hub,
+    trust: Trust,
+    signer: Signer,
     doc: Document,
     recipient: str,
     *,
@@ -70,11 +79,12 @@ def delivery_receipt(
         "stored_at": stored_at,
         "stored_by": stored_by,
     }
-    return _sign(hub, recipient, DELIVERY_SCHEMA, Kind.DELIVERED, m.doc_id, record)
+    return _sign(trust, signer, recipient, DELIVERY_SCHEMA, Kind.DELIVERED, m.doc_id, record)
 
 
 def processing_receipt(
-    hub: Hub,
+    trust: Trust,
+    signer: Signer,
     doc: Document,
     recipient: str,
     *,
@@ -102,10 +112,12 @@ def processing_receipt(
         "decided_at": datetime.now(UTC),
     }
     kind = Kind.ACCEPTED if accept else Kind.REJECTED
-    return _sign(hub, recipient, PROCESSING_SCHEMA, kind, m.doc_id, record)
+    return _sign(trust, signer, recipient, PROCESSING_SCHEMA, kind, m.doc_id, record)
 
 
-def recall_notice(hub: Hub, doc: Document, recipients: Sequence[str], reason: str) -> Envelope:
+def recall_notice(
+    trust: Trust, signer: Signer, doc: Document, recipients: Sequence[str], reason: str
+) -> Envelope:
     """撤回: the sender withdraws the document from recipients that have not answered."""
     if len(reason) > MAX_REASON:
         raise InputError(f"the reason is limited to {MAX_REASON} characters")
@@ -117,11 +129,16 @@ def recall_notice(hub: Hub, doc: Document, recipients: Sequence[str], reason: st
         "recipients": list(recipients),
         "reason": reason.strip(),
     }
-    return _sign(hub, m.sender, RECALL_SCHEMA, Kind.RECALLED, m.doc_id, record)
+    return _sign(trust, signer, m.sender, RECALL_SCHEMA, Kind.RECALLED, m.doc_id, record)
 
 
 def reminder_notice(
-    hub: Hub, doc: Document, pending: Sequence[str], number: int, fired_at: datetime
+    trust: Trust,
+    signer: Signer,
+    doc: Document,
+    pending: Sequence[str],
+    number: int,
+    fired_at: datetime,
 ) -> Envelope:
     """催办: the sender's timer reminds recipients that still owe an answer."""
     m = doc.manifest
@@ -134,10 +151,12 @@ def reminder_notice(
         "reminder_number": number,
         "fired_at": fired_at,
     }
-    return _sign(hub, m.sender, REMINDER_SCHEMA, Kind.REMINDER, m.doc_id, record)
+    return _sign(trust, signer, m.sender, REMINDER_SCHEMA, Kind.REMINDER, m.doc_id, record)
 
 
-def expiry_notice(hub: Hub, doc: Document, expired: Sequence[str], fired_at: datetime) -> Envelope:
+def expiry_notice(
+    trust: Trust, signer: Signer, doc: Document, expired: Sequence[str], fired_at: datetime
+) -> Envelope:
     """逾期: the deadline passed on the sender's clock without these recipients answering."""
     m = doc.manifest
     assert m.deadline is not None
@@ -148,23 +167,30 @@ def expiry_notice(hub: Hub, doc: Document, expired: Sequence[str], fired_at: dat
         "expired_recipients": list(expired),
         "fired_at": fired_at,
     }
-    return _sign(hub, m.sender, EXPIRY_SCHEMA, Kind.EXPIRED, m.doc_id, record)
+    return _sign(trust, signer, m.sender, EXPIRY_SCHEMA, Kind.EXPIRED, m.doc_id, record)
 
 
 async def answer(
-    hub: Hub, doc_id: str, recipient: str, *, accept: bool, reason: str = ""
+    pool: asyncpg.Pool,
+    trust: Trust,
+    signer: Signer,
+    doc_id: str,
+    recipient: str,
+    *,
+    accept: bool,
+    reason: str = "",
 ) -> tuple[Envelope, bool]:
     """Sign and publish a processing receipt after checking the recipient may give it.
 
     Returns the receipt and whether it is late (the deadline passed on the sender's clock);
     a late answer is still signed and kept as evidence, but the state stays `expired`.
     """
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(pool, trust, doc_id)
     if recipient not in doc.manifest.recipients:
         raise NotRecipient(
             f"{recipient} is not a recipient of document {doc_id}; only recipients sign receipts"
         )
-    row = await hub.pool.fetchrow(
+    row = await pool.fetchrow(
         "SELECT state, state_at FROM doc_recipients WHERE doc_id = $1 AND recipient = $2",
         doc_id,
         recipient,
@@ -177,29 +203,29 @@ async def answer(
         )
     if state in (State.ACCEPTED, State.REJECTED, State.RECALLED):
         raise DocumentClosed(f"document {doc_id} is already {state.value} for {recipient}")
-    delivered = await hub.pool.fetchval(
+    delivered = await pool.fetchval(
         "SELECT event_id FROM doc_events WHERE doc_id = $1 AND source = $2"
         " AND kind = 'delivered' ORDER BY stream_seq DESC LIMIT 1",
         doc_id,
         recipient,
     )
     env = processing_receipt(
-        hub, doc, recipient, accept=accept, reason=reason, delivery_receipt_id=delivered
+        trust, signer, doc, recipient, accept=accept, reason=reason, delivery_receipt_id=delivered
     )
-    await (await hub.publisher_for(recipient)).publish(env)
+    await (await signer.publisher_for(recipient)).publish(env)
     return env, state is State.EXPIRED
 
 
 async def recall(
-    hub: Hub, doc_id: str, sender: str, reason: str = ""
+    pool: asyncpg.Pool, trust: Trust, signer: Signer, doc_id: str, sender: str, reason: str = ""
 ) -> tuple[Envelope, list[str]]:
     """Withdraw a document from every recipient that has not accepted or rejected it."""
-    doc = await verified_document(hub, doc_id)
+    doc = await verified_document(pool, trust, doc_id)
     if sender != doc.manifest.sender:
         raise NotRecipient(f"only its sender {doc.manifest.sender} may recall document {doc_id}")
     if doc.recalled_at is not None:
         raise DocumentClosed(f"document {doc_id} was already recalled")
-    rows = await hub.pool.fetch(
+    rows = await pool.fetch(
         "SELECT recipient FROM doc_recipients WHERE doc_id = $1"
         " AND state IN ('sent', 'delivered') ORDER BY recipient",
         doc_id,
@@ -210,6 +236,6 @@ async def recall(
             f"every recipient has already answered document {doc_id}; "
             "a document can only be recalled before it is accepted"
         )
-    env = recall_notice(hub, doc, pending, reason)
-    await (await hub.publisher_for(sender)).publish(env)
+    env = recall_notice(trust, signer, doc, pending, reason)
+    await (await signer.publisher_for(sender)).publish(env)
     return env, pending

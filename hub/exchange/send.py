@@ -31,6 +31,7 @@ from typing import IO, Any
 import structlog
 
 from hub.bus import Publisher
+from hub.collaborators import Bus, Signer, Trust
 from hub.envelope import new_event_id, seal
 from hub.errors import FileChanged, InputError, RegistryError
 from hub.exchange import crypto
@@ -59,8 +60,8 @@ from hub.exchange.store import (
     open_sender_store,
     store_ref,
 )
+from hub.home import Settings
 from hub.participants import Participant
-from hub.runtime import Hub
 from hub.subjects import check_participant_id
 from hub.topology import HUB_DOMAIN
 
@@ -118,20 +119,25 @@ class Sender:
 
     def __init__(
         self,
-        hub: Hub,
+        settings: Settings,
+        trust: Trust,
+        bus: Bus,
+        signer: Signer,
         *,
         window: int = DEFAULT_WINDOW,
         publisher: Publisher | None = None,
         on_progress: Progress | None = None,
     ) -> None:
-        self._hub = hub
+        self._trust = trust
+        self._bus = bus
+        self._signer = signer
         self._window = window
         # The publisher retries each chunk with its own Nats-Msg-Id; the store writer, not
         # the publisher, bounds how many chunks are in flight. By default each sender's own
         # (its link's, in a federation: hub/exchange/access.py).
         self._publisher = publisher
         self._on_progress = on_progress
-        self._state_dir = hub.settings.home.run / "exchange" / "sending"
+        self._state_dir = settings.home.run / "exchange" / "sending"
         self._domains: dict[str, str] = {}
 
     async def send(self, request: SendRequest) -> SendResult:
@@ -148,7 +154,7 @@ class Sender:
             doc_id: str = state["doc_id"]
             content_key = self._content_key(request, sender, state)
             _save_state(state_path, state)
-            access = await access_for(self._hub, sender.id)
+            access = await access_for(self._bus, sender.id)
             publisher = self._publisher or access.publisher
             domain = self._domains.get(sender.unit)
             if domain is None:
@@ -185,9 +191,9 @@ class Sender:
         )
         # The manifest's event id was fixed when the send began, so announcing twice (a crash
         # after the publish, before the state file was removed) is one event, not two.
-        schema = self._hub.schemas.by_name(SENT_SCHEMA)
+        schema = self._trust.schemas.by_name(SENT_SCHEMA)
         env = seal(
-            self._hub.keystore.current(request.sender),
+            self._signer.keystore.current(request.sender),
             doc_subject(request.sender, Kind.SENT, doc_id),
             schema.name,
             schema.encode(manifest.to_record()),
@@ -213,13 +219,13 @@ class Sender:
 
     def _check_parties(self, request: SendRequest) -> tuple[Participant, list[Participant]]:
         """The sender and recipients, each registered and active (checked before any upload)."""
-        cache = self._hub.participants
+        cache = self._trust.participants
         sender = cache.get(request.sender)
         if sender is None:
             raise RegistryError(f"{request.sender} is not a registered participant")
         if sender.status != "active":
             raise RegistryError(f"{request.sender} is revoked and can no longer send documents")
-        self._hub.keystore.current(request.sender)
+        self._signer.keystore.current(request.sender)
         if not request.recipients:
             raise InputError("a document needs at least one recipient (--to)")
         if len(set(request.recipients)) != len(request.recipients):
@@ -278,7 +284,7 @@ class Sender:
         context = doc_context(state["doc_id"])
         if "own_wrap" in state:
             wrap = crypto.KeyWrap.from_json(state["own_wrap"])
-            key, _ = crypto.open_as(request.sender, self._hub.keystore, [wrap], context=context)
+            key, _ = crypto.open_as(request.sender, self._signer.keystore, [wrap], context=context)
             return key
         key = crypto.new_content_key()
         # The state file holds the key only sealed to the sender's own encryption key, so a
@@ -411,7 +417,7 @@ class Sender:
         ref = store_ref(request.sender, HUB_DOMAIN, new_event_id())
         trial = _manifest(request, recipients, ref, size, bytes(32), digests, parts, encryption)
         trial.check()  # what every receiver checks first (check_request says it more kindly)
-        self._hub.schemas.by_name(SENT_SCHEMA).encode(trial.to_record())
+        self._trust.schemas.by_name(SENT_SCHEMA).encode(trial.to_record())
 
 
 def _manifest(

@@ -25,6 +25,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from hub.collaborators import Bus, Parts, Signer, Trust
 from hub.consumer import Delivery
 from hub.errors import KeyStoreError, NotYetKnown, RegistryError, RuleBroken, Unpublishable
 from hub.exchange import receipts
@@ -32,7 +33,6 @@ from hub.exchange.ledger import load_document
 from hub.exchange.state import Batch
 from hub.intake import Intake
 from hub.metrics import Counter
-from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 from hub.waits import wait_event
 
@@ -55,9 +55,11 @@ class ExchangeTracker:
 
     name = "exchange"
 
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-        self._consumer = hub.consumer(
+    def __init__(self, pool: asyncpg.Pool, trust: Trust, bus: Bus, signer: Signer) -> None:
+        self._pool = pool
+        self._trust = trust
+        self._signer = signer
+        self._consumer = bus.consumer(
             HUB_STREAM,
             DURABLE,
             ["doc.>"],
@@ -128,7 +130,7 @@ class ExchangeTracker:
 
     async def _step(self, timeout: float) -> int:
         """Fetch and apply one batch under the advisory lock; returns events handled."""
-        async with self._hub.pool.acquire() as conn:
+        async with self._pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
             try:
                 batch = await self._consumer.fetch(256, timeout=timeout)
@@ -199,7 +201,7 @@ class ExchangeTracker:
         if not local:
             return 0
         fired = 0
-        async with self._hub.pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn, conn.transaction():
             due = await conn.fetch(
                 "SELECT t.doc_id, t.kind, t.number FROM doc_timers t"
                 " JOIN doc_documents d USING (doc_id)"
@@ -209,7 +211,7 @@ class ExchangeTracker:
                 local,
             )
             for timer in due:
-                doc = await load_document(conn, self._hub.schemas, timer["doc_id"])
+                doc = await load_document(conn, self._trust.schemas, timer["doc_id"])
                 pending = [
                     r["recipient"]
                     for r in await conn.fetch(
@@ -222,10 +224,12 @@ class ExchangeTracker:
                     try:
                         if timer["kind"] == "reminder":
                             env = receipts.reminder_notice(
-                                self._hub, doc, pending, timer["number"], now
+                                self._trust, self._signer, doc, pending, timer["number"], now
                             )
                         else:
-                            env = receipts.expiry_notice(self._hub, doc, pending, now)
+                            env = receipts.expiry_notice(
+                                self._trust, self._signer, doc, pending, now
+                            )
                     except (RegistryError, KeyStoreError) as exc:
                         # A sender revoked since it sent, or whose key left this machine, can
                         # no longer sign its notices; the timer is spent, the others go on.
@@ -233,7 +237,7 @@ class ExchangeTracker:
                     else:
                         # Signed and published as the sender, through its own link in a
                         # federation: the sender's clock and the sender's stream.
-                        publisher = await self._hub.publisher_for(doc.manifest.sender)
+                        publisher = await self._signer.publisher_for(doc.manifest.sender)
                         try:
                             await publisher.publish(env)
                         except Unpublishable as exc:
@@ -256,7 +260,7 @@ class ExchangeTracker:
         return fired
 
     async def _next_due(self) -> datetime | None:
-        value: datetime | None = await self._hub.pool.fetchval(
+        value: datetime | None = await self._pool.fetchval(
             "SELECT min(t.due_at) FROM doc_timers t JOIN doc_documents d USING (doc_id)"
             " WHERE t.fired_at IS NULL AND d.sender = ANY($1)",
             self._local_senders(),
@@ -265,7 +269,7 @@ class ExchangeTracker:
 
     def _local_senders(self) -> list[str]:
         try:
-            return self._hub.keystore.participants()
+            return self._signer.keystore.participants()
         except Exception:  # no passphrase on this machine: it holds no sender's key
             return []
 
@@ -286,3 +290,8 @@ def _unknown_delay(delivered: int) -> float:
     applied it (a killed `govhub serve`), and only comes back once that wait runs out.
     """
     return 1.0 if delivered <= 1 else 1.5 * ACK_WAIT_S
+
+
+def create(parts: Parts) -> ExchangeTracker:
+    """Factory named in ``hub.serve.SERVICES``."""
+    return ExchangeTracker(parts.pool, parts.trust, parts.bus, parts.signer)

@@ -22,15 +22,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiohttp
+import asyncpg
 import structlog
 from aiohttp import web
 
 from hub.bus import jetstream
+from hub.collaborators import Bus, Parts
 from hub.federation.plan import Plan, county_stream
 from hub.federation.reattach import SourceKeeper
 from hub.metrics import Gauge
 from hub.participants import PARTICIPANTS_BUCKET
-from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 from hub.waits import poll
 
@@ -166,8 +167,9 @@ class FederationService:
 
     name = "federation"
 
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
+    def __init__(self, pool: asyncpg.Pool, bus: Bus) -> None:
+        self._pool = pool
+        self._bus = bus
         self._last: list[CountyState] = []
         self._at = 0.0
 
@@ -177,7 +179,7 @@ class FederationService:
         async def federation(_request: web.Request) -> web.Response:
             return web.json_response(
                 {
-                    "federated": self._hub.federation is not None,
+                    "federated": self._bus.federation is not None,
                     "at": self._at,
                     "counties": [asdict(s) for s in self._last],
                 }
@@ -187,13 +189,13 @@ class FederationService:
 
     async def run(self) -> None:
         """Refresh the gauges and keep the servers' users in sync until cancelled."""
-        federation = self._hub.federation
+        federation = self._bus.federation
         if federation is None:
             await asyncio.Event().wait()
             return
         async with asyncio.TaskGroup() as group:
             group.create_task(self._watch_registry())
-            group.create_task(SourceKeeper(self._hub.nc, federation.plan).watch())
+            group.create_task(SourceKeeper(self._bus.nc, federation.plan).watch())
             async with aiohttp.ClientSession() as session:
                 while True:
                     self._last = await snapshot(federation.plan, session)
@@ -202,9 +204,9 @@ class FederationService:
                     await asyncio.sleep(INTERVAL_S)
 
     async def _watch_registry(self) -> None:
-        federation = self._hub.federation
+        federation = self._bus.federation
         assert federation is not None
-        kv = await jetstream(self._hub.nc).key_value(PARTICIPANTS_BUCKET)
+        kv = await jetstream(self._bus.nc).key_value(PARTICIPANTS_BUCKET)
         watcher = await kv.watchall(include_history=False)
         try:
             initial = True
@@ -213,8 +215,8 @@ class FederationService:
                     initial = False
                     continue
                 if not initial:
-                    await _recorded(self._hub.pool, entry.key, entry.value)
-                    changed = await federation.sync_permissions(self._hub.pool)
+                    await _recorded(self._pool, entry.key, entry.value)
+                    changed = await federation.sync_permissions(self._pool)
                     log.info("federation.registry.changed", key=entry.key, nodes=changed)
         finally:
             with contextlib.suppress(Exception):
@@ -245,6 +247,6 @@ async def _recorded(
     await poll(recorded, timeout=timeout, every=0.1)
 
 
-def create(hub: Hub) -> FederationService:
+def create(parts: Parts) -> FederationService:
     """The SERVICES factory."""
-    return FederationService(hub)
+    return FederationService(parts.pool, parts.bus)

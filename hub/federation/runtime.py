@@ -5,7 +5,8 @@
 hub services connect to the hub node(s) as the `service` user, `GOVHUB` sources the county
 streams, every county node holds its outbound stream and mirrors, the nodes' users match the
 registry (a revoked participant's access ends with a config reload, no restart), and
-`Hub.publish(as_id, ...)` goes through that participant's own link to its unit's node.
+`Signer.publish(as_id, ...)` (hub/collaborators.py) goes through that participant's own link
+to its unit's node.
 """
 
 from __future__ import annotations

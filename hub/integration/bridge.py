@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import structlog
 
 from hub.bus import PubAck, Publisher
+from hub.collaborators import Bus, Signer, Trust
 from hub.consumer import Consumer
 from hub.consumer import Delivery as BusDelivery
 from hub.envelope import Envelope, seal
@@ -35,7 +36,6 @@ from hub.errors import (
     Unpublishable,
 )
 from hub.integration.connector import Check, Outcome, Record, derive_event_id
-from hub.runtime import Hub
 from hub.subjects import check_subject, default_subject, may_publish
 from hub.topology import HUB_STREAM
 
@@ -56,32 +56,41 @@ class EventSink:
     """Signs records as events of `participant` and publishes them (hub side of `to_hub`)."""
 
     def __init__(
-        self, hub: Hub, participant: str, *, ack_timeout: float = 5.0, attempts: int = 3
+        self,
+        trust: Trust,
+        bus: Bus,
+        signer: Signer,
+        participant: str,
+        *,
+        ack_timeout: float = 5.0,
+        attempts: int = 3,
     ) -> None:
-        self._hub = hub
+        self._trust = trust
+        self._bus = bus
+        self._signer = signer
         self.participant = participant
         self._options: dict[str, Any] = {"ack_timeout": ack_timeout, "attempts": attempts}
         # Replaced in start() by one on the participant's own link in a federation. Either
         # way it refuses, before sending, what the receivers would refuse.
-        self._publisher = Publisher(hub.nc, guard=hub.verifier.check_outgoing, **self._options)
+        self._publisher = Publisher(bus.nc, guard=trust.verifier.check_outgoing, **self._options)
         self._linked = False
 
-    def _signer(self) -> str:
+    def _check_signer(self) -> str:
         """Check the participant may sign here; returns its key id."""
-        sender = self._hub.participants.get(self.participant)
+        sender = self._trust.participants.get(self.participant)
         if sender is None:
             raise RegistryError(f"{self.participant} is not a registered participant")
         if sender.status != "active":
             raise RegistryError(f"{self.participant} is revoked and can no longer publish")
-        return self._hub.keystore.current(self.participant).key_id
+        return self._signer.keystore.current(self.participant).key_id
 
     async def start(self) -> None:
         """Fail fast when this machine cannot sign as the participant; in a federation,
         publish through its own link so its server permissions apply and its county's
         stream acknowledges while the uplink is down."""
-        self._signer()
+        self._check_signer()
         if not self._linked:
-            link = await self._hub.link(self.participant)
+            link = await self._bus.link(self.participant)
             if link is not None:
                 await self._publisher.close()
                 self._publisher = link.new_publisher(**self._options)
@@ -93,10 +102,10 @@ class EventSink:
 
     async def check(self) -> Check:
         """Whether this machine can sign as the participant and NATS answers."""
-        kid = self._signer()
-        if not self._hub.nc.is_connected:
+        kid = self._check_signer()
+        if not self._bus.nc.is_connected:
             return Check(f"signs as {self.participant}/{kid}; NATS is not connected")
-        return Check(f"signs as {self.participant}/{kid}, publishes to {self._hub.nats_url}")
+        return Check(f"signs as {self.participant}/{kid}, publishes to {self._bus.url}")
 
     def event_id(self, record: Record) -> str:
         """The event id a record becomes: its own, or derived from its origin key and time."""
@@ -105,7 +114,7 @@ class EventSink:
         )
 
     def _subject(self, record: Record, type_name: str, allowed: dict[str, str]) -> str:
-        """The record's subject, checked once per batch and subject (as Hub.seal checks it)."""
+        """The record's subject, checked once per batch and subject (as Signer.seal checks it)."""
         subject = record.subject or default_subject(self.participant, type_name)
         if subject not in allowed:
             check_subject(subject)
@@ -120,12 +129,12 @@ class EventSink:
     async def send(self, records: Sequence[Record]) -> list[Outcome]:
         """Seal and publish each record; DONE carries the event id and stream position.
 
-        The checks `Hub.seal` makes per event (sender registered and active, key, subject
+        The checks `Signer.seal` makes per event (sender registered and active, key, subject
         owned) are made once per batch here: at thousands of rows a second they showed.
         """
         try:
-            self._signer()
-            key = self._hub.keystore.current(self.participant)
+            self._check_signer()
+            key = self._signer.keystore.current(self.participant)
         except (RegistryError, KeyStoreError) as exc:
             return [Outcome.retry(str(exc)) for _ in records]
         outcomes: list[Outcome | None] = [None] * len(records)
@@ -134,7 +143,7 @@ class EventSink:
         for index, record in enumerate(records):
             event_id = self.event_id(record)
             try:
-                schema = self._hub.schemas.by_name(record.kind)
+                schema = self._trust.schemas.by_name(record.kind)
                 subject = self._subject(record, schema.name, subjects)
                 body = schema.encode(record.value)
             except (InputError, SchemaError, ConfigError) as exc:
@@ -235,7 +244,8 @@ class EventSource:
 
     def __init__(
         self,
-        hub: Hub,
+        trust: Trust,
+        bus: Bus,
         participant: str,
         subjects: Sequence[str],
         durable: str,
@@ -243,7 +253,8 @@ class EventSource:
         batch: int = 256,
         ack_wait: float = 60.0,
     ) -> None:
-        self._hub = hub
+        self._trust = trust
+        self._bus = bus
         self.participant = participant
         self._subjects = list(subjects)
         self._durable = durable
@@ -255,11 +266,11 @@ class EventSource:
         """Bind the durable consumer (created on first use, resumed afterwards)."""
         if self._consumer is not None:
             return
-        if self._hub.participants.get(self.participant) is None:
+        if self._trust.participants.get(self.participant) is None:
             raise RegistryError(f"{self.participant} is not a registered participant")
         # Redelivery timing belongs to the pipeline (it naks with its own backoff), so the
         # consumer only needs an ack wait longer than any batch and no delivery limit.
-        consumer = self._hub.consumer(
+        consumer = self._bus.consumer(
             HUB_STREAM,
             self._durable,
             self._subjects,
@@ -277,9 +288,9 @@ class EventSource:
 
     async def check(self) -> Check:
         """Whether the stream exists and the participant is registered."""
-        if self._hub.participants.get(self.participant) is None:
+        if self._trust.participants.get(self.participant) is None:
             raise RegistryError(f"{self.participant} is not a registered participant")
-        info = await self._hub.nc.jetstream().stream_info(HUB_STREAM)
+        info = await self._bus.nc.jetstream().stream_info(HUB_STREAM)
         return Check(
             f"reads {', '.join(self._subjects)} from {HUB_STREAM} "
             f"({info.state.messages} events) as {self.participant}"

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import structlog
 
+from hub.collaborators import Bus, Signer, Trust
 from hub.consumer import Consumer
 from hub.consumer import Delivery as BusDelivery
 from hub.errors import (
@@ -44,8 +45,8 @@ from hub.exchange.model import (
 )
 from hub.exchange.receipts import delivery_receipt
 from hub.exchange.send import Sender, SendRequest
+from hub.home import Settings
 from hub.integration.connector import Check, Outcome, Record, Verdict
-from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 
 log = structlog.get_logger("hub.integration.docbridge")
@@ -57,16 +58,19 @@ DOCUMENT = "document"
 class DocumentSink:
     """Sends records as official documents of `participant` through the exchange."""
 
-    def __init__(self, hub: Hub, participant: str) -> None:
-        self._hub = hub
+    def __init__(
+        self, settings: Settings, trust: Trust, bus: Bus, signer: Signer, participant: str
+    ) -> None:
+        self._trust = trust
+        self._signer = signer
         self.participant = participant
-        self._sender = Sender(hub)
+        self._sender = Sender(settings, trust, bus, signer)
 
     async def start(self) -> None:
         """Fail fast when this machine cannot sign as the participant."""
-        if self._hub.participants.get(self.participant) is None:
+        if self._trust.participants.get(self.participant) is None:
             raise RegistryError(f"{self.participant} is not a registered participant")
-        self._hub.keystore.current(self.participant)
+        self._signer.keystore.current(self.participant)
 
     async def stop(self) -> None:
         """Nothing to release."""
@@ -129,16 +133,9 @@ class DocumentDelivery:
     async def ack(self, outcome: Outcome) -> None:
         """Sign the delivery receipt once the sink stored the file, then settle the event."""
         if outcome.verdict is Verdict.DONE and self._doc is not None:
-            env = delivery_receipt(
-                self._source.hub,
-                self._doc,
-                self._source.participant,
-                encryption_key_id=self._record.headers.get("encryption_key_id") or None,
-                stored_at=datetime.now(UTC),
-                stored_by=f"adapter:{self._source.durable}",
+            await self._source.send_receipt(
+                self._doc, self._record.headers.get("encryption_key_id") or None
             )
-            hub = self._source.hub
-            await (await hub.publisher_for(self._source.participant)).publish(env)
             log.info(
                 "docbridge.receipt.sent",
                 doc_id=self._doc.doc_id,
@@ -158,23 +155,46 @@ class DocumentSource:
 
     dead_letters: ClassVar[bool] = True
 
-    def __init__(self, hub: Hub, participant: str, durable: str, staging: Path) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        trust: Trust,
+        bus: Bus,
+        signer: Signer,
+        participant: str,
+        durable: str,
+        staging: Path,
+    ) -> None:
+        self._trust = trust
+        self._bus = bus
+        self._signer = signer
         self.participant = participant
         self.durable = durable
         self._staging = staging / "staging"
         self._consumer: Consumer | None = None
-        self._fetcher = Fetcher(hub, window=4)
+        self._fetcher = Fetcher(trust, bus, signer, window=4)
+
+    async def send_receipt(self, doc: Document, encryption_key_id: str | None) -> None:
+        """Sign and publish the delivery receipt of a document the department sink stored."""
+        env = delivery_receipt(
+            self._trust,
+            self._signer,
+            doc,
+            self.participant,
+            encryption_key_id=encryption_key_id,
+            stored_at=datetime.now(UTC),
+            stored_by=f"adapter:{self.durable}",
+        )
+        await (await self._signer.publisher_for(self.participant)).publish(env)
 
     async def start(self) -> None:
         """Bind the durable consumer of DocumentSent events; idempotent."""
         if self._consumer is not None:
             return
-        if self.hub.participants.get(self.participant) is None:
+        if self._trust.participants.get(self.participant) is None:
             raise RegistryError(f"{self.participant} is not a registered participant")
-        self.hub.keystore.current(self.participant)
+        self._signer.keystore.current(self.participant)
         self._staging.mkdir(parents=True, exist_ok=True)
-        consumer = self.hub.consumer(
+        consumer = self._bus.consumer(
             HUB_STREAM, self.durable, ["doc.*.*.sent.*"], max_deliver=-1, backoff=(300.0,)
         )
         await consumer.start()
@@ -188,9 +208,9 @@ class DocumentSource:
 
     async def check(self) -> Check:
         """Whether the participant is registered and this machine holds its keys."""
-        if self.hub.participants.get(self.participant) is None:
+        if self._trust.participants.get(self.participant) is None:
             raise RegistryError(f"{self.participant} is not a registered participant")
-        self.hub.keystore.current(self.participant)
+        self._signer.keystore.current(self.participant)
         return Check(f"receives documents addressed to {self.participant}")
 
     async def deliveries(self) -> AsyncIterator[DocumentDelivery]:

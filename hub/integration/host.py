@@ -20,7 +20,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from hub.collaborators import Parts
 from hub.errors import GovhubError
+from hub.home import Settings
 from hub.integration.adapter import Configured
 from hub.integration.bridge import EventSink, EventSource
 from hub.integration.connector import Check, Record, Sink, Source
@@ -29,7 +31,6 @@ from hub.integration.pipeline import Pipeline, mapping_error
 from hub.jsonout import to_jsonable
 from hub.listen import parse_address, start_site
 from hub.metrics import REGISTRY
-from hub.runtime import Hub
 from hub.userfiles import why
 
 log = structlog.get_logger("hub.integration.host")
@@ -37,9 +38,9 @@ log = structlog.get_logger("hub.integration.host")
 PROBE_SECONDS = 30
 
 
-def work_dir(hub: Hub, name: str) -> Path:
+def work_dir(settings: Settings, name: str) -> Path:
     """Where an instance may keep files (staging for received documents)."""
-    path = hub.settings.home.run / "adapters" / name
+    path = settings.home.run / "adapters" / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -49,30 +50,41 @@ def durable_name(name: str) -> str:
     return "adapter_" + name.replace("-", "_")
 
 
-def _hub_sink(hub: Hub, item: Configured) -> Sink:
+def _hub_sink(parts: Parts, item: Configured) -> Sink:
     if item.plugin.target == "documents":
         from hub.integration.docbridge import DocumentSink
 
-        return DocumentSink(hub, item.entry.participant)
-    return EventSink(hub, item.entry.participant)
+        return DocumentSink(
+            parts.settings, parts.trust, parts.bus, parts.signer, item.entry.participant
+        )
+    return EventSink(parts.trust, parts.bus, parts.signer, item.entry.participant)
 
 
-def _hub_source(hub: Hub, item: Configured) -> Source:
+def _hub_source(parts: Parts, item: Configured) -> Source:
     name = item.entry.name
     if item.plugin.target == "documents":
         from hub.integration.docbridge import DocumentSource
 
-        return DocumentSource(hub, item.entry.participant, durable_name(name), work_dir(hub, name))
-    return EventSource(hub, item.entry.participant, item.subjects, durable_name(name))
+        return DocumentSource(
+            parts.trust,
+            parts.bus,
+            parts.signer,
+            item.entry.participant,
+            durable_name(name),
+            work_dir(parts.settings, name),
+        )
+    return EventSource(
+        parts.trust, parts.bus, item.entry.participant, item.subjects, durable_name(name)
+    )
 
 
-def ends(hub: Hub, item: Configured) -> tuple[Source, Sink]:
+def ends(parts: Parts, item: Configured) -> tuple[Source, Sink]:
     """(source, sink) of an instance: the connector on the department side,
     hub.integration.bridge (events) or hub.integration.docbridge (documents) on the hub side."""
-    context = item.connector_context(work_dir(hub, item.name))
+    context = item.connector_context(work_dir(parts.settings, item.name))
     if item.entry.direction == "to_hub":
-        return item.connector.source(item.connector_options, context), _hub_sink(hub, item)
-    return _hub_source(hub, item), item.connector.sink(item.connector_options, context)
+        return item.connector.source(item.connector_options, context), _hub_sink(parts, item)
+    return _hub_source(parts, item), item.connector.sink(item.connector_options, context)
 
 
 def transform(item: Configured) -> Callable[[Record], Record | None]:
@@ -87,11 +99,13 @@ def transform(item: Configured) -> Callable[[Record], Record | None]:
     return apply
 
 
-def build(hub: Hub, item: Configured) -> Pipeline:
+def build(parts: Parts, item: Configured) -> Pipeline:
     """The pipeline of one adapter instance."""
     entry = item.entry
-    source, sink = ends(hub, item)
-    dead = QuarantineDeadLetters(hub.publisher, adapter=entry.name, participant=entry.participant)
+    source, sink = ends(parts, item)
+    dead = QuarantineDeadLetters(
+        parts.bus.publisher, adapter=entry.name, participant=entry.participant
+    )
     return Pipeline(
         entry.name,
         source,
@@ -147,7 +161,7 @@ async def _probe(side: str, what: Source | Sink) -> tuple[dict[str, Any], Check 
     return {"side": side, "ok": True, "detail": found.detail}, found
 
 
-def _sample(hub: Hub, item: Configured, native: Record) -> dict[str, Any]:
+def _sample(parts: Parts, item: Configured, native: Record) -> dict[str, Any]:
     """Map a sample and (for events to the hub) encode it: what would be published."""
     shown: dict[str, Any] = {"native": to_jsonable(dict(native.value)), "key": native.key}
     try:
@@ -160,15 +174,17 @@ def _sample(hub: Hub, item: Configured, native: Record) -> dict[str, Any]:
     shown["kind"] = mapped.kind
     if item.entry.direction == "to_hub" and item.plugin.target == "events":
         try:
-            schema = hub.schemas.by_name(mapped.kind)
+            schema = parts.trust.schemas.by_name(mapped.kind)
             shown["encoded_bytes"] = len(schema.encode(mapped.value))
         except GovhubError as exc:
             return {**shown, "fits": False, "error": str(exc)}
-        shown["event_id"] = EventSink(hub, item.entry.participant).event_id(mapped)
+        shown["event_id"] = EventSink(
+            parts.trust, parts.bus, parts.signer, item.entry.participant
+        ).event_id(mapped)
     return {**shown, "fits": True}
 
 
-async def check_adapter(hub: Hub, item: Configured) -> CheckReport:
+async def check_adapter(parts: Parts, item: Configured) -> CheckReport:
     """Connect to both ends and map a sample record; nothing is published or consumed."""
     entry = item.entry
     report = CheckReport(
@@ -180,11 +196,11 @@ async def check_adapter(hub: Hub, item: Configured) -> CheckReport:
     )
     for name in item.plugin.schemas:
         try:
-            hub.schemas.by_name(name)
+            parts.trust.schemas.by_name(name)
             report.checks.append({"side": "schema", "ok": True, "detail": f"{name} is known"})
         except GovhubError as exc:
             report.checks.append({"side": "schema", "ok": False, "detail": str(exc)})
-    source, sink = ends(hub, item)
+    source, sink = ends(parts, item)
     to_hub = entry.direction == "to_hub"
     department, found = await _probe("department", source if to_hub else sink)
     hub_check, _ = await _probe("hub", sink if to_hub else source)
@@ -195,7 +211,7 @@ async def check_adapter(hub: Hub, item: Configured) -> CheckReport:
         if not to_hub:
             native = _as_hub_event(item, native)
     if native is not None:
-        report.sample = _sample(hub, item, native)
+        report.sample = _sample(parts, item, native)
     return report
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import nats.js.errors
@@ -46,8 +46,6 @@ from hub.errors import (
     SchemaIncompatible,
     SchemaIndistinguishable,
 )
-from hub.home import Settings
-from hub.keys import KeyStore, resolve_passphrase
 from hub.schema.compat import Mode, check
 from hub.schema.files import check_resolvable, load_schema_path
 from hub.schema.identity import digest, indistinguishable
@@ -65,9 +63,6 @@ from hub.schema.watch import (
 )
 from hub.subjects import subject_for
 from schemas import SCHEMA_DIR
-
-if TYPE_CHECKING:
-    from hub.runtime import Hub
 
 log = structlog.get_logger("hub.schema.registry")
 
@@ -174,21 +169,9 @@ class SchemaRegistry:
         self._pool = pool
         self._js = jetstream(nc)
         self._publisher = publisher
-        self._cache = cache
+        self.cache = cache
         self._keys = keys
         self.operator = operator
-
-    @classmethod
-    def for_hub(cls, hub: Hub) -> SchemaRegistry:
-        """The registry of an open hub, signing with the keys of its home."""
-        return cls(
-            hub.pool,
-            hub.nc,
-            hub.publisher,
-            hub.schemas,
-            lambda participant: hub.keystore.current(participant),
-            hub.scenario.operator,
-        )
 
     async def register(
         self,
@@ -234,7 +217,7 @@ class SchemaRegistry:
             await self._undo(undo)
             raise
         if result.created:
-            self._cache.add(schema, current=subject == schema.name)
+            self.cache.add(schema, current=subject == schema.name)
             log.info(
                 "schemas.registered",
                 subject=subject,
@@ -308,7 +291,7 @@ class SchemaRegistry:
                 mode.value,
                 now,
             )
-            body = self._cache.by_name(MODE_CHANGED_SCHEMA).encode(
+            body = self.cache.by_name(MODE_CHANGED_SCHEMA).encode(
                 {
                     "subject": subject,
                     "compatibility": mode.value,
@@ -332,7 +315,7 @@ class SchemaRegistry:
             )
             return result, envs
         version = versions[-1]["version"] + 1 if versions else 1
-        body = self._cache.by_name(REGISTERED_SCHEMA).encode(
+        body = self.cache.by_name(REGISTERED_SCHEMA).encode(
             {
                 "subject": subject,
                 "version": version,
@@ -525,7 +508,7 @@ class SchemaRegistry:
         missing = [
             path
             for name, path in _schema_files(directory)
-            if not registered(self._cache.by_name(name))
+            if not registered(self.cache.by_name(name))
         ]
         count = 0
         for path in missing:
@@ -566,31 +549,18 @@ class SchemaRegistry:
         return len(subjects)
 
 
-async def open_schema_registry(
-    settings: Settings,
-    pool: asyncpg.Pool,
-    nc: NatsClient,
-    publisher: Publisher,
-    schemas: SchemaCache,
-    operator: str,
-) -> SchemaWatch:
-    """Register the shipped schemas if needed, then keep `schemas` current from the bucket.
+async def open_schema_watch(registry: SchemaRegistry, nc: NatsClient) -> SchemaWatch:
+    """Register the shipped schemas if needed, then keep the registry's cache current from
+    the bucket.
 
     Called by `open_hub`. Only the operator's machine holds the operator key; elsewhere the
     shipped schemas are left for the operator to register and the watch alone runs.
     """
-    home = settings.home
-
-    def keys(participant: str) -> SigningKey:
-        passphrase = resolve_passphrase(home.secrets, create=False)
-        return KeyStore(home.keys, passphrase).current(participant)
-
-    registry = SchemaRegistry(pool, nc, publisher, schemas, keys, operator)
     try:
         await registry.bootstrap(SCHEMA_DIR)
     except KeyStoreError as exc:
         log.warning("schemas.bootstrap.skipped", reason=str(exc))
-    watch = SchemaWatch(schemas)
+    watch = SchemaWatch(registry.cache)
     await watch.watch(jetstream(nc))
     try:
         count = await registry.subject_count()
