@@ -156,7 +156,8 @@ async def test_a_countys_source_is_reattached_as_soon_as_its_leaf_reconnects(
         state, cause = health.status("federation")
         assert state is State.DEGRADED and cause is not None
         assert "cty-akto is not connected" in cause and "GOV_AKTO" in cause
-        top.restore("akto")
+        # In a thread: the reload waits for the link, and the keeper must go on looking.
+        await asyncio.to_thread(top.restore, "akto")
         restored = time.monotonic()
 
         async def caught_up() -> bool:
