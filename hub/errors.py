@@ -59,9 +59,9 @@ Library failures are wrapped with `raise ... from exc`: the bus layer raises nat
 ServerUnavailable or ServerError naming what it was doing (hub.outage.nats_failure).
 
 Outside the tree, on purpose: the errors of the offline verifier (hub/audit/verify.py,
-merkle.py, note.py), which an auditor runs from those three files alone (docs/audit.md); the
-hub's own callers turn them into AuditError, TamperEvidence or ConfigError.
-tests/test_error_tree.py checks both rules.
+hub/merkle.py, hub/audit/note.py), which an auditor runs from those three files alone
+(docs/audit.md); the hub's own callers turn them into AuditError, TamperEvidence or
+ConfigError. tests/test_error_tree.py checks both rules.
 """
 
 from __future__ import annotations
