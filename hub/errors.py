@@ -53,7 +53,7 @@ Retryable failures derive from `Retryable` as well, so a runtime can decide with
 `isinstance` check whether to back off and retry or to dead-letter.
 
 A few modules subclass these next to the code that raises them: `SchemaParseError`
-(SchemaError, hub/schema/graph.py), `UnknownSuite` (ConfigError, hub/suites.py), `TileError`
+(SchemaError, hub/avro/graph.py), `UnknownSuite` (ConfigError, hub/suites.py), `TileError`
 and `StaleState` (AuditError, hub/audit/), `SignInError` and `SignInRefused` (the console).
 Library failures are wrapped with `raise ... from exc`: the bus layer raises nats-py's as
 ServerUnavailable or ServerError naming what it was doing (hub.outage.nats_failure).

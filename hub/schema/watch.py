@@ -7,7 +7,7 @@ The registry (hub/schema/registry.py) writes two kinds of entries to the JetStre
 fp.<16 hex>        the writer schema of a fingerprint, write-once: what bodies carrying it decode
                    with (name, canonical form, JSON of the first schema registered with it)
 schema.<64 hex>    one version's own schema, write-once, keyed by its digest (SHA-256 of its
-                   normalized form, hub/schema/identity.py): with its defaults, aliases and docs
+                   normalized form, hub/avro/identity.py): with its defaults, aliases and docs
 subject.<subject>  one subject: owner, compatibility mode, every version with its fingerprint
                    and digest
 ```
