@@ -32,6 +32,7 @@ from typing import IO, Any
 
 import structlog
 
+from hub import crypto
 from hub.errors import (
     ContentCorrupted,
     DocumentClosed,
@@ -40,7 +41,6 @@ from hub.errors import (
     NotRecipient,
     RejectedEvent,
 )
-from hub.exchange import crypto
 from hub.exchange.access import Access, access_for
 from hub.exchange.model import SENT_SCHEMA, Document, Manifest, chunk_list_digest, safe_file_name
 from hub.exchange.receipts import delivery_receipt
