@@ -35,8 +35,9 @@ from hub.codec import Schema, SchemaCache, schema_from_json
 from hub.errors import GovhubError
 from hub.kvwatch import BucketWatch
 
-SCHEMAS_BUCKET = "govhub_schemas"
-"""The KV bucket of the registry; a county mirrors it under the same name in its own domain."""
+# Named in hub/topology.py with the other buckets; re-exported, as the registry and the
+# runtime read it from here.
+from hub.topology import SCHEMAS_BUCKET as SCHEMAS_BUCKET
 
 FP_PREFIX = "fp."
 SCHEMA_PREFIX = "schema."
