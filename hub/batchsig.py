@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.audit.merkle import root_from_inclusion
 from hub.errors import Reason, RejectedEvent
+from hub.merkle import root_from_inclusion
 
 SIG_V2 = "govhub-sig-v2"
 STATEMENT_V2 = "govhub-event-v2"

@@ -22,10 +22,10 @@ import fastavro
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 
+from hub.avro.compat import Rule, can_read
+from hub.avro.identity import normalized_form, wire_differences
 from hub.errors import InputError, Reason, RejectedEvent, SchemaError
 from hub.misfit import misfit
-from hub.schema.compat import Rule, can_read
-from hub.schema.identity import normalized_form, wire_differences
 from hub.userfiles import json_problem, read_text
 
 SOE_MAGIC = b"\xc3\x01"

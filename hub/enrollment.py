@@ -20,9 +20,9 @@ from nats.aio.client import Client as NatsClient
 
 from hub.bus import Publisher, jetstream
 from hub.codec import SchemaCache
+from hub.crypto import new_registered_keys
 from hub.envelope import SigningKey, key_id, seal
 from hub.errors import RegistryError
-from hub.exchange.crypto import new_registered_keys
 from hub.keys import CertificateAuthority, HomeKeys, KeyStore
 from hub.participants import PARTICIPANTS_BUCKET, EncryptionKey, Participant, ParticipantKey
 from hub.subjects import check_participant_id, subject_for

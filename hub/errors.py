@@ -53,15 +53,15 @@ Retryable failures derive from `Retryable` as well, so a runtime can decide with
 `isinstance` check whether to back off and retry or to dead-letter.
 
 A few modules subclass these next to the code that raises them: `SchemaParseError`
-(SchemaError, hub/schema/graph.py), `UnknownSuite` (ConfigError, hub/suites.py), `TileError`
+(SchemaError, hub/avro/graph.py), `UnknownSuite` (ConfigError, hub/suites.py), `TileError`
 and `StaleState` (AuditError, hub/audit/), `SignInError` and `SignInRefused` (the console).
 Library failures are wrapped with `raise ... from exc`: the bus layer raises nats-py's as
 ServerUnavailable or ServerError naming what it was doing (hub.outage.nats_failure).
 
 Outside the tree, on purpose: the errors of the offline verifier (hub/audit/verify.py,
-merkle.py, note.py), which an auditor runs from those three files alone (docs/audit.md); the
-hub's own callers turn them into AuditError, TamperEvidence or ConfigError.
-tests/test_error_tree.py checks both rules.
+hub/merkle.py, hub/audit/note.py), which an auditor runs from those three files alone
+(docs/audit.md); the hub's own callers turn them into AuditError, TamperEvidence or
+ConfigError. tests/test_error_tree.py checks both rules.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ class KeyStore:
 
         The seed travels in an encrypted PKCS#8 X25519 container (any 32 bytes are a valid
         X25519 scalar), so the same passphrase and file format protect every private key;
-        hub/exchange/crypto.py derives the suite's private key from it.
+        hub/crypto.py derives the suite's private key from it.
         """
         check_participant_id(participant)
         container = X25519PrivateKey.from_private_bytes(seed)

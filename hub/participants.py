@@ -79,7 +79,7 @@ class EncryptionKey:
     `suite` names the KEM (`x25519`, or `mlkem768-x25519` for the post-quantum hybrid);
     `signature` is the participant's Ed25519 signature (key `signing_key_id`) over the key,
     so a registry copy altered in transit cannot slip a sender someone else's key
-    (hub/exchange/crypto.py checks it before sealing anything to the key).
+    (hub/crypto.py checks it before sealing anything to the key).
     """
 
     key_id: str

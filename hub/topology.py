@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from hub.subjects import CHANNELS, QUARANTINE_PREFIX, SYSTEM_PREFIX
+from hub.subjects import CHANNELS, QUARANTINE_PREFIX, SYSTEM_PREFIX, check_participant_id
 
 HUB_STREAM = "GOVHUB"
 QUARANTINE_STREAM = "QUARANTINE"
@@ -22,6 +22,12 @@ HUB_DOMAIN = "pref"
 # other buckets so the county mirrors of it (hub/federation/streams.py) never start against
 # a missing source.
 DIRECTORY_BUCKET = "govhub_directory"
+# The schema registry's KV bucket (hub/schema/registry.py writes it, hub/schema/watch.py
+# reads it); a county mirrors it under the same name in its own domain.
+SCHEMAS_BUCKET = "govhub_schemas"
+# The root of every unit's document store subjects (hub/exchange/store.py): outside the event
+# channels, so no county stream that takes `*.<unit>.>` events captures a chunk.
+STORE_ROOT = "dstore"
 
 # Producers retry with the same Nats-Msg-Id for up to this long (after a local broker
 # restart, for example), and JetStream drops the re-sends inside the window.
@@ -96,3 +102,48 @@ def hub_streams(max_bytes: int = -1) -> list[StreamSpec]:
             atomic=False,
         ),
     ]
+
+
+def document_stream(unit: str) -> str:
+    """The stream of a unit's documents: `DOCS_<UNIT>`."""
+    return "DOCS_" + unit.upper().replace("-", "_")
+
+
+def document_subject_root(unit: str) -> str:
+    """The subject root of a unit's documents: `dstore.docs_<unit>`."""
+    return f"{STORE_ROOT}.docs_{unit}"
+
+
+def document_store_prefix(participant: str) -> str:
+    """A participant's own prefix in its unit's store: `dstore.docs_<unit>.<dept>`.
+
+    The department in the subject lets server permissions give each participant its own
+    prefix (`dstore.docs_akto.civil.>`), as they do for its events.
+    """
+    unit, dept = check_participant_id(participant)
+    return f"{document_subject_root(unit)}.{dept}"
+
+
+def document_stream_config(unit: str, max_bytes: int = -1) -> StreamConfig:
+    """The `DOCS_<UNIT>` stream.
+
+    Deletes are denied so no single chunk can be removed from under a manifest; purge stays
+    allowed so a send that failed (a file that changed) can withdraw its orphan chunks. NATS
+    account permissions should leave purge to the unit's own users (docs/exchange.md).
+    """
+    check_participant_id(f"{unit}.x")
+    return StreamConfig(
+        name=document_stream(unit),
+        description=f"Document content of unit {unit} (claim check for doc.{unit}.> manifests)",
+        subjects=[f"{document_subject_root(unit)}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.NEW,
+        max_bytes=max_bytes,
+        max_msg_size=MAX_MSG_BYTES,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        deny_delete=True,
+        deny_purge=False,
+        allow_direct=True,
+        num_replicas=1,
+    )

@@ -2,7 +2,7 @@
 
 Written from the texts of RFC 9162 (sections 2.1.1, 2.1.3.2, 2.1.4.2), c2sp.org/signed-note,
 c2sp.org/tlog-checkpoint and c2sp.org/tlog-tiles, and deliberately in a different style from
-hub/audit/merkle.py (recursive definitions where govhub uses bit tricks), so a shared
+hub/merkle.py (recursive definitions where govhub uses bit tricks), so a shared
 misreading of the specs is unlikely to hide in both. Uses only hashlib and ``cryptography``'s
 raw Ed25519 verification.
 """

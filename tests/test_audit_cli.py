@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import cryptography
 import pytest
 
 from hub.audit import fsck
@@ -312,7 +313,7 @@ async def test_a_rewritten_history_with_recomputed_tiles_contradicts_the_signed_
     # The operator alters a leaf *and* rewrites every tile and the state to match: only the
     # signed checkpoints (and the witnesses' copies of them) still remember the old root.
     from hub.audit import store
-    from hub.audit.merkle import CompactRange, leaf_hash
+    from hub.merkle import CompactRange, leaf_hash
 
     await hub.pool.execute(
         f"UPDATE audit_leaves SET leaf = {ALTER} WHERE event_id = $1",
@@ -462,6 +463,11 @@ def test_the_offline_verifier_runs_from_exactly_the_files_docs_audit_md_lists(
     listed = re.findall(r"`(hub/[\w/]+\.py)`", paragraph)
     assert len(listed) == 3, paragraph
     (tmp_path / "bundle.json").write_text(json.dumps(standard_bundle()), encoding="utf-8")
+    # The auditor's Python has `cryptography` and no govhub. This one has govhub installed in
+    # editable mode, whose import hook would serve any missing hub/<module>.py from the
+    # repository; `-S` skips the site hooks, and the path holds only the machine folder and the
+    # folder `cryptography` is installed in.
+    libraries = str(Path(cryptography.__file__).resolve().parent.parent)
 
     def verify(files: list[str]) -> subprocess.CompletedProcess[str]:
         machine = tmp_path / f"machine-{len(files)}-{'-'.join(Path(f).stem for f in files)}"
@@ -469,9 +475,9 @@ def test_the_offline_verifier_runs_from_exactly_the_files_docs_audit_md_lists(
             (machine / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(repo / name, machine / name)
         return subprocess.run(
-            [sys.executable, "-m", "hub.audit.verify", str(tmp_path / "bundle.json")],
-            cwd=machine, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True,
-            check=False,
+            [sys.executable, "-S", "-m", "hub.audit.verify", str(tmp_path / "bundle.json")],
+            cwd=machine, env={"PATH": os.environ["PATH"], "PYTHONPATH": libraries},
+            capture_output=True, text=True, check=False,
         )  # fmt: skip
 
     complete = verify(listed)

@@ -10,7 +10,8 @@ from typing import Any
 
 from nats.js.api import StreamConfig, StreamSource, SubjectTransform
 
-from hub.audit import merkle, store
+from hub import merkle
+from hub.audit import store
 from hub.audit.appender import DUPLICATES, to_record
 from hub.audit.leaf import canonical_json
 from hub.audit.reader import TileReader, find_event, search

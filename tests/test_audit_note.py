@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.audit import merkle, note
+from hub import merkle
+from hub.audit import note
 from hub.audit.note import (
     ALG_COSIGNATURE_V1,
     Checkpoint,

@@ -9,14 +9,15 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from hub.audit import merkle, store
+from hub import merkle
+from hub.audit import store
 from hub.audit.leaf import LeafRecord, canonical_json, quarantine_key
-from hub.audit.merkle import CompactRange
 from hub.audit.reader import TileReader
 from hub.audit.sequences import SequenceTracker
 from hub.audit.tiles import TILE_WIDTH, tiles_for_size
 from hub.db import create_pool, migrate
 from hub.errors import AuditError
+from hub.merkle import CompactRange
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 

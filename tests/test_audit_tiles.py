@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hub.audit import merkle, tiles
-from hub.audit.merkle import CompactRange
+from hub import merkle
+from hub.audit import tiles
 from hub.audit.tiles import ENTRIES, Tile, TileError
+from hub.merkle import CompactRange
 
 
 def stored_tree(size: int) -> tuple[dict[tuple[int, int], bytes], list[bytes]]:

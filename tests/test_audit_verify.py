@@ -17,8 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hub.audit import merkle, note
-from hub.audit.merkle import CompactRange
+from hub import merkle
+from hub.audit import note
 from hub.audit.note import ALG_COSIGNATURE_V1, Checkpoint, Signer
 from hub.audit.verify import (
     BundleError,
@@ -28,6 +28,7 @@ from hub.audit.verify import (
     sender_signing_input,
     verify_bundle,
 )
+from hub.merkle import CompactRange
 
 ORIGIN = "kezhou.gov.cn/audit/2026"
 NOW = 1_780_000_000  # 2026-05-28, after every timestamp used here

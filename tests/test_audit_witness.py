@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from hub.audit import merkle, note
+from hub import merkle
+from hub.audit import note
 from hub.audit.checkpoints import ALARM_SUBJECT, CHECKPOINT_SUBJECT, Checkpointer
 from hub.audit.note import ALG_COSIGNATURE_V1, Checkpoint, Signer
 from hub.audit.reader import TileReader, latest_checkpoint

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hub.crypto import KeyWrap, Sealed, decrypt_as
 from hub.directory.sharing import receive, share, share_context
 from hub.directory.workflow import Directory
 from hub.errors import (
@@ -16,7 +17,6 @@ from hub.errors import (
     NotRecipient,
     ResourceClosed,
 )
-from hub.exchange.crypto import KeyWrap, Sealed, decrypt_as
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM
 from tests.directory_support import RECORDS, entry_file, register_population_schema

@@ -29,14 +29,15 @@ from hub.verifier import Verifier
 from tests.servers import NatsServer
 
 _AUDITOR_COPY = (
-    "the offline verifier runs from hub/audit/verify.py, merkle.py and note.py alone on an "
-    "auditor's machine (docs/audit.md), so these modules import nothing else of govhub; the "
-    "hub's own callers turn their errors into AuditError, TamperEvidence or ConfigError"
+    "the offline verifier runs from hub/audit/verify.py, hub/merkle.py and hub/audit/note.py "
+    "alone on an auditor's machine (docs/audit.md), so these modules import nothing else of "
+    "govhub; the hub's own callers turn their errors into AuditError, TamperEvidence or "
+    "ConfigError"
 )
 STANDALONE: dict[str, str] = {
     "hub.audit.verify.BundleError": _AUDITOR_COPY,
     "hub.audit.verify.VerificationError": _AUDITOR_COPY,
-    "hub.audit.merkle.ProofError": _AUDITOR_COPY,
+    "hub.merkle.ProofError": _AUDITOR_COPY,
     "hub.audit.note.NoteError": _AUDITOR_COPY,
     "hub.audit.note.KeyFormatError": _AUDITOR_COPY,
     "hub.audit.note.MalformedNoteError": _AUDITOR_COPY,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hub import crypto
 from hub.errors import ContentCorrupted, NotRecipient, RegistryError
-from hub.exchange import crypto
 from hub.keys import KeyStore
 from hub.participants import Participant, ParticipantKey
 from hub.runtime import Hub

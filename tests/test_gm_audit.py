@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from hub import suites
-from hub.audit import merkle, note
+from hub import merkle, suites
+from hub.audit import note
 from hub.audit.verify import LogKey, Trust, VerificationError, open_checkpoint
 from tests.gm_support import gmssl_sm3, gmssl_verify
 

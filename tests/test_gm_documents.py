@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hub import crypto, gmcrypto
 from hub.errors import ContentCorrupted, NotRecipient
-from hub.exchange import crypto, gmcrypto
 from hub.exchange.fetch import Fetcher
 from hub.exchange.ledger import verified_document
 from hub.exchange.model import Classification

@@ -21,7 +21,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hub.audit import merkle, note, tiles
+from hub import merkle
+from hub.audit import note, tiles
 from hub.audit.checkpoints import Checkpointer, read_cosignature, resync_size
 from hub.audit.fsck import VerifyReport, _check_columns
 from hub.audit.leaf import build, requalify

@@ -22,6 +22,7 @@ from hub.cli.audit import _trusted_keys
 from hub.cli.events import parse_data
 from hub.codec import SchemaCache
 from hub.consumer import Delivery
+from hub.crypto import KeyWrap, wraps_from_bytes, wraps_to_bytes
 from hub.directory.apply import BatchApplier
 from hub.directory.deadlines import parse_policy
 from hub.directory.events import Kind as DirKind
@@ -30,7 +31,6 @@ from hub.directory.model import Entry, template
 from hub.directory.validation import parse_entry
 from hub.envelope import Envelope, SignedFields
 from hub.errors import ConfigError, ContentCorrupted, EntryInvalid, InputError, Reason
-from hub.exchange.crypto import KeyWrap, wraps_from_bytes, wraps_to_bytes
 from hub.exchange.model import Manifest, check_doc_id
 from hub.jsonout import to_jsonable
 from hub.participants import Participant

@@ -1,4 +1,4 @@
-"""Verdict table for hub.schema.compat, tied to real Avro resolution by fastavro.
+"""Verdict table for hub.avro.compat, tied to real Avro resolution by fastavro.
 
 Each table case is one schema evolution with the findings expected as (rule, path) pairs; an
 empty list means compatible. The runtime tests write events with one schema and read them with
@@ -24,8 +24,8 @@ import fastavro
 import pytest
 
 from hub import errors
+from hub.avro.compat import Incompatibility, Mode, Rule, SchemaParseError, can_read, check
 from hub.bench.compat import bench_compat, build_history
-from hub.schema.compat import Incompatibility, Mode, Rule, SchemaParseError, can_read, check
 
 B, BT = Mode.BACKWARD, Mode.BACKWARD_TRANSITIVE
 F, FT = Mode.FORWARD, Mode.FORWARD_TRANSITIVE

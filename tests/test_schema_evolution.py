@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from hub.avro.compat import Mode, can_read
 from hub.codec import Schema, schema_from_json
 from hub.consumer import Delivery
 from hub.envelope import seal
 from hub.errors import SchemaError, SchemaIncompatible
 from hub.runtime import Hub
-from hub.schema.compat import Mode, can_read
 from hub.topology import HUB_STREAM
 
 DEPT = "akto.civil"

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from hub.avro.compat import Mode
 from hub.codec import SchemaCache, load_schema_file, schema_from_json
 from hub.errors import Reason, RejectedEvent, SchemaError
-from hub.schema.compat import Mode
 from hub.schema.files import conventions, defined_names, git_previous, load_schema_path
 from hub.schema.gate import RegisteredSubject, RegisteredWriter, check_files
 from schemas import SCHEMA_DIR

@@ -9,13 +9,13 @@ from typing import Any
 import nats
 import pytest
 
+from hub.avro.compat import Mode
 from hub.bus import Publisher
 from hub.codec import Schema, SchemaCache, schema_from_json
 from hub.consumer import Delivery
 from hub.errors import PublishError, RegistryError, SchemaError, SchemaIncompatible
 from hub.home import Settings
 from hub.runtime import Hub, open_hub
-from hub.schema.compat import Mode
 from hub.schema.registry import (
     MAX_SCHEMA_BYTES,
     REGISTERED_SCHEMA,

@@ -23,14 +23,14 @@ import asyncpg
 import nats
 import pytest
 
+from hub.avro.compat import Mode
+from hub.avro.identity import normalized_form, wire_differences
 from hub.codec import SchemaCache, schema_from_json
 from hub.db import migrations
 from hub.envelope import Envelope, seal
 from hub.errors import SchemaError, SchemaIncompatible, SchemaIndistinguishable
 from hub.home import Home, Settings
 from hub.runtime import Hub, open_hub
-from hub.schema.compat import Mode
-from hub.schema.identity import normalized_form, wire_differences
 from hub.schema.registry import SchemaRegistry
 from hub.schema.watch import SCHEMAS_BUCKET, SchemaWatch, schema_key, subject_key
 from hub.topology import HUB_STREAM

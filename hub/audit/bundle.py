@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from hub.audit import merkle, reader
+from hub import merkle
+from hub.audit import reader
 from hub.audit.reader import LeafRow, StoredCheckpoint, TileReader, b64list
 from hub.audit.verify import BUNDLE_FORMAT
 from hub.enrollment import load_participants

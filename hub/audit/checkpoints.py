@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 import structlog
 
-from hub.audit import merkle, note
+from hub import merkle
+from hub.audit import note
 from hub.audit.logkeys import LogKeyRing
 from hub.audit.note import Checkpoint, NoteSignature
 from hub.audit.reader import StoredCheckpoint, TileReader, latest_checkpoint

@@ -30,15 +30,16 @@ from typing import Any
 
 import asyncpg
 
-from hub.audit import merkle, verify
+from hub import merkle
+from hub.audit import verify
 from hub.audit.leaf import column_text, content_digest, quarantine_key
-from hub.audit.merkle import CompactRange
 from hub.audit.note import Checkpoint
 from hub.audit.reader import StoredCheckpoint, TileReader, checkpoints, open_gaps
 from hub.audit.tiles import TILE_HEIGHT, TILE_WIDTH, tiles_for_size
 from hub.audit.verify import Trust, VerificationError, parse_leaf
 from hub.envelope import Envelope
 from hub.errors import RejectedEvent, TamperEvidence
+from hub.merkle import CompactRange
 from hub.verifier import Verifier as EventVerifier
 
 PAGE = 5000

@@ -15,10 +15,10 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from hub.audit import merkle
-from hub.audit.merkle import NodeId, ProofPlan
+from hub import merkle
 from hub.audit.tiles import ENTRIES, TILE_HEIGHT, Tile, tile_for_node
 from hub.errors import NotInLog
+from hub.merkle import NodeId, ProofPlan
 
 HASH = merkle.HASH_SIZE
 _MEMO_LIMIT = 1 << 20

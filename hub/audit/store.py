@@ -16,10 +16,10 @@ import asyncpg
 
 from hub.audit import leaf as leafmod
 from hub.audit.leaf import LeafRecord
-from hub.audit.merkle import CompactRange, leaf_hash
 from hub.audit.sequences import Gap, SequenceTracker
 from hub.audit.tiles import TILE_HEIGHT, TILE_WIDTH
 from hub.errors import AuditError, Reason
+from hub.merkle import CompactRange, leaf_hash
 
 WRITER_LOCK = 0x60_76_68_75_62_00_00_03
 """Advisory lock key of the single audit writer (any constant shared by all govhub processes)."""

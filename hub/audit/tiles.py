@@ -1,11 +1,11 @@
 """The C2SP tlog-tiles layout: tile paths, which tiles a tree size has, tile and bundle bytes.
 
 A tile at tile level ``L`` and index ``N`` is the run of up to 256 consecutive Merkle Tree Hashes
-at node level ``8 * L`` (see ``hub.audit.merkle`` for node coordinates) starting at node index
+at node level ``8 * L`` (see ``hub.merkle`` for node coordinates) starting at node index
 ``N * 256``; a level-0 tile holds leaf hashes. Entry bundles (tile level ``ENTRIES``) hold the
 leaves themselves, each prefixed by its big-endian uint16 length. Reference: c2sp.org/tlog-tiles.
 
-This module imports only the standard library, ``hub.audit.merkle`` and ``hub.errors`` (itself
+This module imports only the standard library, ``hub.merkle`` and ``hub.errors`` (itself
 standard library only). The offline verifier does not need it (docs/audit.md names its three
 files), so its errors are part of govhub's tree: a TileError is an AuditError.
 """
@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hub.audit.merkle import HASH_SIZE, HashAt, NodeId, node_hash
 from hub.errors import AuditError
+from hub.merkle import HASH_SIZE, HashAt, NodeId, node_hash
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT

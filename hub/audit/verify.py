@@ -49,7 +49,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.audit import merkle, note
+from hub import merkle
+from hub.audit import note
 
 BUNDLE_FORMAT = "govhub-audit-bundle-v1"
 CLOCK_SKEW = 300

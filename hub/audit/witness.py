@@ -29,7 +29,8 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from hub.audit import merkle, note
+from hub import merkle
+from hub.audit import note
 from hub.audit.note import Checkpoint, NoteError, Signer, Verifier
 from hub.errors import AuditError
 from hub.listen import start_site

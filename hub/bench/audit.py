@@ -41,13 +41,13 @@ import asyncpg
 
 from hub.audit import bundle, reader, store
 from hub.audit.leaf import LeafRecord
-from hub.audit.merkle import leaf_hash
 from hub.audit.note import Checkpoint, Signer, sign_note
 from hub.audit.sequences import SequenceTracker
 from hub.audit.service import AuditLog, AuditService
 from hub.bench.bus import plain_client
 from hub.db import create_pool, migrate
 from hub.home import Home, Settings
+from hub.merkle import leaf_hash
 from hub.runtime import Hub, open_hub
 from hub.topology import HUB_STREAM
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from hub.schema.compat import Mode, check
+from hub.avro.compat import Mode, check
 
 
 def _field_type(i: int) -> tuple[object, object]:

@@ -3,7 +3,7 @@
 The lookup figure is what a receiver pays per event to find the writer schema of a body: a
 `SchemaCache.by_fingerprint` on a cache holding the shipped schemas plus a populated registry's
 worth of synthetic ones, printed next to a bare `dict.get` on the same keys (the floor). The
-check figure is `hub.schema.compat.check` of a 50-field record against 20 prior versions under
+check figure is `hub.avro.compat.check` of a 50-field record against 20 prior versions under
 FULL_TRANSITIVE, what a registration with a long history costs.
 """
 

@@ -58,7 +58,7 @@ def _suite_figures(suite: Suite, body: bytes, seconds: float) -> dict[str, Any]:
 
 def _wrap_figures(seconds: float) -> dict[str, Any]:
     """Sealing a 64-byte document secret to one recipient: HPKE X25519 vs SM2 encryption."""
-    from hub.exchange import crypto, gmcrypto
+    from hub import crypto, gmcrypto
 
     seed, secret, info = os.urandom(32), os.urandom(64), b"govhub-seal-v1\ndoc\nr\nk"
     x_public = crypto.public_key(

@@ -15,7 +15,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn
 from rich.table import Table
 
-from hub.audit import bundle, fsck, merkle, reader
+from hub import merkle
+from hub.audit import bundle, fsck, reader
 from hub.audit.logkeys import MAX_OVERLAP
 from hub.audit.service import AuditLog
 from hub.audit.verify import BundleError, Trust, load_trust

@@ -17,11 +17,11 @@ from rich.table import Table
 from rich.text import Text
 
 from hub.cli.common import async_command, emit, json_option, settings
+from hub.crypto import SUITES, default_suite
 from hub.display import console, line, progress
 from hub.errors import InputError
 from hub.exchange import receipts
 from hub.exchange.agent import RecipientAgent
-from hub.exchange.crypto import SUITES, default_suite
 from hub.exchange.fetch import Fetcher, resolve_out
 from hub.exchange.ledger import document_status, inbox, ledger, verified_document
 from hub.exchange.model import Classification, Urgency

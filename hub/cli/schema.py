@@ -12,13 +12,13 @@ from typing import Any
 import click
 from rich.table import Table
 
+from hub.avro.compat import Mode
 from hub.cli.common import emit, json_option, run, say, settings
 from hub.display import Part, console, line
 from hub.errors import SchemaError, SchemaIncompatible, SchemaIndistinguishable
 from hub.home import Settings
 from hub.jsonout import dumps
 from hub.runtime import open_hub
-from hub.schema.compat import Mode
 from hub.schema.files import collect, load_schema_path
 from hub.schema.gate import (
     Comparison,

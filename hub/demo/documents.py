@@ -22,10 +22,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hub import crypto
 from hub.demo import Chapter, Story
 from hub.display import line, styled
 from hub.errors import ExchangeError, UnknownDocument
-from hub.exchange import crypto, receipts
+from hub.exchange import receipts
 from hub.exchange.agent import RecipientAgent
 from hub.exchange.fetch import Fetcher
 from hub.exchange.ledger import document_status, ledger, verified_document

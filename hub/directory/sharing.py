@@ -4,7 +4,7 @@ The provider-side agent (`share`) runs where the provider's keys are (its `govhu
 adapter, or `govhub dir share`). For every record it looks up the grants valid *at that
 moment* and publishes one `SharedData` event per grantee: the record projected to the fields
 that grantee was granted, as JSON, encrypted with AES-256-GCM under a fresh key sealed with
-HPKE to the grantee's registered encryption key (hub/exchange/crypto.py). The hub, county
+HPKE to the grantee's registered encryption key (hub/crypto.py). The hub, county
 relays and every other participant carry ciphertext only. Expiry and revocation therefore end
 access for new data without anyone's cooperation: after them the agent seals nothing more to
 that participant. A grantee reads with `receive`; anyone else gets a refusal naming why.
@@ -22,6 +22,7 @@ import asyncpg
 import structlog
 
 from hub.collaborators import Bus, Signer, Trust
+from hub.crypto import KeyWrap, Sealed, decrypt_as, encrypt_for
 from hub.directory.events import SHARED_DATA_SCHEMA, new_id, share_filter, share_subject
 from hub.directory.store import load_entry, valid_grants
 from hub.errors import (
@@ -31,7 +32,6 @@ from hub.errors import (
     NotProvider,
     ResourceClosed,
 )
-from hub.exchange.crypto import KeyWrap, Sealed, decrypt_as, encrypt_for
 from hub.jsonout import to_jsonable
 from hub.topology import HUB_STREAM
 

@@ -32,6 +32,7 @@ from typing import IO, Any
 
 import structlog
 
+from hub import crypto
 from hub.collaborators import Bus, Signer, Trust
 from hub.errors import (
     ContentCorrupted,
@@ -41,7 +42,6 @@ from hub.errors import (
     NotRecipient,
     RejectedEvent,
 )
-from hub.exchange import crypto
 from hub.exchange.access import Access, access_for
 from hub.exchange.model import SENT_SCHEMA, Document, Manifest, chunk_list_digest, safe_file_name
 from hub.exchange.receipts import delivery_receipt

@@ -209,7 +209,7 @@ class StoreRef:
 
 @dataclass(frozen=True)
 class Encryption:
-    """How a confidential document is encrypted (see hub/exchange/crypto.py)."""
+    """How a confidential document is encrypted (see hub/crypto.py)."""
 
     suite: str
     cipher: str

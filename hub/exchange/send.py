@@ -30,11 +30,11 @@ from typing import IO, Any
 
 import structlog
 
+from hub import crypto
 from hub.bus import Publisher
 from hub.collaborators import Bus, Signer, Trust
 from hub.envelope import new_event_id, seal
 from hub.errors import FileChanged, InputError, RegistryError
-from hub.exchange import crypto
 from hub.exchange.access import access_for
 from hub.exchange.model import (
     DEFAULT_CHUNK_SIZE,

@@ -38,10 +38,6 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
 )
 
 from hub.bus import PubAck, Publisher, jetstream
@@ -49,11 +45,10 @@ from hub.envelope import Envelope
 from hub.errors import ContentCorrupted, ExchangeError, Retryable, ServiceError, TransferInterrupted
 from hub.exchange.model import StoreRef
 from hub.subjects import check_participant_id
-from hub.topology import DUPLICATE_WINDOW_S, MAX_MSG_BYTES
+from hub.topology import document_store_prefix, document_stream, document_stream_config
 
 log = structlog.get_logger("hub.exchange.store")
 
-STORE_ROOT = "dstore"
 H_DIGEST = "govhub-digest"
 DEFAULT_WINDOW = 16
 DEFAULT_STALL_S = 60.0
@@ -71,55 +66,10 @@ _RETRYABLE = (
 )
 
 
-def stream_name(unit: str) -> str:
-    """The stream of a unit's documents: `DOCS_<UNIT>`."""
-    return "DOCS_" + unit.upper().replace("-", "_")
-
-
-def subject_root(unit: str) -> str:
-    """The subject root of a unit's documents: `dstore.docs_<unit>`."""
-    return f"{STORE_ROOT}.docs_{unit}"
-
-
-def store_prefix(participant: str) -> str:
-    """A participant's own prefix in its unit's store: `dstore.docs_<unit>.<dept>`.
-
-    The department in the subject lets server permissions give each participant its own
-    prefix (`dstore.docs_akto.civil.>`), as they do for its events.
-    """
-    unit, dept = check_participant_id(participant)
-    return f"{subject_root(unit)}.{dept}"
-
-
 def store_ref(sender: str, domain: str, doc_id: str) -> StoreRef:
     """Where a participant's document goes: `dstore.docs_<unit>.<dept>.<doc_id>`."""
     unit, _ = check_participant_id(sender)
-    return StoreRef(domain, stream_name(unit), f"{store_prefix(sender)}.{doc_id}")
-
-
-def stream_config(unit: str, max_bytes: int = -1) -> StreamConfig:
-    """The `DOCS_<UNIT>` stream.
-
-    Deletes are denied so no single chunk can be removed from under a manifest; purge stays
-    allowed so a send that failed (a file that changed) can withdraw its orphan chunks. NATS
-    account permissions should leave purge to the unit's own users (docs/exchange.md).
-    """
-    check_participant_id(f"{unit}.x")
-    return StreamConfig(
-        name=stream_name(unit),
-        description=f"Document content of unit {unit} (claim check for doc.{unit}.> manifests)",
-        subjects=[f"{subject_root(unit)}.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.NEW,
-        max_bytes=max_bytes,
-        max_msg_size=MAX_MSG_BYTES,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        deny_delete=True,
-        deny_purge=False,
-        allow_direct=True,
-        num_replicas=1,
-    )
+    return StoreRef(domain, document_stream(unit), f"{document_store_prefix(sender)}.{doc_id}")
 
 
 def chunk_subject(ref: StoreRef, index: int) -> str:
@@ -147,17 +97,17 @@ async def open_sender_store(nc: NatsClient, unit: str, *, domain: str | None = N
     """
     js = jetstream(nc, domain=domain)
     try:
-        await js.stream_info(stream_name(unit))
+        await js.stream_info(document_stream(unit))
     except nats.js.errors.NotFoundError:
         try:
-            await js.add_stream(stream_config(unit))
+            await js.add_stream(document_stream_config(unit))
         except nats.js.errors.BadRequestError:
             pass  # created meanwhile by another sender of the unit
         except nats.errors.Error as exc:
             raise ServiceError(
-                f"the document store {stream_name(unit)} does not exist and cannot be created "
+                f"the document store {document_stream(unit)} does not exist and cannot be created "
                 f"here ({type(exc).__name__}: {exc})",
-                hint="The operator provisions it: hub.exchange.store.stream_config(unit).",
+                hint="The operator provisions it: hub.topology.document_stream_config(unit).",
             ) from exc
     info = await js.account_info()
     return str(info.domain or "")

@@ -27,10 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.exchange.store import store_prefix, subject_root
 from hub.federation.plan import HUB_ROLE, REGION_ROLE, Node, Plan
 from hub.subjects import CHANNELS, QUARANTINE_PREFIX, check_participant_id
-from hub.topology import HUB_DOMAIN
+from hub.topology import HUB_DOMAIN, document_store_prefix, document_subject_root
 
 ACCOUNT = "GOV"
 
@@ -84,7 +83,7 @@ def participant_permissions(participant: str, node: Node) -> dict[str, Any]:
     unit, dept = check_participant_id(participant)
     publish = [f"{channel}.{unit}.{dept}.>" for channel in CHANNELS]
     # Its own prefix of its unit's document store: content it sends, never another's.
-    publish.append(f"{store_prefix(participant)}.>")
+    publish.append(f"{document_store_prefix(participant)}.>")
     publish += [f"{QUARANTINE_PREFIX}.>", "$JS.ACK.>", "$JS.FC.>"]
     publish += [f"{prefix}.{call}" for prefix in api_prefixes(node) for call in JS_READ_CALLS]
     return {"publish": {"allow": publish}, "subscribe": {"allow": ["_INBOX.>"]}}
@@ -123,7 +122,7 @@ def uplink_permissions(plan: Plan, leaf: Node) -> dict[str, Any]:
     units = {plan.hub_unit, *plan.hub_units, *(n.unit for n in plan.leafs)}
     for unit in sorted(units - set(leaf.units)):
         deny += [f"{channel}.{unit}.>" for channel in CHANNELS]
-        deny.append(f"{subject_root(unit)}.>")
+        deny.append(f"{document_subject_root(unit)}.>")
     return {"publish": {"deny": deny}}
 
 

@@ -43,13 +43,18 @@ from nats.js.api import (
     SubjectTransform,
 )
 
-from hub.exchange.store import stream_config as document_store_config
-from hub.exchange.store import stream_name as document_stream
 from hub.federation.plan import Node, Plan, county_stream
 from hub.participants import PARTICIPANTS_BUCKET
-from hub.schema.watch import SCHEMAS_BUCKET
 from hub.subjects import CHANNELS
-from hub.topology import DIRECTORY_BUCKET, HUB_DOMAIN, HUB_STREAM, StreamSpec
+from hub.topology import (
+    DIRECTORY_BUCKET,
+    HUB_DOMAIN,
+    HUB_STREAM,
+    SCHEMAS_BUCKET,
+    StreamSpec,
+    document_stream,
+    document_stream_config,
+)
 
 log = structlog.get_logger("hub.federation.streams")
 
@@ -109,7 +114,7 @@ def outbound_spec(plan: Plan, node: Node) -> StreamSpec:
 
 def document_store(unit: str, replicas: int = 1) -> StreamConfig:
     """A unit's document store `DOCS_<UNIT>` (hub/exchange/store.py) with these replicas."""
-    return replace(document_store_config(unit), num_replicas=replicas)
+    return replace(document_stream_config(unit), num_replicas=replicas)
 
 
 def document_copy(plan: Plan, node: Node) -> StreamConfig:

@@ -1,1 +1,1 @@
-"""Avro schemas as contracts: the registry, its watched cache, compatibility rules, the CI gate."""
+"""Avro schemas as contracts: the registry, its watched cache, schema files and the CI gate."""

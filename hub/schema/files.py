@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hub.avro.graph import parse
 from hub.codec import Schema, schema_from_json
 from hub.errors import SchemaError
-from hub.schema.graph import parse
 from hub.userfiles import json_problem, read_text
 from schemas import SCHEMA_DIR
 

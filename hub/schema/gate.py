@@ -7,7 +7,7 @@ registered versions or with the version committed at git `HEAD`. It fails in eve
 it has the fingerprint of a registered (or committed) schema but other logical types, which the
 registry refuses: readers could not tell the two apart.
 
-A file is "unchanged" only when it is the same schema as a version (hub/schema/identity.py);
+A file is "unchanged" only when it is the same schema as a version (hub/avro/identity.py);
 one that differs only in defaults, aliases or docs is checked like any other change.
 """
 
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub.avro.compat import Incompatibility, Mode, Rule, check
+from hub.avro.identity import Indistinguishable, digest, indistinguishable
 from hub.errors import SchemaError
-from hub.schema.compat import Incompatibility, Mode, Rule, check
 from hub.schema.files import (
     SchemaFile,
     build,
@@ -31,7 +32,6 @@ from hub.schema.files import (
     load_schema_path,
     read_json,
 )
-from hub.schema.identity import Indistinguishable, digest, indistinguishable
 from schemas import SCHEMA_DIR
 
 # What to do about each broken rule; the key's bool is True when the new schema is the reader
@@ -317,7 +317,7 @@ def _verdict(
         return Comparison(against, "compatible", f"{mode.value} compatible with {what}", mode.value)
     advice: list[str] = []
     for finding in findings:
-        # hub.schema.compat names the new schema's role "reader (new schema)" in backward findings
+        # hub.avro.compat names the new schema's role "reader (new schema)" in backward findings
         new_reads = "new schema" in finding.reader_role
         text = f"{finding.path or '(root)'}: {ADVICE[(finding.rule, new_reads)]}"
         if text not in advice:

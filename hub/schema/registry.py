@@ -6,7 +6,7 @@ A registration is one PostgreSQL transaction (the record) that also writes the K
 transaction commits only after both succeeded, and KV writes are undone if anything fails,
 so nothing is ever half-registered.
 
-A version is its whole schema (hub/schema/identity.py), not its fingerprint: a schema that
+A version is its whole schema (hub/avro/identity.py), not its fingerprint: a schema that
 differs from the subject's versions only in defaults, aliases or docs is a new version, and
 compatibility is checked against every version's own schema. A schema with the fingerprint of
 a registered one but other logical types is refused in every mode, whatever its subject:
@@ -36,6 +36,8 @@ import nats.js.errors
 import structlog
 from nats.aio.client import Client as NatsClient
 
+from hub.avro.compat import Mode, check
+from hub.avro.identity import digest, indistinguishable
 from hub.bus import Publisher, jetstream
 from hub.codec import Schema, SchemaCache
 from hub.envelope import Envelope, SigningKey, format_time, seal
@@ -46,9 +48,7 @@ from hub.errors import (
     SchemaIncompatible,
     SchemaIndistinguishable,
 )
-from hub.schema.compat import Mode, check
 from hub.schema.files import check_resolvable, load_schema_path
-from hub.schema.identity import digest, indistinguishable
 from hub.schema.watch import (
     DEFAULT_MODE,
     SCHEMAS_BUCKET,

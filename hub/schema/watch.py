@@ -7,7 +7,7 @@ The registry (hub/schema/registry.py) writes two kinds of entries to the JetStre
 fp.<16 hex>        the writer schema of a fingerprint, write-once: what bodies carrying it decode
                    with (name, canonical form, JSON of the first schema registered with it)
 schema.<64 hex>    one version's own schema, write-once, keyed by its digest (SHA-256 of its
-                   normalized form, hub/schema/identity.py): with its defaults, aliases and docs
+                   normalized form, hub/avro/identity.py): with its defaults, aliases and docs
 subject.<subject>  one subject: owner, compatibility mode, every version with its fingerprint
                    and digest
 ```
@@ -35,8 +35,9 @@ from hub.codec import Schema, SchemaCache, schema_from_json
 from hub.errors import GovhubError
 from hub.kvwatch import BucketWatch
 
-SCHEMAS_BUCKET = "govhub_schemas"
-"""The KV bucket of the registry; a county mirrors it under the same name in its own domain."""
+# Named in hub/topology.py with the other buckets; re-exported, as the registry and the
+# runtime read it from here.
+from hub.topology import SCHEMAS_BUCKET as SCHEMAS_BUCKET
 
 FP_PREFIX = "fp."
 SCHEMA_PREFIX = "schema."

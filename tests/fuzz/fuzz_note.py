@@ -26,7 +26,8 @@ import structlog
 with atheris.instrument_imports(include=["hub"]):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from hub.audit import merkle, note
+    from hub import merkle
+    from hub.audit import note
     from hub.audit.checkpoints import read_cosignature, resync_size
     from hub.audit.note import ALG_COSIGNATURE_V1, Checkpoint, NoteError, Signer, Verifier
     from hub.audit.witness import Witness, format_request

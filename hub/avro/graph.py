@@ -1,6 +1,6 @@
 """Turn Avro schema JSON into a resolved type graph: named references bound, logical types read.
 
-The graph is what schema resolution walks (see ``hub.schema.compat``): every named type is one
+The graph is what schema resolution walks (see ``hub.avro.compat``): every named type is one
 node, so recursive schemas become cycles and references across a schema compare by identity.
 Parsing follows the Avro 1.12 specification's name rules (fullnames, enclosing namespaces,
 aliases qualified relative to the name they alias) and logical-type rules: an unknown logical

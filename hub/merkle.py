@@ -6,7 +6,9 @@ hashes. Storage keeps only complete subtrees, so a proof for a tree of size ``N`
 O(log N) node coordinates (the ragged right edge folded from complete subtrees), fetched through a
 ``hash_at(level, index)`` callback or in one batch, and assembled.
 
-This module imports only the standard library: the offline verifier depends on it.
+The audit log builds its tree with it and batch signatures (hub/batchsig.py) their roots, so it
+sits below both. It imports only the standard library: it is one of the three files the offline
+verifier runs from (docs/audit.md).
 """
 
 from __future__ import annotations

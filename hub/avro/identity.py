@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from hub.schema.graph import NAMED, Node, SchemaJSON, parse
+from hub.avro.graph import NAMED, Node, SchemaJSON, parse
 
 __all__ = [
     "Indistinguishable",

@@ -38,7 +38,7 @@ compares reader aliases to the writer's full name without qualifying them, so th
 union branch instead of the first match; lets a field alias read a writer field that another
 reader field already reads by name; and never checks that a default it relies on is valid.
 
-Errors: ``hub.schema.graph.SchemaParseError`` when an input is not a resolvable Avro schema.
+Errors: ``hub.avro.graph.SchemaParseError`` when an input is not a resolvable Avro schema.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from hub.schema.graph import NAMED, Node, SchemaJSON, SchemaParseError, parse
+from hub.avro.graph import NAMED, Node, SchemaJSON, SchemaParseError, parse
 
 __all__ = [
     "Incompatibility",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.audit import merkle
-from hub.audit.merkle import CompactRange, ProofError
+from hub import merkle
+from hub.merkle import CompactRange, ProofError
 
 VECTORS = json.loads((Path(__file__).parent / "vectors/rfc6962_transparency_dev.json").read_text())
 LEAVES = [bytes.fromhex(x) for x in VECTORS["leaves"]]

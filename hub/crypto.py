@@ -13,10 +13,12 @@ ChunkCipher(key, doc_id, count)             deterministic AES-256-GCM-SIV per ch
 
 Suites: `x25519` = DHKEM(X25519, HKDF-SHA256) and `mlkem768-x25519` = the ML-KEM-768 +
 X25519 hybrid KEM (post-quantum option), both with HKDF-SHA256 and AES-256-GCM; and `sm2`,
-the gm suite's SM2 public-key encryption of the key with SM4-GCM content
-(hub/exchange/gmcrypto.py). A private key
-is kept as a 32-byte seed (hub/keys.py stores it encrypted) from which the suite's key is
-derived, so both suites share one storage format.
+the gm suite's SM2 public-key encryption of the key with SM4-GCM content (hub/gmcrypto.py).
+A private key is kept as a 32-byte seed (hub/keys.py stores it encrypted) from which the
+suite's key is derived, so both suites share one storage format.
+
+The document exchange and the directory seal with it, and enrollment makes each participant's
+encryption keys with it (`new_registered_keys`), so it sits below all three.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESGCMSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from hub import gmcrypto
 from hub.envelope import SigningKey, format_time
 from hub.errors import ContentCorrupted, InputError, KeyStoreError, NotRecipient, RegistryError
-from hub.exchange import gmcrypto
 from hub.keys import KeyStore
 from hub.participants import EncryptionKey, Participant
 from hub.suites import GM, INTL, Suite
