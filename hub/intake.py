@@ -9,6 +9,8 @@ before it fetches, and returns once the intake is closed and its work is done.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 from hub.waits import wait_event
 
@@ -36,3 +38,21 @@ class Intake:
     async def closed(self) -> None:
         """Wait until the intake closes (a service with nothing to fetch idles on this)."""
         await self._closed.wait()
+
+    async def unless_closed(self, wait: Coroutine[Any, Any, object]) -> bool:
+        """Run `wait` (a wait with no work in hand: a standby's lock wait, a backoff) until it
+        ends or the intake closes, whichever comes first; True if it ended, False if the
+        intake closed and `wait` was cancelled. Its exception, if it raised one, propagates."""
+        work = asyncio.ensure_future(wait)
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.wait({work})
+        if work.cancelled():
+            return False
+        work.result()
+        return True

@@ -20,10 +20,11 @@ routes answer 503 with the cause while a server they need is away.
 Shutdown: SIGTERM or SIGINT stops intake (every service's `stop_intake()`: no more fetching,
 no restarts), gives the services `GRACE_S` to finish and acknowledge the work they hold, then
 cancels whatever still runs, and stops the HTTP server last, so `/healthz` answers meanwhile.
-The exchange tracker, the recipient agent and the approval service drain this way; the others
-(the single writers of the audit log and the directory among them) are cancelled once those
-are done. A service cancelled mid-batch loses nothing either (what it did not acknowledge is
-delivered again and collapses onto what was applied), but draining spares that redelivery.
+The exchange tracker, the recipient agent, the approval service and the single writers of the
+audit log and the directory drain this way (a standby writer returns at once); the others are
+cancelled once those are done. A service cancelled mid-batch loses nothing either (what it did
+not acknowledge is delivered again and collapses onto what was applied), but draining spares
+that redelivery.
 """
 
 from __future__ import annotations

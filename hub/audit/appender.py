@@ -8,6 +8,11 @@ tiles, state, sequences), then refused messages are copied to the quarantine str
 everything is acked. A batch that does not commit is never acked: JetStream keeps it, and the
 appender retries with backoff, reconnecting and re-reading the committed state first. Whatever
 is redelivered after a crash collapses onto its existing leaf (idempotency key, hub/audit/leaf.py).
+
+`stop_intake()` (hub/intake.py) lets the appender stop without that redelivery: it fetches no
+new batch, commits and acks the batches it holds (the one committing and the one read ahead),
+releases the lock and returns; a standby stops waiting at once. After an outage that follows
+the stop it returns without retrying: what it held is redelivered, as after a crash.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from hub.audit.store import StaleState, TreeState
 from hub.collaborators import Bus
 from hub.consumer import Consumer, Delivery
 from hub.errors import AuditError, PublishError, Reason, ServerError
+from hub.intake import Intake
 from hub.metrics import Counter, Gauge
 from hub.outage import Backoff, describe
 from hub.topology import HUB_STREAM
@@ -115,6 +121,7 @@ class Appender:
         self._tracker = SequenceTracker()
         self._retry = Backoff(*BACKOFF)
         self.leading = asyncio.Event()
+        self.intake = Intake()
 
     @property
     def size(self) -> int | None:
@@ -133,10 +140,16 @@ class Appender:
             )
         return self._consumer
 
+    def stop_intake(self) -> None:
+        """Fetch no new batch; `run()` returns once the batches in hand are committed and acked
+        (a standby returns at once)."""
+        self.intake.close()
+
     async def run(self) -> None:
-        """Wait for the writer lock, then append until cancelled; recover from any outage."""
+        """Wait for the writer lock, then append until cancelled or `stop_intake()`; recover
+        from any outage."""
         try:
-            while True:
+            while self.intake.open:
                 try:
                     conn = await asyncpg.connect(self._dsn, timeout=10)
                 except DB_ERRORS as exc:
@@ -146,14 +159,21 @@ class Appender:
                     if not await store.try_lock(conn):
                         log.info("audit.appender.standby")
                         health.resume(PART)  # a standby that waits for the lock is healthy
-                        await store.lock(conn)
+                        # A standby holds nothing, so a stop ends its wait at once instead of
+                        # keeping it until another process's writer session ends.
+                        if not await self.intake.unless_closed(store.lock(conn)):
+                            break
                     await self._lead(conn)
                 except DB_ERRORS as exc:
                     await self._backoff("database", exc)
                 finally:
                     self._step_down()
-                    with contextlib.suppress(Exception):
+                    # Ending the session releases the lock, so a standby elsewhere takes over
+                    # now; terminate if the server does not answer the close in time.
+                    try:
                         await asyncio.wait_for(conn.close(), 2.0)
+                    except Exception:
+                        conn.terminate()
         finally:
             if self._consumer is not None:
                 await self._consumer.stop()
@@ -171,6 +191,9 @@ class Appender:
         # The next batch is fetched, verified and turned into leaves while the current one
         # commits: the commit mostly waits for PostgreSQL's disk sync. A batch read ahead and
         # dropped (outage, step-down) is unacked, so JetStream redelivers it after ACK_WAIT.
+        # After `stop_intake()` no new fetch starts, but a read-ahead already under way is
+        # awaited (it lingers at most flush_interval) and committed: dropping it would leave
+        # its messages unacked, redelivered after ACK_WAIT.
         ahead: asyncio.Task[tuple[list[Delivery], list[LeafRecord]]] | None = None
         records: list[LeafRecord] | None = None
         try:
@@ -178,9 +201,15 @@ class Appender:
                 try:
                     if not self._held:
                         task, ahead = ahead, None
+                        if task is None and not self.intake.open:
+                            return  # nothing in hand: the drain is done
                         self._held, records = await (task or self._prepare())
                         health.resume(PART)
-                        if task is not None and 0 < len(self._held) < self._config.batch_size:
+                        if (
+                            self.intake.open
+                            and task is not None
+                            and 0 < len(self._held) < self._config.batch_size
+                        ):
                             # What arrived while the last batch committed joins this one, so
                             # batches grow with the load instead of staying as small as the
                             # trickle that was there when the read-ahead started.
@@ -188,7 +217,8 @@ class Appender:
                             self._held, records = self._held + more, records + extra
                         if not self._held:
                             continue
-                    ahead = asyncio.create_task(self._prepare())
+                    if self.intake.open:
+                        ahead = asyncio.create_task(self._prepare())
                     await self.commit(conn, self._held, records)
                     self._held, records = [], None
                     self._retry.reset()
@@ -247,7 +277,9 @@ class Appender:
             held=len(self._held),
             retry_in=round(delay, 2),
         )
-        await health.retry_after(delay)
+        # A stop ends the wait: retrying after it would outlast the grace period for nothing,
+        # and what is held is redelivered to the next writer.
+        await self.intake.unless_closed(health.retry_after(delay))
 
     async def commit(
         self,

@@ -182,8 +182,13 @@ class AuditService:
 
         self.appender = self.log.appender(on_commit=committed)
 
+    def stop_intake(self) -> None:
+        """Append no new batch and sign no new checkpoint; `run()` returns once the appender
+        has committed and acked what it holds and a checkpoint being signed is done."""
+        self.appender.stop_intake()
+
     async def run(self) -> None:
-        """Append and checkpoint until cancelled."""
+        """Append and checkpoint until cancelled or `stop_intake()`."""
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.appender.run(), name="audit-appender")
@@ -194,8 +199,9 @@ class AuditService:
     async def _checkpoints(self) -> None:
         interval = self.log.config.checkpoint_interval
         retry = Backoff(0.5, 10.0)
-        while True:
-            await self._grew.wait()
+        intake = self.appender.intake
+        # The next start signs what the last batches added: the writer signs on taking the lock.
+        while await intake.unless_closed(self._grew.wait()):
             self._grew.clear()
             if not self.appender.leading.is_set():
                 continue  # only the writer signs on its own schedule
@@ -210,11 +216,11 @@ class AuditService:
                 log.error("audit.checkpoint.failed", error=describe(exc))
                 health.pause("checkpoints", describe(exc))
                 self._grew.set()
-                await health.retry_after(retry.next())
+                await intake.unless_closed(health.retry_after(retry.next()))
                 continue
             retry.reset()
             health.resume("checkpoints")
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            await intake.rest(max(0.0, interval - (time.monotonic() - started)))
 
     def routes(self) -> list[web.RouteDef]:
         """The tlog-tiles read API and the local witnesses' add-checkpoint endpoints."""

@@ -9,6 +9,11 @@ redelivered event collapses onto the sequence already applied. Each writer start
 the consumer to the first event never acknowledged (`Consumer.rewind`), so what a killed writer
 had fetched is read again in order rather than redelivered behind newer events and skipped.
 
+`stop_intake()` (hub/intake.py) stops a writer without leaving anything for the next one to
+read again: it fetches no new batch, commits and acks the batch in hand (a fetch under way
+ends within its one-second timeout), releases the lock and returns; a standby stops waiting at
+once. After an outage that follows the stop it returns without retrying, as after a crash.
+
 `catch_up()` is the same code path for commands and the demo, which usually run without
 `govhub serve`: it applies everything the stream holds, or, when a serve process holds the
 lock, waits until that process has.
@@ -39,6 +44,7 @@ from hub.directory.events import DIRECTORY_FILTER
 from hub.directory.rows import EntryRow
 from hub.errors import DirectoryError, PublishError, Reason, ServerError
 from hub.home import Settings
+from hub.intake import Intake
 from hub.metrics import Counter, Gauge
 from hub.outage import Backoff, describe
 from hub.topology import DIRECTORY_BUCKET, HUB_STREAM
@@ -111,6 +117,12 @@ class Materializer:
         self._consumer: Consumer | None = None
         self._kv: Any = None
         self._held: list[Delivery] = []
+        self.intake = Intake()
+
+    def stop_intake(self) -> None:
+        """Fetch no new batch; `run()` returns once the batch in hand is committed and acked
+        (a standby returns at once)."""
+        self.intake.close()
 
     def consumer(self) -> Consumer:
         """The durable, verifying consumer of the directory subjects (created once)."""
@@ -249,27 +261,36 @@ class Materializer:
         return int(await self._pool.fetchval("SELECT last_seq FROM directory_state"))
 
     async def run(self) -> None:
-        """Hold the writer lock and materialize until cancelled; recover from outages."""
+        """Hold the writer lock and materialize until cancelled or `stop_intake()`; recover
+        from outages."""
         retry = Backoff(*BACKOFF)
         try:
-            while True:
+            while self.intake.open:
                 try:
                     conn = await asyncpg.connect(self._pg_dsn, timeout=10)
                 except DB_ERRORS as exc:
-                    await _backoff("connect", exc, retry)
+                    await self._backoff("connect", exc, retry)
                     continue
                 try:
                     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
                         log.info("directory.materializer.standby")
                         health.resume(PART)  # a standby that waits for the lock is healthy
-                        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+                        # A standby holds nothing, so a stop ends its wait at once instead of
+                        # keeping it until another process's writer session ends.
+                        lock = conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+                        if not await self.intake.unless_closed(lock):
+                            break
                     log.info("directory.materializer.writer")
                     await self._lead(conn, retry)
                 except DB_ERRORS as exc:
-                    await _backoff("database", exc, retry)
+                    await self._backoff("database", exc, retry)
                 finally:
-                    with contextlib.suppress(Exception):
+                    # Ending the session releases the lock, so a standby elsewhere takes over
+                    # now; terminate if the server does not answer the close in time.
+                    try:
                         await asyncio.wait_for(conn.close(), 2.0)
+                    except Exception:
+                        conn.terminate()
         finally:
             await self.stop()
 
@@ -281,6 +302,8 @@ class Materializer:
                     await self._rewind(conn)
                     rewind = False
                 if not self._held:
+                    if not self.intake.open:
+                        return  # nothing in hand: the drain is done
                     self._held = await self.consumer().fetch(BATCH, timeout=1.0)
                     health.resume(PART)
                     if not self._held:
@@ -295,7 +318,9 @@ class Materializer:
                 # entries rewritten), so dropping it here loses nothing.
                 self._held = []
                 rewind = True
-                await _backoff("nats", exc, retry)
+                await self._backoff("nats", exc, retry)
+                if not self.intake.open:
+                    return  # the next writer rewinds and reads what was dropped, in order
 
     async def _rewind(self, conn: asyncpg.Connection) -> None:
         """Start reading, in stream order, after what this writer (PostgreSQL) has applied and
@@ -305,20 +330,23 @@ class Materializer:
         self._held = []  # read again from `start`, in order
         log.info("directory.materializer.position", applied=applied, start=start)
 
+    async def _backoff(self, what: str, exc: BaseException, retry: Backoff) -> None:
+        delay = retry.next()
+        health.pause(PART, describe(exc))
+        log.warning(
+            "directory.materializer.retry",
+            cause=what,
+            error=describe(exc),
+            retry_in=round(delay, 2),
+        )
+        # A stop ends the wait: retrying after it would outlast the grace period for nothing.
+        await self.intake.unless_closed(health.retry_after(delay))
+
     async def stop(self) -> None:
         """Release the consumer subscription (idempotent)."""
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-
-
-async def _backoff(what: str, exc: BaseException, retry: Backoff) -> None:
-    delay = retry.next()
-    health.pause(PART, describe(exc))
-    log.warning(
-        "directory.materializer.retry", cause=what, error=describe(exc), retry_in=round(delay, 2)
-    )
-    await health.retry_after(delay)
 
 
 async def stored_documents(conn: Any, codes: Sequence[str]) -> dict[str, dict[str, Any]]:

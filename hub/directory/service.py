@@ -70,8 +70,14 @@ class DirectoryService:
             return False
         return True
 
+    def stop_intake(self) -> None:
+        """Materialize no new batch and start no new sweep; `run()` returns once the batch in
+        hand is committed and acked and a sweep under way is done."""
+        self.materializer.stop_intake()
+
     async def run(self) -> None:
-        """Materialize, and sweep deadlines where the operator's key is, until cancelled."""
+        """Materialize, and sweep deadlines where the operator's key is, until cancelled or
+        `stop_intake()`."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.materializer.run(), name="directory-materializer")
             if self._operator_here():
@@ -80,8 +86,8 @@ class DirectoryService:
     async def _sweeps(self) -> None:
         retry = Backoff(1.0, SWEEP_INTERVAL)
         delay = SWEEP_INTERVAL
-        while True:
-            await asyncio.sleep(delay)
+        intake = self.materializer.intake
+        while await intake.rest(delay):
             delay = SWEEP_INTERVAL
             try:
                 done = await self.directory.sweep()
