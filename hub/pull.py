@@ -44,6 +44,11 @@ moment after it answers consumer info, and a request sent in between is dropped.
 the fetch returned nothing and a reader took the stream for fully read (the leader-kill drill
 read fewer events than were acknowledged). A resent request can only bring more messages
 than asked, and those stay queued for the next fetch.
+
+A request that reaches no consumer leader at all comes back as status 503 (no responders),
+which is the same gap seen from the other side: it is asked again every RESEND_S, and only
+if nobody has answered by the deadline does the fetch raise ServerUnavailable. Raised at
+once, the 503 ended the leader-kill drill's read while the new leader was being elected.
 """
 
 
@@ -60,6 +65,8 @@ def _accept(sub: Any, msg: Msg, msgs: list[Msg]) -> bool:
         return False
     if status in _END:
         return True
+    if status == "503":
+        raise nats.errors.NoRespondersError
     if status != "100":
         raise nats.js.errors.APIError.from_msg(msg)
     return False
@@ -108,7 +115,10 @@ async def _fetch(psub: Any, batch: int, timeout: float, linger: bool) -> list[Ms
     sub, nc = psub._sub, psub._nc
     queue: asyncio.Queue[Msg] = sub._pending_queue
     msgs: list[Msg] = []
-    _take(sub, queue, msgs, batch)
+    try:
+        _take(sub, queue, msgs, batch)
+    except nats.errors.NoRespondersError:
+        pass  # the answer to an earlier request, which its fetch no longer waits for
     if len(msgs) >= batch:
         return msgs
     deadline = time.monotonic() + timeout
@@ -119,10 +129,20 @@ async def _fetch(psub: Any, batch: int, timeout: float, linger: bool) -> list[Ms
     answered = False
     resend_at = time.monotonic() + RESEND_S
     while len(msgs) < batch:
-        if _take(sub, queue, msgs, batch) or len(msgs) >= batch:
-            break
-        answered = answered or bool(msgs)
-        ended = await _wait(sub, queue, msgs, deadline if answered else min(deadline, resend_at))
+        try:
+            if _take(sub, queue, msgs, batch) or len(msgs) >= batch:
+                break
+            answered = answered or bool(msgs)
+            ended = await _wait(
+                sub, queue, msgs, deadline if answered else min(deadline, resend_at)
+            )
+        except nats.errors.NoRespondersError:
+            if answered or msgs:
+                break
+            if time.monotonic() + RESEND_S >= deadline:
+                raise
+            await asyncio.sleep(max(0.0, resend_at - time.monotonic()))
+            ended = None
         if ended is None:
             if answered or time.monotonic() >= deadline:
                 break

@@ -61,7 +61,9 @@ class Topology:
         consumer = self.hub.consumer(HUB_STREAM, None, [subject], quarantine=False)
         out: list[Delivery] = []
         try:
-            while batch := await consumer.fetch(1000, timeout=1.0):
+            # What is stored now, without lingering for more; the timeout only bounds waiting
+            # for a consumer leader to answer (right after a node loss it takes a moment).
+            while batch := await consumer.fetch(1000, timeout=10.0, linger=False):
                 for delivery in batch:
                     await delivery.ack()
                 out.extend(batch)

@@ -4,7 +4,11 @@ fetch hands over what is there instead of waiting for a full batch."""
 from __future__ import annotations
 
 import asyncio
+import time
 
+import pytest
+
+from hub.errors import ServerUnavailable
 from hub.runtime import Hub
 from hub.sender import BatchSender, Item
 from hub.topology import HUB_STREAM
@@ -78,3 +82,40 @@ async def test_a_fetch_that_waited_returns_as_soon_as_the_first_events_arrive(hu
     deliveries = await asyncio.wait_for(waiting, 60)
     assert [d.event is not None for d in deliveries] == [True]
     await consumer.stop(delete=True)
+
+
+async def test_a_fetch_keeps_asking_while_no_consumer_leader_answers(hub: Hub) -> None:
+    # After a stream leader is lost, pull requests reach no consumer leader for a moment and
+    # come back as status 503. The fetch must ask again, not end the read as if it were done.
+    sender = BatchSender(hub.publisher, hub.keystore.current("akto.civil"))
+    for n in range(3):
+        sender.submit(_item(hub, "evt.akto.civil.gap", n))
+    await sender.flush()
+    consumer = hub.consumer(HUB_STREAM, "gap", ["evt.akto.civil.gap"])
+    await consumer.start()
+    js = hub.nc.jetstream()
+    config = (await js.consumer_info(HUB_STREAM, "gap")).config
+    await js.delete_consumer(HUB_STREAM, "gap")
+
+    async def leader_back() -> None:
+        await asyncio.sleep(0.8)
+        await js.add_consumer(HUB_STREAM, config)
+
+    back = asyncio.create_task(leader_back())
+    deliveries = await consumer.fetch(1000, timeout=10)
+    await back
+    assert [d.event is not None for d in deliveries] == [True, True, True]
+    await consumer.stop(delete=True)
+
+
+async def test_a_fetch_nobody_answers_until_its_deadline_raises_server_unavailable(
+    hub: Hub,
+) -> None:
+    consumer = hub.consumer(HUB_STREAM, "gone", ["evt.akto.civil.gone"])
+    await consumer.start()
+    await hub.nc.jetstream().delete_consumer(HUB_STREAM, "gone")
+    started = time.monotonic()
+    with pytest.raises(ServerUnavailable, match="not answering"):
+        await consumer.fetch(1000, timeout=1.0)
+    assert time.monotonic() - started >= 0.7, "asked again until close to the deadline"
+    await consumer.stop()
