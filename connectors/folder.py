@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import time
 import tomllib
@@ -46,6 +47,7 @@ from hub.plugin import (
     Source,
     Verdict,
     dumps,
+    rfc3339,
     wait_event,
 )
 
@@ -278,14 +280,14 @@ class DropFolderSource:
             os.replace(sidecar, target.with_name(target.name + SIDECAR))
         if outcome.verdict is Verdict.DONE:
             note = target.with_name(target.name + ".result.txt")
-            text = f"sent at {datetime.now(UTC).isoformat()}\n"
+            text = f"sent at {rfc3339(datetime.now(UTC))}\n"
             if outcome.ref:
                 text += f"document/ref: {outcome.ref}\n"
             if outcome.event_id:
                 text += f"event id: {outcome.event_id}\n"
         else:
             note = target.with_name(target.name + ".reason.txt")
-            text = f"未能发送 (not sent) at {datetime.now(UTC).isoformat()}\n{outcome.detail}\n"
+            text = f"未能发送 (not sent) at {rfc3339(datetime.now(UTC))}\n{outcome.detail}\n"
         write_atomically(note, text.encode())
         os.replace(file, target)
         log.info("folder.settled", file=file.name, result=outcome.verdict.value)
@@ -341,6 +343,9 @@ class InboxFolderSink:
                 outcomes.append(await asyncio.to_thread(self._write, record))
             except OSError as exc:
                 outcomes.append(Outcome.unavailable(f"cannot write to {self.inbox}: {exc}"))
+            except UnicodeEncodeError:
+                # A lone surrogate has no UTF-8 form: no file can hold the text as sent.
+                outcomes.append(Outcome.reject("the record holds text that is not valid Unicode"))
         return outcomes
 
     def _write(self, record: Record) -> Outcome:
@@ -364,7 +369,7 @@ class InboxFolderSink:
                 return Outcome.done(event_id=record.id or "", ref=str(target))
         meta = record.value.get("meta")
         if isinstance(meta, dict):
-            lines = [f"{k} = {_toml_value(v)}" for k, v in meta.items() if v is not None]
+            lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in meta.items() if v is not None]
             write_atomically(
                 target.with_name(target.name + SIDECAR), "\n".join(lines).encode() + b"\n"
             )
@@ -381,9 +386,36 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{text}"'
+        return rfc3339(value)
+    return _toml_string(str(value))
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _toml_key(key: Any) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted.
+
+    The keys come from another department's record: written bare, a key holding `=`, a
+    newline or `[` would add keys and tables of its own choosing to the sidecar.
+    """
+    text = str(key)
+    return text if _BARE_KEY.fullmatch(text) else _toml_string(text)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string holding ``text`` exactly: quotes, backslashes and every control
+    character escaped (TOML refuses raw controls, and a raw newline would end the value)."""
+    out = []
+    for char in text:
+        if char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
 
 
 def _check_writable(root: Path) -> None:

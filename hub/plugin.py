@@ -22,7 +22,8 @@ sources and sinks, `run_mapping`) is the companion for their tests.
 - Small helpers: `reason` and `redact` (PostgreSQL failures and DSNs in words, without the
   password), `dumps` and `to_jsonable` (JSON as govhub writes it), `parse_address` and
   `start_site` (listening), `check_participant_id` and `unit_of` (participant ids),
-  `wait_event` (an event or a timeout, without polling).
+  `wait_event` (an event or a timeout, without polling), `rfc3339` (a time as RFC 3339 text
+  in UTC, as govhub writes it).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from hub.integration.values import day, integer, moment, number
 from hub.jsonout import dumps, to_jsonable
 from hub.listen import parse_address, start_site
 from hub.subjects import check_participant_id, unit_of
+from hub.timetext import rfc3339
 from hub.tomlconfig import Secret
 from hub.waits import wait_event
 
@@ -93,6 +95,7 @@ __all__ = [
     "parse_address",
     "reason",
     "redact",
+    "rfc3339",
     "safe_file_name",
     "signature",
     "signed_headers",

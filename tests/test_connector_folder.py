@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import tomllib
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.folder import CONNECTOR, DropOptions, InboxOptions
 from hub.integration.connector import ConnectorContext, Outcome, Record, Sink, Source, Verdict
 from tests.connector_contract import SinkContract, SourceContract, eventually, take
+from tests.hostile import any_text, ints
 
 CONTEXT = ConnectorContext(adapter="test", participant="akto.office")
 
@@ -218,3 +225,30 @@ async def test_a_received_file_never_overwrites_a_different_one(tmp_path: Path) 
     names = sorted(p.name for p in (root / "inbox").iterdir())
     assert "来文-0.txt" in names and any(n.startswith("来文-0 (") for n in names)
     assert not [n for n in names if n.startswith(".")]  # no partial files left behind
+
+
+_META_VALUES = st.one_of(any_text, ints, st.booleans(), st.lists(any_text, max_size=3))
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(meta=st.dictionaries(any_text, _META_VALUES, max_size=4))
+def test_a_received_files_sidecar_holds_the_senders_metadata_exactly_whatever_it_holds(
+    tmp_path: Path, meta: dict[str, Any]
+) -> None:
+    # The keys and values come from another department: a key with `=`, a newline or `[`, or
+    # a value with control characters, must come back as written, never as TOML of its own.
+    root = tmp_path / "office"
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
+    sink = CONNECTOR.sink(InboxOptions(path=root), CONTEXT)
+    name = f"{uuid.uuid4()}.json"
+    record = Record(key="k", id=str(uuid.uuid4()), value={"file_name": name, "meta": meta})
+    [outcome] = asyncio.run(sink.send([record]))
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in json.dumps(meta, ensure_ascii=False)):
+        assert (outcome.verdict, outcome.detail) == (
+            Verdict.REJECT,
+            "the record holds text that is not valid Unicode",
+        )
+        return
+    assert outcome.verdict is Verdict.DONE
+    sidecar = (root / "inbox" / f"{name}.toml").read_text(encoding="utf-8")
+    assert tomllib.loads(sidecar) == meta

@@ -58,6 +58,7 @@ PUBLIC = {
     # helpers
     "check_participant_id",
     "dumps",
+    "rfc3339",
     "parse_address",
     "reason",
     "redact",
