@@ -454,8 +454,14 @@ class Publisher:
         (no commit acknowledgement) or the server refuses it because an event id is already
         stored (a retry of a batch that did commit), the events are re-sent one by one with
         the same ids: JetStream's duplicate window then stores exactly the missing ones.
-        Every event is checked first, as in `publish_many`.
+        Every event is checked first, as in `publish_many`. More than MAX_BATCH events are
+        refused (PublishError) before any is sent: `publish_many` splits longer runs.
         """
+        if len(envs) > MAX_BATCH:
+            raise PublishError(
+                f"a batch holds at most {MAX_BATCH} events, not {len(envs)}: "
+                "publish_many splits longer runs"
+            )
         for env in envs:
             await self.check(env)
         return await self._publish_batch(envs)
@@ -469,8 +475,6 @@ class Publisher:
                 async with self._sem:
                     acks.append(await self._publish(env))
             return acks
-        if len(envs) > MAX_BATCH:
-            raise ValueError(f"a batch holds at most {MAX_BATCH} events")
         if self._sub is None:
             await self._subscribe()
         batch_id = uuid.uuid4().hex

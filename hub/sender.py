@@ -46,6 +46,7 @@ from hub.envelope import (
     new_event_id,
     seal,
 )
+from hub.errors import PublishError
 
 _sha256 = hashlib.sha256
 
@@ -81,7 +82,9 @@ def seal_batch(key: SigningKey, items: Sequence[Item]) -> list[Envelope]:
             for i in items
         ]
     if len(items) > MAX_BATCH_EVENTS:
-        raise ValueError(f"a batch signature covers at most {MAX_BATCH_EVENTS} events")
+        raise PublishError(
+            f"a batch signature covers at most {MAX_BATCH_EVENTS} events, not {len(items)}"
+        )
     source = key.participant
     now = format_time()
     ids = [i.event_id or new_event_id() for i in items]

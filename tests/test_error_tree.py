@@ -22,7 +22,7 @@ from hub.bus import Publisher, connect, provision
 from hub.codec import SchemaCache
 from hub.consumer import Consumer, Delivery
 from hub.envelope import Envelope
-from hub.errors import GovhubError, PublishTimeout, Retryable, ServerUnavailable
+from hub.errors import GovhubError, PublishError, PublishTimeout, Retryable, ServerUnavailable
 from hub.participants import ParticipantCache
 from hub.topology import StreamSpec
 from hub.verifier import Verifier
@@ -185,3 +185,22 @@ async def test_on_a_closed_connection_every_bus_call_raises_server_unavailable(
     assert str(errors["Delivery.ack"]) == (
         "NATS could not acknowledge message 1 of TREE: connection closed"
     )
+
+
+async def test_an_atomic_batch_over_the_limit_is_refused_before_anything_is_sent(
+    nats_server: NatsServer,
+) -> None:
+    nc = await connect(nats_server.url)
+    try:
+        await provision(nc, [STREAM])
+        publisher = Publisher(nc)
+        too_many = [_envelope(n) for n in range(bus.MAX_BATCH + 1)]
+        error = await _raises_govhub_error(lambda: publisher.publish_batch(too_many))
+        assert isinstance(error, PublishError)
+        assert str(error) == (
+            f"a batch holds at most {bus.MAX_BATCH} events, not {bus.MAX_BATCH + 1}: "
+            "publish_many splits longer runs"
+        )
+        assert (await nc.jetstream().stream_info(STREAM.name)).state.messages == 0
+    finally:
+        await bus.close(nc)
