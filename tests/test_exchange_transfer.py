@@ -12,11 +12,13 @@ from pathlib import Path
 import nats.js.errors
 import pytest
 
+from hub.bus import Publisher
 from hub.errors import (
     ContentCorrupted,
     FileChanged,
     InputError,
     NotRecipient,
+    PublishTimeout,
     RegistryError,
     TransferInterrupted,
 )
@@ -52,6 +54,28 @@ async def announce(hub: Hub, req: SendRequest) -> str:
     result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(req)
     await ExchangeTracker(hub.pool, hub.trust, hub.bus, hub.signer).catch_up()
     return result.doc_id
+
+
+async def send_cut_off(hub: Hub, nats_server: NatsServer, source: Path, after_chunks: int) -> None:
+    """Send `source` and stop NATS once `after_chunks` chunks are stored: the send fails with
+    PublishTimeout (its publisher gives up after two short tries); NATS is started again."""
+    impatient = Publisher(hub.nc, max_inflight=4, ack_timeout=2.0, attempts=2)
+    stopped: list[bool] = []
+
+    def cut(stage: str, done: int, total: int) -> None:
+        if done == after_chunks and not stopped:
+            nats_server.stop()
+            stopped.append(True)
+
+    sender = Sender(
+        hub.settings, hub.trust, hub.bus, hub.signer, window=4, publisher=impatient, on_progress=cut
+    )
+    try:
+        with pytest.raises(PublishTimeout):
+            await sender.send(request(source))
+    finally:
+        await impatient.close()
+    await asyncio.to_thread(nats_server.start)
 
 
 async def test_a_multi_chunk_document_arrives_byte_for_byte_with_a_verified_digest(
@@ -204,30 +228,8 @@ async def test_an_upload_survives_a_nats_crash_and_stores_every_chunk_once(
 async def test_running_an_interrupted_send_again_sends_only_the_missing_chunks(
     hub: Hub, tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    from hub.bus import Publisher
-    from hub.errors import PublishTimeout
-
     source = make_file(tmp_path, 30 * CHUNK)
-    impatient = Publisher(hub.nc, max_inflight=4, ack_timeout=2.0, attempts=2)
-    stopped: list[bool] = []
-
-    def cut(stage: str, done: int, total: int) -> None:
-        if done == 10 and not stopped:
-            nats_server.stop()
-            stopped.append(True)
-
-    with pytest.raises(PublishTimeout):
-        await Sender(
-            hub.settings,
-            hub.trust,
-            hub.bus,
-            hub.signer,
-            window=4,
-            publisher=impatient,
-            on_progress=cut,
-        ).send(request(source))
-    await impatient.close()
-    await asyncio.to_thread(nats_server.start)
+    await send_cut_off(hub, nats_server, source, after_chunks=10)
     stored_before = (await hub.nc.jetstream().stream_info("DOCS_PREF")).state.messages
     assert stored_before > 0
     result = await Sender(hub.settings, hub.trust, hub.bus, hub.signer).send(request(source))
@@ -296,30 +298,8 @@ async def test_an_interrupted_download_leaves_nothing_at_the_destination_and_res
 async def test_a_file_changed_between_two_attempts_is_not_mixed_into_one_document(
     hub: Hub, tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    from hub.bus import Publisher
-    from hub.errors import PublishTimeout
-
     source = make_file(tmp_path, 20 * CHUNK)
-    impatient = Publisher(hub.nc, max_inflight=4, ack_timeout=2.0, attempts=2)
-    stopped: list[bool] = []
-
-    def cut(stage: str, done: int, total: int) -> None:
-        if done == 8 and not stopped:
-            nats_server.stop()
-            stopped.append(True)
-
-    with pytest.raises(PublishTimeout):
-        await Sender(
-            hub.settings,
-            hub.trust,
-            hub.bus,
-            hub.signer,
-            window=4,
-            publisher=impatient,
-            on_progress=cut,
-        ).send(request(source))
-    await impatient.close()
-    await asyncio.to_thread(nats_server.start)
+    await send_cut_off(hub, nats_server, source, after_chunks=8)
     assert (await hub.nc.jetstream().stream_info("DOCS_PREF")).state.messages > 0
     stat = source.stat()
     with source.open("r+b") as handle:  # same size and time: only the bytes differ
