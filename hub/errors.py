@@ -358,6 +358,12 @@ class NotProvider(DirectoryError):
     """Only the participant that provides a resource may change it or answer its requests."""
 
 
+class AgentRefused(DirectoryError):
+    """The sharing agent refused a request that does not carry the provider's agent token."""
+
+    hint = "The provider's system reads the token from the file `govhub dir agent-token` names."
+
+
 class ResourceClosed(DirectoryError):
     """The resource was withdrawn, or is not shared (不予共享), so it cannot be requested."""
 

@@ -70,6 +70,12 @@ def resolve_passphrase(home_secrets: Path, *, create: bool) -> bytes:
     return passphrase
 
 
+def holds_key(keys: Path, participant: str) -> bool:
+    """Whether the key folder ``keys`` (a home's `keys/`) holds a current key for the
+    participant; needs no passphrase."""
+    return (keys / participant / "current").exists()
+
+
 def raw_public(public_key: Ed25519PublicKey) -> bytes:
     """The raw 32 bytes of an Ed25519 public key."""
     return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -103,7 +109,7 @@ class KeyStore:
 
     def has(self, participant: str) -> bool:
         """Whether this machine holds a current key for the participant."""
-        return (self._dir / participant / "current").exists()
+        return holds_key(self._dir, participant)
 
     def participants(self) -> list[str]:
         """Participants whose keys this machine holds."""

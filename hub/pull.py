@@ -17,6 +17,7 @@ the connection or an error status of the server is raised as a govhub error
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -115,10 +116,9 @@ async def _fetch(psub: Any, batch: int, timeout: float, linger: bool) -> list[Ms
     sub, nc = psub._sub, psub._nc
     queue: asyncio.Queue[Msg] = sub._pending_queue
     msgs: list[Msg] = []
-    try:
+    # A 503 still queued answers an earlier request, which its fetch no longer waits for.
+    with contextlib.suppress(nats.errors.NoRespondersError):
         _take(sub, queue, msgs, batch)
-    except nats.errors.NoRespondersError:
-        pass  # the answer to an earlier request, which its fetch no longer waits for
     if len(msgs) >= batch:
         return msgs
     deadline = time.monotonic() + timeout

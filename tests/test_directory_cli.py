@@ -4,7 +4,9 @@ as JSON-LD, the `directory` service of `govhub serve`, and the benchmark at tiny
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from click.testing import CliRunner
 from pyld import jsonld
 
 from hub.cli import cli
+from hub.directory import agenttoken
 from hub.directory.materializer import event_outcome
 from hub.directory.store import search
 from hub.directory.workflow import Directory
@@ -21,6 +24,7 @@ from hub.errors import GovhubError
 from hub.home import Settings
 from hub.runtime import Hub
 from hub.serve import serve
+from hub.topology import HUB_STREAM
 from tests.directory_support import (
     POPULATION_SCHEMA,
     RECORDS,
@@ -203,7 +207,10 @@ async def test_the_serve_service_materializes_without_any_catch_up_and_serves_se
         await task
 
 
-async def test_the_service_routes_answer_search_and_the_sharing_agent(hub: Hub) -> None:
+@contextlib.asynccontextmanager
+async def directory_routes(hub: Hub) -> AsyncIterator[aiohttp.ClientSession]:
+    """The directory service's routes on a free port, with resource 101001-000017 published
+    by akto.stats and requested (unconditionally granted) by akto.civil."""
     from hub.directory.service import DirectoryService
     from hub.serve import make_app
 
@@ -221,18 +228,105 @@ async def test_the_service_routes_answer_search_and_the_sharing_agent(hub: Hub) 
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            async with http.get("/directory/search", params={"q": "人口"}) as resp:
-                assert (await resp.json())["total"] == 1
-            body = {"provider": "akto.stats", "records": RECORDS}
-            async with http.post("/directory/share/101001-000017", json=body) as resp:
-                assert resp.status == 200 and (await resp.json())["grantees"] == ["akto.civil"]
-            body["provider"] = "akto.civil"
-            async with http.post("/directory/share/101001-000017", json=body) as resp:
-                assert resp.status == 403
-            async with http.get("/directory/entries/999999-000") as resp:
-                assert resp.status == 404
+            yield http
     finally:
         await runner.cleanup()
+
+
+def bearer(path: Path) -> dict[str, str]:
+    return {"Authorization": f"Bearer {path.read_text().strip()}"}
+
+
+async def test_the_service_routes_answer_search_and_the_sharing_agent(hub: Hub) -> None:
+    stats, _ = agenttoken.issue(hub.settings.home, "akto.stats")
+    civil, _ = agenttoken.issue(hub.settings.home, "akto.civil")
+    async with directory_routes(hub) as http:
+        async with http.get("/directory/search", params={"q": "人口"}) as resp:
+            assert (await resp.json())["total"] == 1
+        body = {"provider": "akto.stats", "records": RECORDS}
+        share = "/directory/share/101001-000017"
+        async with http.post(share, json=body, headers=bearer(stats)) as resp:
+            assert resp.status == 200 and (await resp.json())["grantees"] == ["akto.civil"]
+        body["provider"] = "akto.civil"
+        async with http.post(share, json=body, headers=bearer(civil)) as resp:
+            assert resp.status == 403, "akto.civil holds its own token but does not provide it"
+        async with http.get("/directory/entries/999999-000") as resp:
+            assert resp.status == 404
+
+
+async def test_the_sharing_agent_signs_only_for_a_caller_holding_the_providers_token(
+    hub: Hub,
+) -> None:
+    # Loopback is reachable by every program on the machine and by web pages in its browsers:
+    # without the token, nothing is signed and nothing is published.
+    home = hub.settings.home
+    stats, _ = agenttoken.issue(home, "akto.stats")
+    civil, _ = agenttoken.issue(home, "akto.civil")
+    body = {"provider": "akto.stats", "records": RECORDS}
+    share = "/directory/share/101001-000017"
+    js = hub.nc.jetstream()
+    async with directory_routes(hub) as http:
+        before = (await js.stream_info(HUB_STREAM)).state.messages
+        refused = {
+            "no header": {},
+            "another scheme": {"Authorization": "Basic " + stats.read_text().strip()},
+            "a wrong token": {"Authorization": "Bearer " + "x" * 43},
+            "another provider's token": bearer(civil),
+        }
+        for case, headers in refused.items():
+            async with http.post(share, json=body, headers=headers) as resp:
+                assert resp.status == 401, case
+                assert resp.headers["WWW-Authenticate"].startswith("Bearer"), case
+                assert "akto.stats" in (await resp.json())["error"], case
+        # A cross-site form posts text/plain without a preflight: refused before parsing.
+        async with http.post(
+            share, data=json.dumps(body), headers={**bearer(stats), "Content-Type": "text/plain"}
+        ) as resp:
+            assert resp.status == 415
+        assert (await js.stream_info(HUB_STREAM)).state.messages == before
+        old = bearer(stats)
+        agenttoken.issue(home, "akto.stats", rotate=True)
+        async with http.post(share, json=body, headers=old) as resp:
+            assert resp.status == 401, "a rotated token stops working without a restart"
+        async with http.post(share, json=body, headers=bearer(stats)) as resp:
+            assert resp.status == 200
+        assert (await js.stream_info(HUB_STREAM)).state.messages == before + len(RECORDS)
+
+
+async def test_without_a_token_file_the_agent_says_how_to_create_one(hub: Hub) -> None:
+    body = {"provider": "akto.stats", "records": RECORDS}
+    async with (
+        directory_routes(hub) as http,
+        http.post("/directory/share/101001-000017", json=body) as resp,
+    ):
+        assert resp.status == 401
+        assert await resp.json() == {
+            "error": "this home holds no sharing-agent token for akto.stats",
+            "hint": "Create one with `govhub dir agent-token --as akto.stats`.",
+        }
+
+
+def test_agent_token_writes_a_private_file_and_never_prints_the_token(
+    govhub: Any, hub_settings: Settings
+) -> None:
+    created = govhub("dir", "agent-token", "--as", "akto.stats", "--json")
+    path = Path(created["path"])
+    assert created == {"participant": "akto.stats", "path": str(path), "written": True}
+    assert path.stat().st_mode & 0o777 == 0o600
+    token = path.read_text().strip()
+    assert len(token) >= 43
+    again = govhub("dir", "agent-token", "--as", "akto.stats")
+    assert "already exists" in again and token not in again
+    rotated = govhub("dir", "agent-token", "--as", "akto.stats", "--rotate")
+    assert "rotated" in rotated and path.read_text().strip() != token
+    assert path.read_text().strip() not in rotated
+
+
+def test_agent_token_refuses_a_participant_whose_key_is_not_in_the_home(govhub: Any) -> None:
+    assert govhub("dir", "agent-token", "--as", "nobody.here", ok=False) == (
+        "this home holds no key for nobody.here, so its serve cannot share as it"
+    )
+    assert "must be <unit>.<department>" in govhub("dir", "agent-token", "--as", "../x", ok=False)
 
 
 def test_bench_directory_reports_search_latency_publish_rate_and_convergence(

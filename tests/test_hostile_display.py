@@ -485,6 +485,7 @@ def test_hostile_input_to_commands_that_take_data_is_refused_or_taken_never_inte
             ("dir", "grant", value, "--as", "akto.stats", "--until", value),
             ("dir", "deny", value, "--as", "akto.stats", "--reason", value),
             ("dir", "share", world.entries[2][0], "--as", "akto.stats", "--data", value),
+            ("dir", "agent-token", "--as", value),
             ("participant", "add", value, "--name", value),
             ("audit", "export", "--participant", value, "--since", value,
              "--out", str(tmp_path / "bundle.json")),

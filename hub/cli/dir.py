@@ -15,6 +15,7 @@ import click
 from rich.table import Table
 
 from hub.cli.common import async_command, emit, json_option, settings
+from hub.directory import agenttoken
 from hub.directory.dcat import default_base, export_catalog
 from hub.directory.mirror import kv_documents
 from hub.directory.model import template
@@ -349,6 +350,30 @@ async def deadlines_cmd(ctx: click.Context, as_json: bool) -> None:
             f"reminded {len(result['reminded'])}, escalated {len(result['escalated'])}"
         ),
     )
+
+
+@dir_group.command("agent-token")
+@click.option("--as", "as_id", required=True, help="The provider whose system may share.")
+@click.option("--rotate", is_flag=True, help="Replace the token; the old one stops working.")
+@json_option
+@click.pass_context
+def agent_token_cmd(ctx: click.Context, as_id: str, rotate: bool, as_json: bool) -> None:
+    """Create the token the provider's system sends to `POST /directory/share/{code}`.
+
+    The token is written to a file only this home's owner can read; it is never printed.
+    """
+    path, written = agenttoken.issue(settings(ctx).home, as_id, rotate=rotate)
+    result = {"participant": as_id, "path": str(path), "written": written}
+    if written:
+        said = "rotated; the old token no longer works" if rotate else "created"
+    else:
+        said = "already exists (--rotate replaces it)"
+
+    def human() -> None:
+        console.print(line(f"the sharing-agent token of {as_id} {said}: ", str(path)))
+        console.print("its system sends the file's contents as `Authorization: Bearer <token>`")
+
+    emit(as_json, result, human)
 
 
 @dir_group.command("share")

@@ -5,8 +5,8 @@ writer; other serve processes stand by). Where this home holds the hub operator'
 service also sweeps deadlines every `SWEEP_INTERVAL` seconds (reminders, escalations). The
 routes serve search and entries to people and portals, the DCAT catalog, and the provider-side
 sharing agent for a department's own adapters: `POST /directory/share/{code}` seals records
-to the grantees with the provider's key, so it must only be reachable from that department's
-machine (`govhub serve` binds to 127.0.0.1 by default).
+to the grantees with the provider's key, for a caller holding the provider's agent token
+(hub/directory/agenttoken.py).
 """
 
 from __future__ import annotations
@@ -21,12 +21,21 @@ from aiohttp import web
 
 from hub import health
 from hub.collaborators import Bus, Parts, Signer, Trust
+from hub.directory import agenttoken
 from hub.directory.dcat import default_base, export_catalog
 from hub.directory.materializer import Materializer
 from hub.directory.sharing import share
 from hub.directory.store import SearchFilters, entry_document, search
 from hub.directory.workflow import Directory
-from hub.errors import GovhubError, InputError, KeyStoreError, NotProvider, UnknownResource
+from hub.errors import (
+    AgentRefused,
+    ConfigError,
+    GovhubError,
+    InputError,
+    KeyStoreError,
+    NotProvider,
+    UnknownResource,
+)
 from hub.home import Settings
 from hub.jsonout import dumps
 from hub.outage import Backoff, describe, is_transient
@@ -36,8 +45,10 @@ log = structlog.get_logger("hub.directory.service")
 SWEEP_INTERVAL = 60.0
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=dumps(data), status=status, content_type="application/json")
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=dumps(data), status=status, content_type="application/json", headers=headers
+    )
 
 
 class DirectoryService:
@@ -56,6 +67,7 @@ class DirectoryService:
     ) -> None:
         """Assemble the materializer and the write side."""
         self._pool = pool
+        self._home = settings.home
         self._trust = trust
         self._signer = signer
         self.directory = Directory(pool, pg_dsn, settings, trust, bus, signer)
@@ -156,18 +168,36 @@ class DirectoryService:
         )
 
     async def _share(self, request: web.Request) -> web.Response:
+        # Signing as the provider needs the provider's agent token (hub/directory/agenttoken.py
+        # says why loopback alone is not enough). JSON only: a browser's cross-site form can
+        # post text/plain without asking first, and nothing here should parse such a body.
+        if request.content_type != "application/json":
+            return _json({"error": "the body must be JSON (Content-Type: application/json)"}, 415)
         try:
             body = await request.json()
         except ValueError:
             return _json({"error": "the body is not JSON"}, 400)
-        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+        if not isinstance(body, dict) or not isinstance(body.get("provider"), str):
+            return _json({"error": 'expected {"provider": ID, "records": [...]}'}, 400)
+        provider = body["provider"]
+        try:
+            agenttoken.check(self._home, provider, request.headers.get("Authorization"))
+        except AgentRefused as exc:
+            return _json(
+                {"error": str(exc), "hint": exc.diagnostics()},
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="govhub sharing agent"'},
+            )
+        except ConfigError as exc:
+            return _json({"error": str(exc)}, 400)
+        if not isinstance(body.get("records"), list):
             return _json({"error": 'expected {"provider": ID, "records": [...]}'}, 400)
         try:
             result = await share(
                 self._pool,
                 self._trust,
                 self._signer,
-                str(body.get("provider")),
+                provider,
                 request.match_info["code"],
                 body["records"],
             )
