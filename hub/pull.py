@@ -103,7 +103,8 @@ async def fetch(psub: Any, batch: int, timeout: float, *, linger: bool = True) -
     """Up to ``batch`` messages from a nats-py pull subscription; [] after ``timeout`` seconds.
 
     ``linger=False`` takes only what the server has now and never waits for new messages.
-    Raises ServerUnavailable when the connection is lost, ServerError on an error status.
+    Raises ServerUnavailable when the connection is lost or no consumer leader has answered
+    by the deadline (see RESEND_S), ServerError on an error status.
     """
     try:
         return await _fetch(psub, batch, timeout, linger)
