@@ -199,37 +199,42 @@ def _known(obj: Any, fields: str, where: str) -> None:
         raise BundleError(f"{where} has an unknown field {extra[0]!r}")
 
 
+def _log_keys(items: list[Any], where: str, alg: int, kind: str) -> list[LogKey]:
+    """The log keys of one list (``log_keys`` or ``log_keys_sm2``), each with its window."""
+    keys = []
+    for i, item in enumerate(items):
+        at = f"{where}[{i}]"
+        _known(item, "vkey not_before not_after", at)
+        v = note.Verifier.from_vkey(_get(item, "vkey", str, at))
+        if v.alg != alg:
+            raise BundleError(f"{at} is not {kind}")
+        start = _time(item.get("not_before"), f"{at}.not_before", -math.inf)
+        end = _time(item.get("not_after"), f"{at}.not_after", math.inf)
+        # A window that ends before it begins holds no moment: such a key can vouch for
+        # nothing, and accepting it silently would hide a broken rotation.
+        if end <= start:
+            raise BundleError(f"{at} has a validity window that ends before it begins")
+        keys.append(LogKey(v, start, end))
+    return keys
+
+
 def load_trust(obj: Any, source: str) -> Trust:
     """Read ``log_keys``, ``witnesses`` and ``participant_keys`` from a bundle or trust file."""
     if source != "bundle":
         _known(obj, "log_keys log_keys_sm2 witnesses participant_keys", source)
     try:
-        log_keys = []
-        for i, item in enumerate(_get(obj, "log_keys", list, source)):
-            where = f"{source}.log_keys[{i}]"
-            _known(item, "vkey not_before not_after", where)
-            v = note.Verifier.from_vkey(_get(item, "vkey", str, where))
-            if v.alg != note.ALG_ED25519:
-                raise BundleError(f"{where} is not an Ed25519 note key (type 0x01)")
-            start = _time(item.get("not_before"), f"{where}.not_before", -math.inf)
-            end = _time(item.get("not_after"), f"{where}.not_after", math.inf)
-            # A window that ends before it begins holds no moment: such a key can vouch for
-            # nothing, and accepting it silently would hide a broken rotation.
-            if end <= start:
-                raise BundleError(f"{where} has a validity window that ends before it begins")
-            log_keys.append(LogKey(v, start, end))
-        sm2_log_keys = []
-        for i, item in enumerate(_get(obj, "log_keys_sm2", list, source, optional=True) or []):
-            where = f"{source}.log_keys_sm2[{i}]"
-            _known(item, "vkey not_before not_after", where)
-            v = note.Verifier.from_vkey(_get(item, "vkey", str, where))
-            if v.alg != note.ALG_SM2:
-                raise BundleError(f"{where} is not an SM2 note key (type 0xff govhub-sm2-sm3)")
-            start = _time(item.get("not_before"), f"{where}.not_before", -math.inf)
-            end = _time(item.get("not_after"), f"{where}.not_after", math.inf)
-            if end <= start:
-                raise BundleError(f"{where} has a validity window that ends before it begins")
-            sm2_log_keys.append(LogKey(v, start, end))
+        log_keys = _log_keys(
+            _get(obj, "log_keys", list, source),
+            f"{source}.log_keys",
+            note.ALG_ED25519,
+            "an Ed25519 note key (type 0x01)",
+        )
+        sm2_log_keys = _log_keys(
+            _get(obj, "log_keys_sm2", list, source, optional=True) or [],
+            f"{source}.log_keys_sm2",
+            note.ALG_SM2,
+            "an SM2 note key (type 0xff govhub-sm2-sm3)",
+        )
         policy = _get(obj, "witnesses", dict, source, optional=True) or {"keys": [], "k": 0}
         _known(policy, "keys k", f"{source}.witnesses")
         keys = _get(policy, "keys", list, f"{source}.witnesses")
