@@ -1,6 +1,6 @@
 """Office documents (公文): a drop folder where staff put files to send, an inbox where they arrive.
 
-`to_hub`: a file in `drop/` (see connectors/folder.py) becomes an official document sent
+`to_hub`: a file in `drop/` (see connectors/folder/) becomes an official document sent
 through the exchange. Its sidecar `<file>.toml` says what a person would write on the
 dispatch slip (发文单); everything has a default from the adapter options, so dropping a bare
 file works when the office always sends to the same recipients:

@@ -14,8 +14,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from connectors.http import CONNECTOR, RestOptions, WebhookOptions, signed_headers, verify_signature
-from connectors.webhook import WebhookSource
+from connectors.http import (
+    CONNECTOR,
+    RestOptions,
+    WebhookOptions,
+    WebhookSource,
+    signed_headers,
+    verify_signature,
+)
 from hub.errors import ConfigError
 from hub.integration.connector import ConnectorContext, Outcome, Record, Sink, Source, Verdict
 from hub.ports import free_port

@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from connectors.http import WebhookOptions
-from connectors.webhook import WebhookSource
+from connectors.http import WebhookOptions, WebhookSource
 from hub.integration.connector import ConnectorContext, Outcome
 from tests.connector_contract import take
 

@@ -31,9 +31,10 @@ from typing import Any, ClassVar
 import structlog
 from aiohttp import web
 
-from connectors.http import H_IDEMPOTENCY, WebhookOptions, verify_signature
-from connectors.strictjson import read_object
+from connectors.http.options import WebhookOptions
+from connectors.http.strictjson import read_object
 from hub.plugin import (
+    H_IDEMPOTENCY,
     Check,
     ConnectorContext,
     InputError,
@@ -42,6 +43,7 @@ from hub.plugin import (
     Record,
     Verdict,
     start_site,
+    verify_signature,
 )
 
 log = structlog.get_logger("connectors.http")

@@ -26,13 +26,8 @@ from typing import Any, ClassVar
 import asyncpg
 import structlog
 
-from connectors.postgres import (
-    OutboxOptions,
-    is_unavailable,
-    open_pool,
-    qualified,
-    table_columns,
-)
+from connectors.postgres.database import is_unavailable, open_pool, qualified, table_columns
+from connectors.postgres.options import OutboxOptions
 from hub.plugin import (
     Check,
     ConfigError,

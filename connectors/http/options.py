@@ -1,57 +1,14 @@
-"""HTTP connector: a webhook source (POST JSON in) and a REST sink (POST JSON out).
-
-Both sides use one request-signing scheme, so a department system that can call our webhook
-can also check the calls our REST sink makes to it:
-
-```
-X-Govhub-Timestamp: <unix seconds>
-X-Govhub-Signature: sha256=<lowercase hex HMAC-SHA256(secret, timestamp + "." + body)>
-Idempotency-Key:    <the sender's id for this request; re-sends carry the same one>
-```
-
-The timestamp is inside the MAC so a captured request cannot be replayed after `max_skew`
-seconds; within that window a replay has the same idempotency key, becomes the same event id,
-and JetStream stores it once. Mutual TLS is the alternative (or addition) where the department
-already runs a PKI. Implementation: `connectors.webhook` and `connectors.rest`; the signing
-helpers live in `hub.integration.signing` (the demo and benchmarks sign requests too) and are
-re-exported here.
-"""
+"""Options of the http connector: where the webhook listens and whom it trusts, and the
+department API the REST sink calls."""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from hub.plugin import (
-    H_EVENT_ID,
-    H_IDEMPOTENCY,
-    H_SIGNATURE,
-    H_TIMESTAMP,
-    ConnectorContext,
-    Secret,
-    Sink,
-    Source,
-    parse_address,
-    signature,
-    signed_headers,
-    verify_signature,
-)
-
-__all__ = [
-    "CONNECTOR",
-    "H_EVENT_ID",
-    "H_IDEMPOTENCY",
-    "H_SIGNATURE",
-    "H_TIMESTAMP",
-    "HttpConnector",
-    "RestOptions",
-    "WebhookOptions",
-    "signature",
-    "signed_headers",
-    "verify_signature",
-]
+from hub.plugin import Secret, parse_address
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -139,26 +96,3 @@ class RestOptions:
         if self.client_cert is not None and self.client_key is not None:
             context.load_cert_chain(self.client_cert, self.client_key)
         return context
-
-
-class HttpConnector:
-    """The `http` entry point."""
-
-    name = "http"
-    source_options = WebhookOptions
-    sink_options = RestOptions
-
-    def source(self, options: Any, context: ConnectorContext) -> Source:
-        """A webhook source."""
-        from connectors.webhook import WebhookSource
-
-        return WebhookSource(options, context)
-
-    def sink(self, options: Any, context: ConnectorContext) -> Sink:
-        """A REST sink."""
-        from connectors.rest import RestSink
-
-        return RestSink(options, context)
-
-
-CONNECTOR = HttpConnector()

@@ -17,8 +17,18 @@ from typing import Any
 import aiohttp
 import structlog
 
-from connectors.http import H_EVENT_ID, H_IDEMPOTENCY, RestOptions, signed_headers
-from hub.plugin import Check, ConnectorContext, Outcome, Record, ServerUnavailable, dumps
+from connectors.http.options import RestOptions
+from hub.plugin import (
+    H_EVENT_ID,
+    H_IDEMPOTENCY,
+    Check,
+    ConnectorContext,
+    Outcome,
+    Record,
+    ServerUnavailable,
+    dumps,
+    signed_headers,
+)
 
 log = structlog.get_logger("connectors.http")
 

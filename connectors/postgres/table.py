@@ -17,7 +17,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from connectors.postgres import TableOptions, is_unavailable, open_pool, qualified, table_columns
+from connectors.postgres.database import is_unavailable, open_pool, qualified, table_columns
+from connectors.postgres.options import TableOptions
 from hub.plugin import (
     Check,
     ConfigError,
