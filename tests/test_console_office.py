@@ -113,3 +113,58 @@ async def test_a_hostile_title_is_refused_or_shown_literally_never_as_markup(
             page = await r.text()
         assert "&lt;b&gt;加粗&lt;/b&gt; [red]x[/]" in page
         assert "<b>加粗</b>" not in page
+
+
+async def test_the_sender_recalls_from_the_recipients_that_have_not_answered_and_no_one_else_may(
+    console: Console,
+) -> None:
+    sender = await console.session("pref.office")
+    early = await console.session("akto.office")
+    async with sender, early:
+        doc_url = await send(
+            sender, console, title="关于调整会议时间的通知", to="akto.office,wuqia.office"
+        )
+        doc_id = doc_url.rsplit("/", 1)[1]
+        async with early.get(f"{console.url}/console/office") as r:
+            page = await r.text()
+        async with early.post(
+            f"{console.url}/console/office/deliver", data={"csrf": csrf_of(page)}
+        ) as r:
+            assert r.status == 200
+        async with early.get(doc_url) as r:
+            page = await r.text()
+        assert 'id="recall"' not in page, "only the sender is offered a recall"
+        async with early.post(
+            f"{doc_url}/answer", data={"csrf": csrf_of(page), "decision": "accept"}
+        ) as r:
+            assert r.status == 200
+        async with early.post(
+            f"{doc_url}/recall", data={"csrf": csrf_of(page), "reason": "不是我发的"}
+        ) as r:
+            assert r.status == 400
+            assert "only its sender pref.office may recall" in await r.text()
+        async with sender.get(doc_url) as r:
+            page = await r.text()
+        assert "撤回 (wuqia.office)" in page, "the form names who it withdraws from: not akto"
+        async with sender.post(
+            f"{doc_url}/recall", data={"csrf": csrf_of(page), "reason": "会议时间有误"}
+        ) as r:
+            assert r.status == 200
+            page = await r.text()
+        assert "会议时间有误" in page and 'id="recall"' not in page
+        async with sender.post(
+            f"{doc_url}/recall", data={"csrf": csrf_of(page), "reason": "again"}
+        ) as r:
+            assert r.status == 400
+            assert "was already recalled" in await r.text()
+    states = dict(
+        await console.hub.pool.fetch(
+            "SELECT recipient, state FROM doc_recipients WHERE doc_id = $1", doc_id
+        )
+    )
+    assert states == {"akto.office": "accepted", "wuqia.office": "recalled"}
+    # The recall is the signed event `doc recall` publishes, by the sender's key.
+    row = await console.hub.pool.fetchrow(
+        "SELECT headers FROM doc_events WHERE doc_id = $1 AND kind = 'recalled'", doc_id
+    )
+    assert json.loads(row["headers"])["govhub-key"].startswith("pref.office/")

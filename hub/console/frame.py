@@ -70,6 +70,8 @@ ZH: dict[str, str] = {
     "Accept": "签收",
     "Reject": "退回",
     "Reason": "理由",
+    "Recall": "撤回",
+    "Recalled": "已撤回",
     "Overdue": "已逾期",
     "Direction": "方向",
     "Resource directory": "政务信息资源目录",

@@ -2,7 +2,8 @@
 
 Each action is what the CLI does, through the same functions: `Sender.send` (`doc send`),
 `RecipientAgent.deliver_pending` (`doc inbox --deliver`: fetch, verify, sign the delivery
-receipt), `receipts.answer` (`doc receipt --accept/--reject`), read back with `inbox`,
+receipt), `receipts.answer` (`doc receipt --accept/--reject`), `receipts.recall`
+(`doc recall`, the sender withdrawing what is not yet answered), read back with `inbox`,
 `ledger` and `document_status`. The person acts as the participant they signed in as, with
 that participant's key in this home; nothing here signs as anyone else. A confidential
 document is decrypted only where the recipient's key is: by the agent on this machine when it
@@ -310,6 +311,11 @@ async def status(request: web.Request) -> web.Response:
                     ("Classification", data["classification"]),
                     ("Urgency", data["urgency"]),
                     ("Deadline", data["deadline"] or "-"),
+                    *(
+                        [("Recalled", f"{data['recalled_at']} {data['recall_reason'] or ''}")]
+                        if data["recalled_at"]
+                        else []
+                    ),
                     (
                         "File",
                         f"{data['file_name']} ({data['size']:,} bytes, sha256 {data['sha256']})",
@@ -325,6 +331,26 @@ async def status(request: web.Request) -> web.Response:
         ),
     ]
     session = request[SESSION_KEY]
+    pending = [r for r in data["recipients"] if r["state"] in OPEN_STATES]
+    if me == data["sender"] and not data["recalled_at"] and pending:
+        body += [
+            h("h2", None, t(request, "Recall")),
+            h(
+                "form",
+                {
+                    "method": "post",
+                    "action": f"/console/office/doc/{quote(data['doc_id'], safe='')}/recall",
+                    "class": "grid",
+                },
+                hidden("csrf", session.csrf),
+                h("label", None, t(request, "Reason"), h("input", {"name": "reason"})),
+                h(
+                    "button",
+                    {"type": "submit", "id": "recall"},
+                    f"{t(request, 'Recall')} ({', '.join(r['recipient'] for r in pending)})",
+                ),
+            ),
+        ]
     if mine is not None and mine["state"] == "sent":
         body.append(
             h(
@@ -390,6 +416,21 @@ async def answer(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/console/office/doc/{quote(doc_id, safe='')}")
 
 
+async def recall(request: web.Request) -> web.Response:
+    """`doc recall`: the signed-in sender withdraws the document from every recipient that has
+    not answered it yet (`receipts.recall` refuses anyone else, and a closed document)."""
+    parts, me = parts_of(request), participant(request)
+    form = await request.post()
+    reason = form.get("reason", "")
+    if not isinstance(reason, str):
+        raise InputError("the reason must be text")
+    doc_id = request.match_info["doc_id"]
+    await caught_up(parts)
+    await receipts.recall(parts.pool, parts.trust, parts.signer, doc_id, me, reason.strip())
+    await caught_up(parts)
+    raise web.HTTPSeeOther(f"/console/office/doc/{quote(doc_id, safe='')}")
+
+
 def routes() -> list[web.RouteDef]:
     """The office pages."""
     return [
@@ -398,4 +439,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/console/office/deliver", deliver),
         web.get("/console/office/doc/{doc_id}", status),
         web.post("/console/office/doc/{doc_id}/answer", answer),
+        web.post("/console/office/doc/{doc_id}/recall", recall),
     ]
