@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from hub.console.auth import COOKIE
+from hub.console.auth import COOKIE, sign_challenge
 from hub.console.html import h, text
 from hub.runtime import Hub
 from tests.console_support import NOTICE, Console, csrf_of, running_console, wait_for_checkpoint
@@ -222,3 +223,87 @@ async def test_govhub_console_login_prints_a_link_that_signs_the_browser_in(
                                   "--url", console.url, "--json"]
     )  # fmt: skip
     assert refused.exit_code != 0
+
+
+def _cookie(http: aiohttp.ClientSession) -> str:
+    return next(c.value for c in http.cookie_jar if c.key == COOKIE)
+
+
+async def _as(url: str, cookie: str, path: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{url}{path}", headers={"Cookie": f"{COOKIE}={cookie}"}, allow_redirects=False
+        ) as r,
+    ):
+        return r.status, await r.text()
+
+
+async def test_a_session_outlives_the_serve_process_that_signed_the_person_in(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_console(hub, monkeypatch) as first:
+        http = await first.session("akto.office")
+        cookie = _cookie(http)
+        await http.close()
+    async with running_console(hub, monkeypatch) as restarted:
+        status, page = await _as(restarted.url, cookie, "/console/office")
+    assert status == 200 and "akto.office" in page
+    # What the database holds is the cookie's digest, never the cookie itself.
+    stored = await hub.pool.fetch("SELECT digest FROM console_sessions")
+    assert [r["digest"] for r in stored] == [hashlib.sha256(cookie.encode()).hexdigest()]
+
+
+async def test_serve_processes_share_sign_ins_and_each_secret_works_once_across_them(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        running_console(hub, monkeypatch) as a,
+        running_console(hub, monkeypatch) as b,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(
+            f"{a.url}/console/login/challenge", json={"participant": "wuqia.office"}
+        ) as r:
+            challenge = await r.json()
+        signed = sign_challenge(hub.keystore.current("wuqia.office"), challenge["challenge"])
+        answer = {"challenge_id": challenge["challenge_id"], **signed}
+        async with http.post(f"{b.url}/console/login/answer", json=answer) as r:
+            assert r.status == 200, "a challenge opened on one process is answered on another"
+            ticket = (await r.json())["link"].rsplit("/", 1)[1]
+        async with http.post(f"{a.url}/console/login/answer", json=answer) as r:
+            assert r.status == 403 and "unknown, used or expired" in (await r.json())["error"]
+        async with http.post(
+            f"{a.url}/console/login/ticket", data={"ticket": ticket}, allow_redirects=False
+        ) as r:
+            assert r.status == 303
+            cookie = r.cookies[COOKIE].value
+        async with http.post(
+            f"{b.url}/console/login/ticket", data={"ticket": ticket}, allow_redirects=False
+        ) as r:
+            assert r.status == 403, "a ticket redeemed on one process is used up on all"
+        status, page = await _as(b.url, cookie, "/console/office")
+        assert status == 200, "a session opened on one process is valid on another"
+        async with http.post(
+            f"{b.url}/console/logout",
+            data={"csrf": csrf_of(page)},
+            headers={"Cookie": f"{COOKIE}={cookie}"},
+            allow_redirects=False,
+        ) as r:
+            assert r.status == 303
+        status, _ = await _as(a.url, cookie, "/console/office")
+        assert status == 303, "signed out on one process is signed out on every one"
+
+
+async def test_the_chosen_language_is_kept_with_the_session(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_console(hub, monkeypatch) as first:
+        http = await first.session("akto.office")
+        async with http.get(f"{first.url}/console/lang/en", allow_redirects=False) as r:
+            assert r.status == 303
+        cookie = _cookie(http)
+        await http.close()
+    async with running_console(hub, monkeypatch) as restarted:
+        page = (await _as(restarted.url, cookie, "/console/"))[1]
+    assert "中文" in page, "the page offers Chinese: it is shown in English"

@@ -28,8 +28,16 @@ from hub.console.auth import SESSION_KEY
 from hub.console.context import AUDIT_KEY, AUTH_KEY, PARTS_KEY, AuditHolder
 from hub.console.frame import page, problem, t
 from hub.console.html import h
-from hub.errors import GovhubError, NotInLog, UnknownDocument, UnknownRequest, UnknownResource
+from hub.errors import (
+    GovhubError,
+    NotInLog,
+    ServerUnavailable,
+    UnknownDocument,
+    UnknownRequest,
+    UnknownResource,
+)
 from hub.listen import parse_address, start_site
+from hub.outage import describe, is_transient
 
 log = structlog.get_logger("hub.console")
 
@@ -78,7 +86,14 @@ def _public(path: str) -> bool:
 
 @web.middleware
 async def _signed_in(request: web.Request, handler: Handler) -> web.StreamResponse:
-    session = request.app[AUTH_KEY].session(request.cookies.get(auth.COOKIE))
+    try:
+        session = await request.app[AUTH_KEY].session(request.cookies.get(auth.COOKIE))
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        # Sessions are in PostgreSQL: while it is away nobody's sign-in can be checked, which
+        # is an outage to wait out (503), not a reason to send a signed-in person to sign in.
+        return _away(request, exc)
     if session is not None:
         request[SESSION_KEY] = session
     if session is None and not _public(request.path):
@@ -106,7 +121,20 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GovhubError as exc:
+        if isinstance(exc, ServerUnavailable):
+            return _away(request, exc)
         return problem(request, str(exc), status=404 if isinstance(exc, NOT_FOUND) else 400)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return _away(request, exc)
+
+
+def _away(request: web.Request, exc: BaseException) -> web.Response:
+    """A page needs a server that is away: 503 with the cause, to be retried."""
+    response = problem(request, f"try again in a moment: {describe(exc)}", status=503)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def make_console_app(parts: Parts, audit_log: AuditLog | None = None) -> web.Application:
@@ -115,7 +143,7 @@ def make_console_app(parts: Parts, audit_log: AuditLog | None = None) -> web.App
 
     app = web.Application(middlewares=[_headers, _signed_in, _errors], client_max_size=64 << 20)
     app[PARTS_KEY] = parts
-    app[AUTH_KEY] = auth.Auth(parts.trust.participants)
+    app[AUTH_KEY] = auth.Auth(parts.pool, parts.trust.participants)
     app[AUDIT_KEY] = AuditHolder(audit_log)
 
     async def healthz(_request: web.Request) -> web.Response:
@@ -137,7 +165,8 @@ def make_console_app(parts: Parts, audit_log: AuditLog | None = None) -> web.App
         )
 
     async def switch_lang(request: web.Request) -> web.Response:
-        request[SESSION_KEY].lang = "en" if request.match_info["lang"] == "en" else "zh"
+        lang = "en" if request.match_info["lang"] == "en" else "zh"
+        await request.app[AUTH_KEY].set_lang(request[SESSION_KEY], lang)
         raise web.HTTPSeeOther("/console/")
 
     app.router.add_get("/healthz", healthz)

@@ -19,8 +19,10 @@ The flow, with `govhub console login --as ID --url URL` on the machine that hold
    it up) and the console sets the session cookie. The ticket too is used once, within
    `TICKET_TTL_S`.
 
-Sessions live in this process's memory, keyed by the SHA-256 of the cookie value, with an idle
-and an absolute limit; a restart signs everyone out. Each session has a CSRF token that every
+Challenges, tickets and sessions live in PostgreSQL (`console_pending`, `console_sessions`,
+migration 012), each keyed by the SHA-256 of its secret, so every serve process on the
+database knows them and a restart signs no one out; a session has an idle and an absolute
+limit. Each session has a CSRF token that every
 POST form carries; a POST without it, with another one, or from another origin is refused
 with 403 before any handler runs. JSON endpoints of the sign-in accept only
 `application/json`, which a cross-site form cannot send.
@@ -33,11 +35,12 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 
@@ -52,7 +55,9 @@ TICKET_TTL_S = 120.0
 IDLE_S = 30 * 60.0
 ABSOLUTE_S = 10 * 3600.0
 MAX_PENDING = 10_000
-"""At most this many open challenges or tickets: an anonymous flood cannot fill memory."""
+"""At most this many open challenges or tickets: an anonymous flood cannot fill the table."""
+TOUCH_S = 60.0
+"""A session's last use is written at most this often (the idle limit counts in minutes)."""
 CHALLENGE_PREFIX = "govhub-console-login-v1"
 
 
@@ -107,121 +112,180 @@ class Session:
     created: float
     seen: float
     lang: str = "zh"
-
-
-@dataclass
-class _Pending:
-    participant: str
-    expires: float
-    text: str = ""
+    digest: str = ""
+    """The SHA-256 of the cookie value: the session's key in `console_sessions`."""
 
 
 @dataclass
 class Auth:
-    """Challenges, tickets and sessions of one console process."""
+    """Challenges, tickets and sessions, shared by every console process on one database.
 
+    Each one-time secret is taken with a single `DELETE … RETURNING`, so of two processes
+    answering the same challenge or redeeming the same ticket exactly one succeeds.
+    """
+
+    pool: asyncpg.Pool
     participants: ParticipantCache
     clock: Any = time.time
-    _challenges: dict[str, _Pending] = field(default_factory=dict)
-    _tickets: dict[str, _Pending] = field(default_factory=dict)
-    _sessions: dict[str, Session] = field(default_factory=dict)
 
-    def _prune(self) -> None:
+    async def _prune(self, conn: asyncpg.Connection) -> None:
         now = self.clock()
-        for store in (self._challenges, self._tickets):
-            for key in [k for k, v in store.items() if v.expires <= now]:
-                del store[key]
-        for key in [k for k, s in self._sessions.items() if not self._alive(s, now)]:
-            del self._sessions[key]
+        await conn.execute("DELETE FROM console_pending WHERE expires_at <= $1", now)
+        await conn.execute(
+            "DELETE FROM console_sessions WHERE seen_at <= $1 OR created_at <= $2",
+            now - IDLE_S,
+            now - ABSOLUTE_S,
+        )
+
+    async def _pending(self, conn: asyncpg.Connection, kind: str) -> int:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM console_pending WHERE kind = $1 AND expires_at > $2",
+            kind,
+            self.clock(),
+        )
+        return int(count)
 
     @staticmethod
     def _alive(session: Session, now: float) -> bool:
         return now - session.seen < IDLE_S and now - session.created < ABSOLUTE_S
 
-    def challenge(self, participant: str, origin: str) -> dict[str, str]:
+    async def challenge(self, participant: str, origin: str) -> dict[str, str]:
         """Open a challenge for a registered, active participant."""
-        self._prune()
         found = self.participants.get(participant)
         if found is None or found.status != "active":
             raise SignInError(f"{participant} is not an active participant of this hub")
-        if len(self._challenges) >= MAX_PENDING:
-            raise SignInError("too many sign-ins are open; try again in two minutes")
-        challenge_id = secrets.token_urlsafe(18)
-        expires = self.clock() + CHALLENGE_TTL_S
-        text = challenge_text(origin, participant, secrets.token_urlsafe(24), expires)
-        self._challenges[challenge_id] = _Pending(participant, expires, text)
+        async with self.pool.acquire() as conn:
+            await self._prune(conn)
+            if await self._pending(conn, "challenge") >= MAX_PENDING:
+                raise SignInError("too many sign-ins are open; try again in two minutes")
+            challenge_id = secrets.token_urlsafe(18)
+            expires = self.clock() + CHALLENGE_TTL_S
+            text = challenge_text(origin, participant, secrets.token_urlsafe(24), expires)
+            await conn.execute(
+                "INSERT INTO console_pending (digest, kind, participant, text, expires_at)"
+                " VALUES ($1, 'challenge', $2, $3, $4)",
+                _digest(challenge_id),
+                participant,
+                text,
+                expires,
+            )
         return {"challenge_id": challenge_id, "challenge": text}
 
-    def answer(self, challenge_id: str, key: str, signature: str) -> str:
+    async def answer(self, challenge_id: str, key: str, signature: str) -> str:
         """Check a signed challenge (used up either way); returns a one-time ticket."""
-        self._prune()
-        pending = self._challenges.pop(challenge_id, None)
+        pending = await self._take("challenge", challenge_id)
         if pending is None:
             raise SignInError("the challenge is unknown, used or expired; run the login again")
+        wanted, text = pending
         participant, _, kid = key.partition("/")
-        if participant != pending.participant:
-            raise SignInError(f"the challenge was for {pending.participant}, not {participant}")
+        if participant != wanted:
+            raise SignInError(f"the challenge was for {wanted}, not {participant}")
         found = self.participants.get(participant)
         if found is None:
             raise SignInError(f"{participant} is not a participant of this hub")
         try:
             public = found.check_key(kid, datetime.now(UTC))
-            public.verify(base64.b64decode(signature, validate=True), pending.text.encode())
+            public.verify(base64.b64decode(signature, validate=True), text.encode())
         except RejectedEvent as exc:
             raise SignInError(f"that key may not sign in: {exc}") from None
         except (InvalidSignature, ValueError):
             raise SignInError(f"the signature does not verify with {participant}'s key") from None
-        if len(self._tickets) >= MAX_PENDING:
-            raise SignInError("too many sign-ins are open; try again in two minutes")
         ticket = secrets.token_urlsafe(32)
-        self._tickets[ticket] = _Pending(participant, self.clock() + TICKET_TTL_S)
+        async with self.pool.acquire() as conn:
+            if await self._pending(conn, "ticket") >= MAX_PENDING:
+                raise SignInError("too many sign-ins are open; try again in two minutes")
+            await conn.execute(
+                "INSERT INTO console_pending (digest, kind, participant, expires_at)"
+                " VALUES ($1, 'ticket', $2, $3)",
+                _digest(ticket),
+                participant,
+                self.clock() + TICKET_TTL_S,
+            )
         return ticket
 
-    def ticket_participant(self, ticket: str) -> str | None:
-        """Who a still-valid ticket signs in, without using it up (the confirmation page)."""
-        self._prune()
-        pending = self._tickets.get(ticket)
-        return pending.participant if pending else None
+    async def _take(self, kind: str, secret: str) -> tuple[str, str] | None:
+        """Use up a live challenge or ticket: (participant, text), or None."""
+        row = await self.pool.fetchrow(
+            "DELETE FROM console_pending WHERE digest = $1 AND kind = $2"
+            " RETURNING participant, text, expires_at",
+            _digest(secret),
+            kind,
+        )
+        if row is None or row["expires_at"] <= self.clock():
+            return None
+        return row["participant"], row["text"]
 
-    def redeem(self, ticket: str) -> tuple[str, Session]:
+    async def ticket_participant(self, ticket: str) -> str | None:
+        """Who a still-valid ticket signs in, without using it up (the confirmation page)."""
+        participant = await self.pool.fetchval(
+            "SELECT participant FROM console_pending"
+            " WHERE digest = $1 AND kind = 'ticket' AND expires_at > $2",
+            _digest(ticket),
+            self.clock(),
+        )
+        return str(participant) if participant is not None else None
+
+    async def redeem(self, ticket: str) -> tuple[str, Session]:
         """Use a ticket up; returns the new session's cookie value and the session."""
-        self._prune()
-        pending = self._tickets.pop(ticket, None)
+        pending = await self._take("ticket", ticket)
         if pending is None:
             raise SignInError("this sign-in link is unknown, used or expired; run the login again")
-        return self.open_session(pending.participant)
+        return await self.open_session(pending[0])
 
-    def open_session(self, participant: str) -> tuple[str, Session]:
+    async def open_session(self, participant: str) -> tuple[str, Session]:
         """A new session for a participant (after a redeemed ticket)."""
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        session = Session(participant, secrets.token_urlsafe(32), now, now)
-        self._sessions[_digest(token)] = session
+        session = Session(participant, secrets.token_urlsafe(32), now, now, digest=_digest(token))
+        await self.pool.execute(
+            "INSERT INTO console_sessions (digest, participant, csrf, lang, created_at, seen_at)"
+            " VALUES ($1, $2, $3, $4, $5, $5)",
+            session.digest,
+            participant,
+            session.csrf,
+            session.lang,
+            now,
+        )
         return token, session
 
-    def session(self, token: str | None) -> Session | None:
+    async def session(self, token: str | None) -> Session | None:
         """The live session of a cookie value (touching it), or None."""
         if not token:
             return None
-        key = _digest(token)
-        session = self._sessions.get(key)
+        digest = _digest(token)
+        row = await self.pool.fetchrow("SELECT * FROM console_sessions WHERE digest = $1", digest)
+        if row is None:
+            return None
+        session = Session(
+            row["participant"], row["csrf"], row["created_at"], row["seen_at"], row["lang"], digest
+        )
         now = self.clock()
-        if session is None:
-            return None
-        if not self._alive(session, now):
-            del self._sessions[key]
-            return None
         found = self.participants.get(session.participant)
-        if found is None or found.status != "active":
-            del self._sessions[key]  # revoked since sign-in: the session ends with it
+        if not self._alive(session, now) or found is None or found.status != "active":
+            # Expired, or the participant was revoked since sign-in: the session ends with it.
+            await self.pool.execute("DELETE FROM console_sessions WHERE digest = $1", digest)
             return None
-        session.seen = now
+        if now - session.seen >= TOUCH_S:
+            # The idle limit counts in minutes: one write a minute per session, not per request.
+            await self.pool.execute(
+                "UPDATE console_sessions SET seen_at = $2 WHERE digest = $1", digest, now
+            )
+            session.seen = now
         return session
 
-    def close(self, token: str | None) -> None:
+    async def set_lang(self, session: Session, lang: str) -> None:
+        """Remember the page language a person chose for the rest of the session."""
+        session.lang = lang
+        await self.pool.execute(
+            "UPDATE console_sessions SET lang = $2 WHERE digest = $1", session.digest, lang
+        )
+
+    async def close(self, token: str | None) -> None:
         """Sign out: forget the session."""
         if token:
-            self._sessions.pop(_digest(token), None)
+            await self.pool.execute(
+                "DELETE FROM console_sessions WHERE digest = $1", _digest(token)
+            )
 
 
 SESSION_KEY = web.RequestKey("session", Session)

@@ -68,7 +68,7 @@ def routes() -> list[web.RouteDef]:
         hub_auth = request.app[AUTH_KEY]
         try:
             return web.json_response(
-                hub_auth.challenge(data.get("participant", ""), _origin(request))
+                await hub_auth.challenge(data.get("participant", ""), _origin(request))
             )
         except auth.SignInError as exc:
             return _refused(exc)
@@ -77,7 +77,7 @@ def routes() -> list[web.RouteDef]:
         data = await _json(request)
         hub_auth = request.app[AUTH_KEY]
         try:
-            ticket = hub_auth.answer(
+            ticket = await hub_auth.answer(
                 data.get("challenge_id", ""), data.get("key", ""), data.get("signature", "")
             )
         except auth.SignInError as exc:
@@ -86,7 +86,7 @@ def routes() -> list[web.RouteDef]:
 
     async def confirm(request: web.Request) -> web.Response:
         ticket = request.match_info["ticket"]
-        who = request.app[AUTH_KEY].ticket_participant(ticket)
+        who = await request.app[AUTH_KEY].ticket_participant(ticket)
         if who is None:
             return page(
                 request,
@@ -118,12 +118,13 @@ def routes() -> list[web.RouteDef]:
         ticket = form.get("ticket")
         hub_auth = request.app[AUTH_KEY]
         try:
-            token, _session = hub_auth.redeem(ticket if isinstance(ticket, str) else "")
+            token, _session = await hub_auth.redeem(ticket if isinstance(ticket, str) else "")
         except auth.SignInError as exc:
             return page(
                 request, t(request, "Sign in"), h("p", {"class": "error"}, str(exc)), status=403
             )
-        hub_auth.close(request.cookies.get(auth.COOKIE))  # no session fixation across sign-ins
+        # No session fixation: a session this browser held before is ended, not carried over.
+        await hub_auth.close(request.cookies.get(auth.COOKIE))
         response = web.HTTPSeeOther("/console/")
         response.set_cookie(
             auth.COOKIE,
@@ -137,7 +138,7 @@ def routes() -> list[web.RouteDef]:
         raise response
 
     async def logout(request: web.Request) -> web.Response:
-        request.app[AUTH_KEY].close(request.cookies.get(auth.COOKIE))
+        await request.app[AUTH_KEY].close(request.cookies.get(auth.COOKIE))
         response = web.HTTPSeeOther("/console/login")
         response.del_cookie(auth.COOKIE, path="/")
         raise response
