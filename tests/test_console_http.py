@@ -6,14 +6,18 @@ import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from hub.console.auth import COOKIE, sign_challenge
 from hub.console.html import h, text
-from hub.runtime import Hub
+from hub.home import Home, Settings
+from hub.runtime import Hub, open_hub
 from tests.console_support import NOTICE, Console, csrf_of, running_console, wait_for_checkpoint
+from tests.drills import Postgres, wait_until
+from tests.servers import NatsServer
 
 
 @pytest.fixture
@@ -307,3 +311,29 @@ async def test_the_chosen_language_is_kept_with_the_session(
     async with running_console(hub, monkeypatch) as restarted:
         page = (await _as(restarted.url, cookie, "/console/"))[1]
     assert "中文" in page, "the page offers Chinese: it is shown in English"
+
+
+async def test_while_postgresql_is_down_a_signed_in_page_is_503_and_the_session_outlives_it(
+    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sessions are in PostgreSQL: while it is away a sign-in cannot be checked, which must read
+    # as an outage to retry, never as "signed out". This PostgreSQL is the test's own, to crash.
+    postgres = Postgres(tmp_path / "pg")
+    postgres.start()
+    try:
+        settings = Settings(Home(tmp_path / "home"), nats_server.url, postgres.url)
+        async with open_hub(settings) as hub, running_console(hub, monkeypatch) as console:
+            http = await console.session("akto.office")
+            cookie = _cookie(http)
+            await http.close()
+            await asyncio.to_thread(postgres.kill)
+            status, page = await _as(console.url, cookie, "/console/office")
+            assert status == 503 and "PostgreSQL" in page, page
+            await asyncio.to_thread(postgres.start)
+
+            async def back() -> bool:
+                return (await _as(console.url, cookie, "/console/office"))[0] == 200
+
+            await wait_until(back, timeout=60, what="the signed-in page after the restart")
+    finally:
+        postgres.stop()
