@@ -63,6 +63,9 @@ H_DETAIL = "govhub-detail"
 H_ORIG_SUBJECT = "govhub-orig-subject"
 H_ORIG_STREAM = "govhub-orig-stream"
 H_ORIG_SEQ = "govhub-orig-seq"
+# An adapter's dead letter (hub/integration/deadletter.py): which adapter, which record.
+H_ADAPTER = "govhub-adapter"
+H_RECORD_KEY = "govhub-record-key"
 
 # JetStream error codes that mean "the stream refuses more data" (limits with discard new).
 _FULL_CODES = {10047, 10077, 10078}

@@ -22,8 +22,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from hub.bus import H_RECORD_KEY
 from hub.home import Settings
-from hub.integration.deadletter import H_RECORD_KEY
 from hub.ports import free_port
 from hub.runtime import Hub
 from hub.topology import HUB_STREAM, QUARANTINE_STREAM

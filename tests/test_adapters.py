@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 
 from adapters.civil import REGISTER_DDL, SAMPLE
+from hub.bus import H_ADAPTER, H_RECORD_KEY
 from hub.errors import ConfigError
 from hub.integration.adapter import parse_adapter_file
-from hub.integration.deadletter import H_ADAPTER, H_RECORD_KEY
 from hub.integration.host import build, check_adapter
 from hub.integration.pipeline import Pipeline
 from hub.runtime import Hub

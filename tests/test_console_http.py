@@ -53,6 +53,7 @@ def test_text_escapes_markup_and_shows_invisible_characters() -> None:
         "/console/audit",
         "/console/office",
         "/console/directory",
+        "/console/quarantine",
         "/console/audit/bundle",
     ],
 )

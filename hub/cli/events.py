@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from hub.bus import H_DETAIL, H_ORIG_SUBJECT, H_REASON
+from hub import quarantine
 from hub.cli.common import async_command, emit, json_option, settings
 from hub.consumer import Delivery
 from hub.display import clip, console, line
@@ -136,16 +136,10 @@ async def read_events(
 
 
 def _quarantine_row(delivery: Delivery) -> dict[str, Any]:
-    headers = delivery.envelope.headers
     return {
         "stream": delivery.stream,
         "seq": delivery.seq,
-        "event_id": headers.get("ce-id", ""),
-        "source": headers.get("ce-source", ""),
-        "type": headers.get("ce-type", ""),
-        "subject": headers.get(H_ORIG_SUBJECT, ""),
-        "reason": headers.get(H_REASON, ""),
-        "detail": headers.get(H_DETAIL, ""),
+        **quarantine.fields(delivery.envelope.headers),
         "verified": False,
     }
 

@@ -139,7 +139,7 @@ def _away(request: web.Request, exc: BaseException) -> web.Response:
 
 def make_console_app(parts: Parts, audit_log: AuditLog | None = None) -> web.Application:
     """The console application over a connected hub's collaborators."""
-    from hub.console import audit_pages, directory, login, office
+    from hub.console import audit_pages, directory, login, office, quarantine
 
     app = web.Application(middlewares=[_headers, _signed_in, _errors], client_max_size=64 << 20)
     app[PARTS_KEY] = parts
@@ -157,6 +157,7 @@ def make_console_app(parts: Parts, audit_log: AuditLog | None = None) -> web.App
             (t(request, "Audit"), "/console/audit"),
             (t(request, "Office"), "/console/office"),
             (t(request, "Directory"), "/console/directory"),
+            (t(request, "Quarantine"), "/console/quarantine"),
         ]
         return page(
             request,
@@ -175,7 +176,7 @@ def make_console_app(parts: Parts, audit_log: AuditLog | None = None) -> web.App
     app.router.add_get("/console/lang/{lang:(en|zh)}", switch_lang)
     app.router.add_static("/console/static/", STATIC)
     app.router.add_routes(api.routes(parts.pool, prefix="/console/log"))
-    for module in (login, audit_pages, office, directory):
+    for module in (login, audit_pages, office, directory, quarantine):
         app.router.add_routes(module.routes())
     return app
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from hub.bus import Publisher, quarantine_envelope
+from hub.bus import H_ADAPTER, H_RECORD_KEY, Publisher, quarantine_envelope
 from hub.envelope import H_ID, H_SOURCE, H_TIME, H_TYPE, Envelope, format_time
 from hub.errors import Reason
 from hub.integration.connector import Record
 from hub.jsonout import dumps
 
-H_ADAPTER = "govhub-adapter"
-H_RECORD_KEY = "govhub-record-key"
 H_TRUNCATED = "govhub-truncated"
 
 # A dead letter is evidence for a person, not a transport for bulk data: keep it well inside
