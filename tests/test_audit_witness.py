@@ -9,11 +9,11 @@ import itertools
 import json
 import os
 import signal
-import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -311,6 +311,37 @@ async def test_a_witness_in_serve_publishes_its_alarm_on_the_bus(hub: Hub) -> No
     await sub.unsubscribe()
 
 
+async def _witness_process(
+    command: list[str], env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, int]:
+    """`govhub audit witness` on a free port, once it answers as the witness.
+
+    Another worker's server can take a free port between its choice and the witness's bind
+    (a nats-server's monitor once did, and the log then talked to it): a port that answers as
+    something else, or a witness that exits, is given up for another port.
+    """
+    for _ in range(5):
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            *command, "--listen", f"127.0.0.1:{port}", env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}/add-checkpoint"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                if proc.returncode is not None:
+                    break
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(url) as r:
+                        if r.status == 405:  # the witness's POST-only route: it is ours
+                            return proc, port
+                await asyncio.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+    pytest.fail("the witness process never answered on a port of its own")
+
+
 async def test_a_county_runs_its_own_witness_process_that_the_log_reaches_over_http(
     hub: Hub, tmp_path: Path
 ) -> None:
@@ -325,16 +356,8 @@ async def test_a_county_runs_its_own_witness_process_that_the_log_reaches_over_h
         *command, "--print-key", env=env, stdout=asyncio.subprocess.PIPE
     )
     county_key = note.Verifier.from_vkey((await printer.communicate())[0].decode().strip())
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *command, "--listen", f"127.0.0.1:{port}", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    proc, port = await _witness_process(command, env)
     try:
-        for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            await asyncio.sleep(0.1)
         await publish(hub, 1)
         await audit.appender().catch_up()
         remote = HttpWitnessClient(county_key, f"http://127.0.0.1:{port}")
