@@ -56,6 +56,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection for a check; any failure to connect is ServerUnavailable, the DSN shown
+    without its password."""
+    try:
+        return await asyncpg.connect(dsn, timeout=10)
+    except Exception as exc:
+        raise ServerUnavailable(f"cannot reach PostgreSQL at {redact(dsn)}: {reason(exc)}") from exc
+
+
 async def open_pool(dsn: str, *, max_size: int = 4) -> asyncpg.Pool:
     """A pool with JSON codecs; any failure to connect is ServerUnavailable (retried)."""
     try:

@@ -26,7 +26,13 @@ from typing import Any, ClassVar
 import asyncpg
 import structlog
 
-from connectors.postgres.database import is_unavailable, open_pool, qualified, table_columns
+from connectors.postgres.database import (
+    connect,
+    is_unavailable,
+    open_pool,
+    qualified,
+    table_columns,
+)
 from connectors.postgres.options import OutboxOptions
 from hub.plugin import (
     Check,
@@ -355,12 +361,7 @@ class OutboxSource:
         """Connect, look at the table, and peek at the oldest unsent row (nothing is changed)."""
         opts = self.options
         dsn = opts.dsn.reveal()
-        try:
-            conn = await asyncpg.connect(dsn, timeout=10)
-        except Exception as exc:
-            raise ServerUnavailable(
-                f"cannot reach PostgreSQL at {redact(dsn)}: {reason(exc)}"
-            ) from exc
+        conn = await connect(dsn)
         try:
             missing = await missing_columns(conn, opts.schema, opts.table)
             if missing and not opts.prepare:

@@ -17,7 +17,13 @@ from typing import Any
 import asyncpg
 import structlog
 
-from connectors.postgres.database import is_unavailable, open_pool, qualified, table_columns
+from connectors.postgres.database import (
+    connect,
+    is_unavailable,
+    open_pool,
+    qualified,
+    table_columns,
+)
 from connectors.postgres.options import TableOptions
 from hub.plugin import (
     Check,
@@ -25,9 +31,7 @@ from hub.plugin import (
     ConnectorContext,
     Outcome,
     Record,
-    ServerUnavailable,
     reason,
-    redact,
 )
 
 log = structlog.get_logger("connectors.postgres")
@@ -109,12 +113,7 @@ class TableSink:
     async def check(self) -> Check:
         """Connect and verify the table without writing."""
         dsn = self.options.dsn.reveal()
-        try:
-            conn = await asyncpg.connect(dsn, timeout=10)
-        except Exception as exc:
-            raise ServerUnavailable(
-                f"cannot reach PostgreSQL at {redact(dsn)}: {reason(exc)}"
-            ) from exc
+        conn = await connect(dsn)
         try:
             if self.options.create:
                 exists = await conn.fetchval("SELECT to_regclass($1)", self._table)
